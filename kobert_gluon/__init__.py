@@ -1,0 +1,19 @@
+"""kobert_gluon: SKT Brain's KoBERT fine-tuning stack on MXNet/GluonNLP, working today."""
+import logging
+
+__version__ = '0.3.0'
+
+from . import runtime  # noqa: E402
+
+# Must run before the first `import mxnet` anywhere in the process.
+CPU_DEFAULTS = runtime.configure_cpu()
+
+from . import spm_compat  # noqa: E402  (imports gluonnlp, hence mxnet)
+
+spm_compat.apply()
+
+from .data import BERTDataset, LabelMap, read_table, stratified_split  # noqa: E402
+from .tokenizer import (get_bert_tokenizer, get_tokenizer, get_tokenizer_path,  # noqa: E402
+                        get_vocab, load_tokenizer, train_sentencepiece)
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,229 @@
+"""Reading labeled Korean text, mapping labels to ids, splitting, and BERTDataset.
+
+``BERTDataset`` keeps the exact signature of the KoBERT notebooks so copied code runs
+unchanged; everything else here exists to get a user's file into the rows it expects.
+"""
+import logging
+import numbers
+import os
+
+import gluonnlp as nlp
+import numpy as np
+import pandas as pd
+from mxnet.gluon.data import Dataset
+
+from .fileio import read_json, write_json
+
+logger = logging.getLogger(__name__)
+
+# utf-8-sig also reads plain utf-8; cp949 is a superset of euc-kr (the Korean Windows default).
+CSV_ENCODINGS = ('utf-8-sig', 'cp949')
+TSV_SUFFIXES = ('.tsv', '.txt')
+EXCEL_SUFFIXES = ('.xlsx', '.xls')
+
+
+class DataError(ValueError):
+    """A data file or a row in it cannot be used; the message names which."""
+
+
+def read_table(path, text_column, label_column=None, encoding=None):
+    """Read ``text_column`` (and ``label_column``) of a TSV, CSV or XLSX file.
+
+    Rows whose text (or label) is empty or missing are dropped and counted in the log.
+    Returns a DataFrame with exactly the requested columns, text as ``str``.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError(f'{path}: no such file')
+    frame = _read_any(path, encoding)
+    columns = [text_column] + ([label_column] if label_column is not None else [])
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f'{path}: no column {missing[0]!r}; the columns are {list(map(str, frame.columns))}')
+    frame = frame[columns]
+    usable = frame[text_column].map(_is_text)
+    if label_column is not None:
+        usable &= frame[label_column].map(lambda v: not _is_missing(v) and str(v).strip() != '')
+    dropped = int((~usable).sum())
+    if dropped:
+        logger.warning('%s: dropped %d of %d rows with empty or missing text/label', path, dropped, len(frame))
+    frame = frame[usable].reset_index(drop=True)
+    if frame.empty:
+        raise DataError(f'{path}: no usable rows (all {dropped} rows have empty text or label)')
+    frame[text_column] = frame[text_column].astype(str)
+    return frame
+
+
+def _read_any(path, encoding):
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in EXCEL_SUFFIXES:
+        try:
+            return pd.read_excel(path)
+        except Exception as error:
+            raise DataError(f'{path}: cannot read as an Excel file ({error})') from error
+    sep = '\t' if suffix in TSV_SUFFIXES else ','
+    for candidate in ([encoding] if encoding else CSV_ENCODINGS):
+        try:
+            return pd.read_csv(path, sep=sep, encoding=candidate, quoting=3 if sep == '\t' else 0,
+                               keep_default_na=False, dtype=str)
+        except UnicodeDecodeError:
+            continue
+        except pd.errors.ParserError as error:
+            raise DataError(f'{path}: cannot parse ({error})') from error
+    tried = encoding or ', '.join(CSV_ENCODINGS)
+    raise DataError(f'{path}: cannot decode the file as text (tried {tried}); pass encoding=...')
+
+
+def _is_missing(value):
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _is_text(value):
+    return isinstance(value, str) and value.strip() != ''
+
+
+class LabelMap:
+    """Label name <-> id, ids in sorted label order (공포 0, 놀람 1, ... 혐오 6).
+
+    Numeric labels (NSMC's 0/1) sort as numbers, so id == the number when labels are 0..n-1.
+    """
+
+    def __init__(self, names):
+        self.names = [str(n) for n in names]
+        self._ids = {name: i for i, name in enumerate(self.names)}
+        if len(self._ids) != len(self.names):
+            raise ValueError(f'duplicate label names: {self.names}')
+
+    @classmethod
+    def from_values(cls, values):
+        unique = {str(v).strip() for v in values}
+        numeric = all(_is_int_string(u) for u in unique)
+        return cls(sorted(unique, key=int if numeric else None))
+
+    def __len__(self):
+        return len(self.names)
+
+    def encode(self, values, source='labels'):
+        ids = []
+        for row, value in enumerate(values):
+            key = str(value).strip()
+            if key not in self._ids:
+                raise DataError(f'{source}: row {row}: unknown label {value!r}; known labels are {self.names}')
+            ids.append(self._ids[key])
+        return np.array(ids, dtype='int32')
+
+    def decode(self, ids):
+        return [self.names[int(i)] for i in ids]
+
+    def to_dict(self):
+        return {name: i for i, name in enumerate(self.names)}
+
+    def save(self, path):
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path):
+        mapping = read_json(path)
+        return cls(sorted(mapping, key=mapping.get))
+
+
+def _is_int_string(text):
+    return text.lstrip('-').isdigit()
+
+
+def stratified_split(frame, label_column, test_size=0.2, seed=42):
+    """Seeded split that keeps each label's share in both parts."""
+    if not 0 < test_size < 1:
+        raise ValueError(f'test_size={test_size}: must be between 0 and 1')
+    rng = np.random.RandomState(seed)
+    test_rows = []
+    for _, rows in sorted(frame.groupby(label_column).groups.items(), key=lambda kv: str(kv[0])):
+        rows = np.array(rows)
+        rng.shuffle(rows)
+        test_rows.extend(rows[:int(round(len(rows) * test_size))])
+    is_test = frame.index.isin(test_rows)
+    return frame[~is_test].reset_index(drop=True), frame[is_test].reset_index(drop=True)
+
+
+class BERTDataset(Dataset):
+    """KoBERT's notebook dataset: rows -> (token_ids, valid_length, segment_ids, label).
+
+    ``dataset`` is a list of rows (lists/tuples) or a DataFrame; ``sent_idx`` and
+    ``label_idx`` are positions in a row (or DataFrame column names). With ``pair=True``
+    ``sent_idx`` names two columns. Tokenization happens once, here, as in the original.
+    """
+
+    def __init__(self, dataset, sent_idx, label_idx, bert_tokenizer, max_len, pad, pair):
+        if max_len > 512:
+            raise ValueError(f'max_len={max_len}: BERT models here have at most 512 positions')
+        rows = _as_rows(dataset, sent_idx, label_idx)
+        sent_positions = _positions(dataset, sent_idx, pair)
+        label_position = _positions(dataset, label_idx, False)[0] if label_idx is not None else None
+        transform = nlp.data.BERTSentenceTransform(bert_tokenizer, max_seq_length=max_len, pad=pad, pair=pair)
+        self.sentences = []
+        self.labels = []
+        for row_number, row in enumerate(rows):
+            sentences = [_sentence(row, row_number, p) for p in sent_positions]
+            self.sentences.append(transform(sentences))
+            if label_position is not None:
+                self.labels.append(_label(row, row_number, label_position))
+
+    def __getitem__(self, i):
+        if self.labels:
+            return self.sentences[i] + (self.labels[i],)
+        return self.sentences[i]
+
+    def __len__(self):
+        return len(self.sentences)
+
+
+def _as_rows(dataset, sent_idx, label_idx):
+    if isinstance(dataset, pd.DataFrame):
+        return dataset.itertuples(index=False, name=None)
+    return dataset
+
+
+def _positions(dataset, index, pair):
+    """Normalise column names/positions to row positions and check they exist."""
+    indices = list(index) if pair else [index]
+    if pair and len(indices) != 2:
+        raise ValueError(f'pair=True needs sent_idx with two columns, got {index!r}')
+    if isinstance(dataset, pd.DataFrame):
+        columns = list(dataset.columns)
+        positions = [columns.index(i) if i in columns else i for i in indices]
+        width = len(columns)
+    else:
+        positions = indices
+        width = len(dataset[0]) if len(dataset) else 0
+    for given, position in zip(indices, positions):
+        if not isinstance(position, numbers.Integral) or not -width <= position < width:
+            raise IndexError(f'BERTDataset: column {given!r} is out of range for rows with {width} columns')
+    return positions
+
+
+def _sentence(row, row_number, position):
+    value = _cell(row, row_number, position)
+    if not isinstance(value, str):
+        raise TypeError(f'BERTDataset: row {row_number}, column {position}: sentence is '
+                        f'{type(value).__name__} ({value!r}), expected str')
+    return value
+
+
+def _label(row, row_number, position):
+    value = _cell(row, row_number, position)
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+        return np.int32(value)
+    if isinstance(value, float) and value.is_integer():
+        return np.int32(value)
+    if isinstance(value, str) and _is_int_string(value.strip()):
+        return np.int32(int(value))
+    raise TypeError(f'BERTDataset: row {row_number}, column {position}: label {value!r} is not an '
+                    f'integer; map label names to ids first (kobert_gluon.data.LabelMap)')
+
+
+def _cell(row, row_number, position):
+    try:
+        return row[position]
+    except IndexError:
+        raise IndexError(f'BERTDataset: row {row_number} has {len(row)} columns, '
+                         f'no column {position}') from None

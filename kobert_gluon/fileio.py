@@ -1,0 +1,57 @@
+"""Atomic writes: a reader sees the old file or the new one, never half of one."""
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; on success it replaces ``path``."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    os.close(handle)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Yield a fresh temporary directory beside ``path``; on success it becomes ``path``.
+
+    An existing ``path`` is moved aside first and deleted only after the new one is in
+    place, so a crash leaves either the old directory or the new one (plus a stale
+    ``.old`` copy that the next write cleans up).
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    old = path + '.old'
+    try:
+        yield tmp
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.exists(path):
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path, obj):
+    with atomic_path(path) as tmp:
+        with open(tmp, 'w', encoding='utf-8') as out:
+            json.dump(obj, out, ensure_ascii=False, indent=2)
+
+
+def read_json(path):
+    with open(path, encoding='utf-8') as source:
+        return json.load(source)

@@ -1,0 +1,171 @@
+"""A fine-tuned classifier as a directory: save, load, predict.
+
+Layout of a model directory::
+
+    config.json     library version, BERT size, max_len, dropout, labels, tokenizer md5s
+    model.params    BERTClassifier parameters
+    tokenizer/      the SentencePiece model (and v0.1 vocab json) it was trained with
+
+The tokenizer files are copied (they are small), so a directory works on any machine.
+"""
+import logging
+import os
+import shutil
+
+import gluonnlp as nlp
+import mxnet as mx
+import numpy as np
+
+from . import __version__
+from .assets import md5sum
+from .data import LabelMap
+from .fileio import atomic_directory, read_json, write_json
+from .model import BertConfig, BERTClassifier, build_bert, load_params
+from .tokenizer import get_bert_tokenizer, get_vocab
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = 'config.json'
+PARAMS_FILE = 'model.params'
+TOKENIZER_DIR = 'tokenizer'
+
+
+class ModelDirectoryError(ValueError):
+    """A model directory is incomplete or inconsistent; the message names the problem."""
+
+
+class TextClassifier:
+    """A BERTClassifier together with everything needed to turn text into its inputs."""
+
+    def __init__(self, model, tokenizer, label_map, bert_config, max_len, tokenizer_files,
+                 dropout=0.1, ctx=None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.label_map = label_map
+        self.bert_config = bert_config
+        self.max_len = max_len
+        self.tokenizer_files = dict(tokenizer_files)
+        self.dropout = dropout
+        self.ctx = ctx or mx.cpu()
+        self._transform = nlp.data.BERTSentenceTransform(tokenizer, max_seq_length=max_len, pad=False, pair=False)
+        self._pad_id = tokenizer.vocab[tokenizer.vocab.padding_token]
+
+    @property
+    def num_classes(self):
+        return len(self.label_map)
+
+    def encode(self, texts):
+        """Per-sentence (token_ids, valid_length, segment_ids), truncated at max_len."""
+        if isinstance(texts, str):
+            raise TypeError('texts must be a list of strings, not one string')
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f'texts[{i}] is {type(text).__name__}, expected str')
+        return [self._transform([text]) for text in texts]
+
+    def batches(self, encoded, batch_size):
+        """Batches padded to their own longest sentence (not to max_len)."""
+        for start in range(0, len(encoded), batch_size):
+            chunk = encoded[start:start + batch_size]
+            width = max(int(valid_length) for _, valid_length, _ in chunk)
+            token_ids = np.full((len(chunk), width), self._pad_id, dtype=np.int32)
+            segment_ids = np.zeros((len(chunk), width), dtype=np.int32)
+            for row, (ids, valid_length, segments) in enumerate(chunk):
+                token_ids[row, :len(ids)] = ids
+                segment_ids[row, :len(segments)] = segments
+            valid_lengths = np.array([int(v) for _, v, _ in chunk], dtype=np.int32)
+            yield token_ids, segment_ids, valid_lengths
+
+    def logits(self, texts, batch_size=64):
+        encoded = self.encode(texts)
+        outputs = [np.zeros((0, self.num_classes), dtype=np.float32)]
+        for token_ids, segment_ids, valid_length in self.batches(encoded, batch_size):
+            out = self.model(mx.nd.array(token_ids, ctx=self.ctx, dtype='int32'),
+                             mx.nd.array(segment_ids, ctx=self.ctx, dtype='int32'),
+                             mx.nd.array(valid_length, ctx=self.ctx, dtype='int32'))
+            outputs.append(out.astype('float32').asnumpy())
+        return np.concatenate(outputs)
+
+    def predict_proba(self, texts, batch_size=64):
+        logits = self.logits(texts, batch_size)
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    def predict(self, texts, batch_size=64):
+        return self.label_map.decode(self.logits(texts, batch_size).argmax(axis=1))
+
+    def config_dict(self):
+        return {'library_version': __version__, 'bert': self.bert_config.to_dict(),
+                'max_len': self.max_len, 'num_classes': self.num_classes, 'dropout': self.dropout,
+                'labels': self.label_map.to_dict(),
+                'tokenizer': {role: {'file': os.path.basename(path), 'md5': md5sum(path)}
+                              for role, path in self.tokenizer_files.items()}}
+
+    def save(self, directory):
+        """Write the model directory atomically (readers never see half of one)."""
+        with atomic_directory(directory) as tmp:
+            os.makedirs(os.path.join(tmp, TOKENIZER_DIR))
+            for path in self.tokenizer_files.values():
+                shutil.copyfile(path, os.path.join(tmp, TOKENIZER_DIR, os.path.basename(path)))
+            self.model.save_parameters(os.path.join(tmp, PARAMS_FILE))
+            write_json(os.path.join(tmp, CONFIG_FILE), self.config_dict())
+        logger.info('saved model to %s', directory)
+        return directory
+
+    @classmethod
+    def load(cls, directory, ctx=None):
+        ctx = ctx or mx.cpu()
+        config = _read_config(directory)
+        files = _tokenizer_files(directory, config)
+        vocab = get_vocab(files['tokenizer'], files.get('vocab_json'))
+        bert_config = BertConfig(**config['bert'])
+        label_map = LabelMap(sorted(config['labels'], key=config['labels'].get))
+        bert = build_bert(bert_config, use_pooler=True, use_decoder=False, use_classifier=False)
+        model = BERTClassifier(bert, num_classes=config['num_classes'], dropout=config['dropout'])
+        params = os.path.join(directory, PARAMS_FILE)
+        if not os.path.isfile(params):
+            raise ModelDirectoryError(f'{directory}: missing {PARAMS_FILE}')
+        model.initialize(ctx=ctx)
+        try:
+            load_params(model, params, ctx)
+        except ValueError as error:
+            raise ModelDirectoryError(f'{directory}: {PARAMS_FILE} does not match {CONFIG_FILE}: {error}') from error
+        model.hybridize(static_alloc=True)
+        return cls(model, get_bert_tokenizer(files['tokenizer'], vocab), label_map, bert_config,
+                   config['max_len'], files, config['dropout'], ctx)
+
+
+def _read_config(directory):
+    path = os.path.join(directory, CONFIG_FILE)
+    if not os.path.isdir(directory):
+        raise ModelDirectoryError(f'{directory}: not a model directory (it does not exist)')
+    if not os.path.isfile(path):
+        raise ModelDirectoryError(f'{directory}: missing {CONFIG_FILE}; is this a kobert_gluon model directory?')
+    try:
+        config = read_json(path)
+    except ValueError as error:
+        raise ModelDirectoryError(f'{path}: not valid JSON ({error})') from error
+    missing = [k for k in ('bert', 'max_len', 'num_classes', 'labels', 'tokenizer', 'dropout') if k not in config]
+    if missing:
+        raise ModelDirectoryError(f'{path}: missing keys {missing}')
+    if len(config['labels']) != config['num_classes']:
+        raise ModelDirectoryError(f"{path}: {len(config['labels'])} labels but num_classes={config['num_classes']}")
+    return config
+
+
+def _tokenizer_files(directory, config):
+    files = {}
+    for role, entry in config['tokenizer'].items():
+        path = os.path.join(directory, TOKENIZER_DIR, entry['file'])
+        if not os.path.isfile(path):
+            raise ModelDirectoryError(f'{directory}: missing tokenizer file {TOKENIZER_DIR}/{entry["file"]}')
+        actual = md5sum(path)
+        if actual != entry['md5']:
+            raise ModelDirectoryError(f'{path}: md5 {actual} does not match {entry["md5"]} in {CONFIG_FILE}')
+        files[role] = path
+    if 'tokenizer' not in files:
+        raise ModelDirectoryError(f'{directory}: {CONFIG_FILE} names no tokenizer file')
+    return files
+
+
+load = TextClassifier.load

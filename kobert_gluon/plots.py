@@ -1,0 +1,297 @@
+"""Training plots (loss/lr, accuracy, confusion matrix) rendered headless, Hangul included.
+
+Figures are built with ``matplotlib.figure.Figure`` + ``FigureCanvasAgg`` rather than
+pyplot, so nothing needs a display and no global figure registry is touched.
+
+Korean label names need a font with Hangul glyphs; matplotlib's default DejaVu Sans has
+none and draws boxes ("tofu"). The font is chosen in this order:
+
+1. ``$KOBERT_GLUON_FONT`` (path to a .ttf/.otf),
+2. NanumGothic bundled inside the ``koreanize-matplotlib`` package (located, not
+   imported: importing it rewrites the global rcParams),
+3. an installed system font named Nanum*/Noto Sans CJK*/Noto Sans KR*,
+4. none: a single warning says how to fix it.
+"""
+import functools
+import importlib.util
+import logging
+import os
+import threading
+
+import numpy as np
+from matplotlib import font_manager, rc_context
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .fileio import atomic_path
+
+logger = logging.getLogger(__name__)
+
+FONT_ENV_VAR = 'KOBERT_GLUON_FONT'
+SYSTEM_FONT_HINTS = ('nanum', 'noto sans cjk', 'noto sans kr')
+# NanumGothic has no U+2212 MINUS SIGN; DejaVu Sans supplies it and any other glyph missing.
+FALLBACK_FAMILY = 'DejaVu Sans'
+# A syllable every Hangul font has; a font without it is not a Hangul font.
+_HANGUL_PROBE = '한'
+
+LOSS_LR_PNG = 'loss_lr.png'
+ACCURACY_PNG = 'accuracy.png'
+CONFUSION_PNG = 'confusion_matrix.png'
+
+# rc_context mutates the process-wide rcParams for its duration; serialising our own
+# renders keeps two plotting threads from seeing each other's settings.
+_RENDER_LOCK = threading.Lock()
+
+
+# ----------------------------------------------------------------------------- fonts
+
+def has_glyphs(font_path, text):
+    """True when the font file maps every character of ``text`` to a real glyph."""
+    try:
+        font = font_manager.get_font(font_path)
+    except (OSError, RuntimeError, ValueError):
+        return False
+    return all(font.get_char_index(ord(ch)) != 0 for ch in text if not ch.isspace())
+
+
+def _env_font():
+    path = os.environ.get(FONT_ENV_VAR)
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        logger.warning('%s=%r is not a file; ignoring it', FONT_ENV_VAR, path)
+        return None
+    if not has_glyphs(path, _HANGUL_PROBE):
+        logger.warning('%s=%r has no Hangul glyphs; ignoring it', FONT_ENV_VAR, path)
+        return None
+    return path
+
+
+def _bundled_font_dir():
+    """The fonts/ folder of koreanize-matplotlib, found without importing the package."""
+    try:
+        spec = importlib.util.find_spec('koreanize_matplotlib')
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        fonts = os.path.join(location, 'fonts')
+        if os.path.isdir(fonts):
+            return fonts
+    return None
+
+
+def _bundled_font():
+    fonts = _bundled_font_dir()
+    if fonts is None:
+        return None
+    path = os.path.join(fonts, 'NanumGothic.ttf')
+    return path if os.path.isfile(path) and has_glyphs(path, _HANGUL_PROBE) else None
+
+
+def _system_font():
+    """An installed Hangul font, preferring a regular weight so body text is not bold."""
+    candidates = [entry for entry in font_manager.fontManager.ttflist
+                  if any(hint in entry.name.lower() for hint in SYSTEM_FONT_HINTS)]
+    candidates.sort(key=lambda entry: (entry.style != 'normal', abs(_weight(entry) - 400), entry.fname))
+    for entry in candidates:
+        if has_glyphs(entry.fname, _HANGUL_PROBE):
+            return entry.fname
+    return None
+
+
+def _weight(entry):
+    weight = entry.weight
+    if isinstance(weight, str):
+        return font_manager.weight_dict.get(weight, 400)
+    return weight
+
+
+def _register(path):
+    """Make the font (and, for the bundled one, its bold face) findable by family name."""
+    font_manager.fontManager.addfont(path)
+    bold = os.path.join(os.path.dirname(path), 'NanumGothicBold.ttf')
+    if os.path.basename(path) == 'NanumGothic.ttf' and os.path.isfile(bold):
+        font_manager.fontManager.addfont(bold)
+
+
+@functools.lru_cache(maxsize=None)
+def hangul_font():
+    """Path of the Hangul-capable font used for our figures, or None (warned once).
+
+    Cached: call ``hangul_font.cache_clear()`` after changing ``$KOBERT_GLUON_FONT``.
+    """
+    for source, find in (('env', _env_font), ('koreanize-matplotlib', _bundled_font),
+                         ('system', _system_font)):
+        path = find()
+        if path:
+            _register(path)
+            logger.debug('Hangul font from %s: %s', source, path)
+            return path
+    logger.warning(
+        'No Hangul font found: Korean labels in plots may render as boxes. Fix: '
+        '`pip install koreanize-matplotlib`, or `apt-get install fonts-nanum`, '
+        'or set %s to a .ttf/.otf with Hangul glyphs.', FONT_ENV_VAR)
+    return None
+
+
+def font_family():
+    """Font family list for rcParams: the Hangul font first, DejaVu Sans as fallback."""
+    path = hangul_font()
+    if path is None:
+        return [FALLBACK_FAMILY]
+    return [font_manager.FontProperties(fname=path).get_name(), FALLBACK_FAMILY]
+
+
+def _font_rc():
+    # unicode_minus off: the ASCII hyphen exists in every font, U+2212 often does not.
+    return {'font.family': font_family(), 'axes.unicode_minus': False}
+
+
+# ----------------------------------------------------------------------------- saving
+
+def new_figure(width, height):
+    """A pyplot-free figure with an Agg canvas attached."""
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path):
+    with atomic_path(path) as tmp:
+        # The temp name ends in .tmp, so the format must be explicit.
+        figure.savefig(tmp, format='png', dpi=100)
+    return path
+
+
+def _render(draw, path):
+    """Build and save one figure with the Hangul font active only while we render."""
+    with _RENDER_LOCK, rc_context(_font_rc()):
+        figure = draw()
+        return _save(figure, path)
+
+
+# ----------------------------------------------------------------------------- plots
+
+def _draw_loss_lr(steps):
+    figure = new_figure(8, 6)
+    loss_axes, lr_axes = figure.subplots(2, 1, sharex=True)
+    x = [row['step'] for row in steps]
+    loss_axes.plot(x, [row.get('loss', np.nan) for row in steps], color='tab:blue', linewidth=1)
+    loss_axes.set_ylabel('손실 (loss)')
+    loss_axes.set_title('학습 손실과 학습률 (training loss & learning rate)')
+    loss_axes.grid(alpha=0.3)
+    lr = [np.nan if row.get('lr') is None else row['lr'] for row in steps]
+    lr_axes.plot(x, lr, color='tab:orange', linewidth=1)
+    lr_axes.set_ylabel('학습률 (learning rate)')
+    lr_axes.set_xlabel('스텝 (step)')
+    lr_axes.ticklabel_format(axis='y', style='sci', scilimits=(-2, 3))
+    lr_axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def _test_metric(epoch, key):
+    test = epoch.get('test') or {}
+    value = test.get(key)
+    return np.nan if value is None else value
+
+
+def _draw_accuracy(epochs):
+    figure = new_figure(7, 4.5)
+    axes = figure.subplots()
+    x = [row['epoch'] for row in epochs]
+    train = [row.get('train_accuracy', np.nan) for row in epochs]
+    test = [_test_metric(row, 'accuracy') for row in epochs]
+    axes.plot(x, train, marker='o', label='학습 (train)')
+    if not np.all(np.isnan(test)):
+        axes.plot(x, test, marker='s', label='평가 (test)')
+    axes.set_xlabel('에폭 (epoch)')
+    axes.set_ylabel('정확도 (accuracy)')
+    axes.set_title('에폭별 정확도 (accuracy per epoch)')
+    axes.set_ylim(0, 1.02)
+    axes.set_xticks(x)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+def row_normalised(matrix):
+    """Each row as percentages of its total; an empty row stays all zero."""
+    matrix = np.asarray(matrix, dtype=float)
+    totals = matrix.sum(axis=1, keepdims=True)
+    return np.divide(matrix * 100.0, totals, out=np.zeros_like(matrix), where=totals > 0)
+
+
+def _axis_labels(label_names, size):
+    if label_names is not None and len(label_names) == size:
+        return [str(name) for name in label_names]
+    logger.warning('Got %d label names for a %dx%d confusion matrix; using class indices',
+                   0 if label_names is None else len(label_names), size, size)
+    return [str(index) for index in range(size)]
+
+
+def _draw_confusion(matrix, label_names, epoch_number):
+    counts = np.asarray(matrix, dtype=int)
+    percent = row_normalised(counts)
+    size = counts.shape[0]
+    labels = _axis_labels(label_names, size)
+    side = max(5.0, 0.9 * size + 2.5)
+    figure = new_figure(side + 1, side)
+    axes = figure.subplots()
+    image = axes.imshow(percent, cmap='Blues', vmin=0, vmax=100)
+    colorbar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    colorbar.set_label('행 기준 비율 (row %)')
+    _annotate_cells(axes, counts, percent)
+    ticks = np.arange(size)
+    axes.set_xticks(ticks)
+    axes.set_xticklabels(labels, rotation=45, ha='right')
+    axes.set_yticks(ticks)
+    axes.set_yticklabels(labels)
+    axes.set_xlabel('예측 (predicted)')
+    axes.set_ylabel('정답 (true)')
+    axes.set_title('혼동 행렬 (confusion matrix), 에폭 %s' % epoch_number)
+    figure.tight_layout()
+    return figure
+
+
+def _annotate_cells(axes, counts, percent):
+    fontsize = 9 if counts.shape[0] <= 10 else 6
+    for row in range(counts.shape[0]):
+        for column in range(counts.shape[1]):
+            # White on dark cells, black on light ones, so every number stays legible.
+            color = 'white' if percent[row, column] > 50 else 'black'
+            axes.text(column, row, '%d\n%.1f%%' % (counts[row, column], percent[row, column]),
+                      ha='center', va='center', color=color, fontsize=fontsize)
+
+
+def _last_confusion(epochs):
+    for epoch in reversed(epochs):
+        matrix = (epoch.get('test') or {}).get('confusion_matrix')
+        if matrix is not None and len(matrix):
+            return epoch.get('epoch'), matrix
+    return None, None
+
+
+def plot_training(history, run_dir, label_names):
+    """Write loss_lr.png, accuracy.png and confusion_matrix.png into ``run_dir``.
+
+    A plot whose data is missing (no steps, no epochs, no test report) is skipped.
+    Returns the paths written.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    steps = list(history.get('steps') or [])
+    epochs = list(history.get('epochs') or [])
+    written = []
+    if steps:
+        written.append(_render(lambda: _draw_loss_lr(steps), os.path.join(run_dir, LOSS_LR_PNG)))
+    if epochs:
+        written.append(_render(lambda: _draw_accuracy(epochs), os.path.join(run_dir, ACCURACY_PNG)))
+    epoch_number, matrix = _last_confusion(epochs)
+    if matrix is not None:
+        written.append(_render(lambda: _draw_confusion(matrix, label_names, epoch_number),
+                               os.path.join(run_dir, CONFUSION_PNG)))
+    return written
+

@@ -1,0 +1,116 @@
+"""KoBERT vocabulary and tokenizer, from either authentic file format, or trained anew.
+
+KoBERT shipped its tokenizer twice: v0.1 as a SentencePiece ``.model`` plus a gluonnlp vocab
+``.json``, later as one combined ``.spiece`` whose first pieces are the BERT specials. Both give
+the same ids. ``train_sentencepiece`` writes a ``.spiece`` laid out the same way for users
+(and the embedded demo) without the KoBERT files.
+"""
+import logging
+import os
+import shutil
+import tempfile
+
+import gluonnlp as nlp
+import sentencepiece as spm
+
+from . import assets
+from .fileio import atomic_path
+
+logger = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ('[UNK]', '[PAD]', '[CLS]', '[SEP]', '[MASK]')
+KOBERT_VOCAB_SIZE = 8002
+FORMATS = ('spiece', 'v0.1')
+
+
+def get_tokenizer_path(kobert_dir=None, cache_dir=None, format='spiece'):
+    """Path of the SentencePiece model file of the requested KoBERT format."""
+    name = {'spiece': 'spiece', 'v0.1': 'sp_model_v01'}[_check_format(format)]
+    return assets.resolve(name, kobert_dir=kobert_dir, cache_dir=cache_dir)
+
+
+def get_tokenizer(cachedir=None):
+    """Old name kept for tutorials (KoBERT <= 0.2.3): returns the tokenizer *file path*."""
+    return get_tokenizer_path(cache_dir=cachedir)
+
+
+def get_vocab(tokenizer_path=None, vocab_json=None, kobert_dir=None, cache_dir=None):
+    """gluonnlp ``BERTVocab`` with [UNK]=0 [PAD]=1 [CLS]=2 [SEP]=3 [MASK]=4.
+
+    Built from ``vocab_json`` (the v0.1 format) when given, else from the ``.spiece`` file
+    (``tokenizer_path`` or the KoBERT one found through ``assets``).
+    """
+    if vocab_json is not None:
+        with open(vocab_json, encoding='utf-8') as vocab_file:
+            vocab = nlp.vocab.BERTVocab.from_json(vocab_file.read())
+        source = vocab_json
+    else:
+        source = tokenizer_path or get_tokenizer_path(kobert_dir, cache_dir)
+        vocab = nlp.vocab.BERTVocab.from_sentencepiece(source, padding_token='[PAD]')
+    check_special_ids(vocab, source)
+    return vocab
+
+
+def check_special_ids(vocab, source):
+    found = [vocab.idx_to_token[i] if i < len(vocab) else None for i in range(len(SPECIAL_TOKENS))]
+    if tuple(found) != SPECIAL_TOKENS or vocab.padding_token != '[PAD]':
+        raise ValueError(f'{source}: not a KoBERT-style vocab; ids 0-4 are {found}, '
+                         f'expected {list(SPECIAL_TOKENS)}. A v0.1 .model file needs its '
+                         f'vocab .json (vocab_json=...).')
+
+
+def get_bert_tokenizer(tokenizer_path, vocab):
+    """KoBERT's tokenizer: cased, SentencePiece pieces looked up in ``vocab``."""
+    return nlp.data.BERTSPTokenizer(tokenizer_path, vocab, lower=False)
+
+
+def load_tokenizer(kobert_dir=None, cache_dir=None, format='spiece'):
+    """(tokenizer, vocab, files) for the KoBERT tokenizer in either format.
+
+    ``files`` maps each file's role to its path, for saving alongside a trained model.
+    """
+    if _check_format(format) == 'spiece':
+        files = {'tokenizer': get_tokenizer_path(kobert_dir, cache_dir)}
+        vocab = get_vocab(files['tokenizer'])
+    else:
+        files = {'tokenizer': get_tokenizer_path(kobert_dir, cache_dir, 'v0.1'),
+                 'vocab_json': assets.resolve('vocab_v01', kobert_dir=kobert_dir, cache_dir=cache_dir)}
+        vocab = get_vocab(vocab_json=files['vocab_json'])
+    return get_bert_tokenizer(files['tokenizer'], vocab), vocab, files
+
+
+def train_sentencepiece(sentences, output_path, vocab_size=8002, model_type='unigram',
+                        character_coverage=0.9995, seed_sentencepiece_size=100000):
+    """Train a SentencePiece model laid out like KoBERT's ``.spiece`` and return its path.
+
+    The BERT specials take ids 0-4 as in KoBERT (``[UNK]`` is SentencePiece's unknown piece,
+    the other four are user-defined pieces), so ``get_vocab(path)`` works on the result.
+    ``vocab_size`` counts those five. A small corpus may support fewer pieces than asked;
+    SentencePiece then fails, and we retry with ``hard_vocab_limit=False``.
+    """
+    sentences = [s for s in sentences if isinstance(s, str) and s.strip()]
+    if not sentences:
+        raise ValueError('train_sentencepiece: no non-empty sentences to train on')
+    output_path = os.fspath(output_path)
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    with tempfile.TemporaryDirectory() as workdir:
+        corpus = os.path.join(workdir, 'corpus.txt')
+        with open(corpus, 'w', encoding='utf-8') as corpus_file:
+            corpus_file.write('\n'.join(s.replace('\n', ' ') for s in sentences))
+        prefix = os.path.join(workdir, 'sp')
+        spm.SentencePieceTrainer.train(
+            input=corpus, model_prefix=prefix, vocab_size=vocab_size, model_type=model_type,
+            character_coverage=character_coverage, unk_id=0, unk_piece='[UNK]',
+            bos_id=-1, eos_id=-1, pad_id=-1, user_defined_symbols=list(SPECIAL_TOKENS[1:]),
+            hard_vocab_limit=False, seed_sentencepiece_size=seed_sentencepiece_size,
+            num_threads=1, minloglevel=2)
+        with atomic_path(output_path) as tmp:
+            shutil.copyfile(prefix + '.model', tmp)
+    logger.info('trained a SentencePiece tokenizer on %d sentences: %s', len(sentences), output_path)
+    return output_path
+
+
+def _check_format(format):
+    if format not in FORMATS:
+        raise ValueError(f'format={format!r}: expected one of {FORMATS}')
+    return format

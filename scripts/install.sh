@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Creates ./.venv (or $VENV) with kobert_gluon and its pinned dependencies on Python 3.11.
+#   bash scripts/install.sh            # library + CLI
+#   bash scripts/install.sh dev        # + test tools
+#   bash scripts/install.sh dev bench  # + PyTorch/transformers for benchmarks/
+# gluonnlp 0.10.0's sdist carries a C file made by an old Cython that fails on Python 3.11
+# ("longintrepr.h"); we drop it so Cython regenerates it while building.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip"
+$PIP install -q --upgrade pip 'setuptools<81' wheel 'Cython<3'
+$PIP install -q 'numpy==1.23.5' 'mxnet==1.9.1'
+if ! "$VENV/bin/python" -c 'import gluonnlp' 2>/dev/null; then
+  build=$(mktemp -d)
+  $PIP download -q --no-deps --no-binary :all: 'gluonnlp==0.10.0' -d "$build"
+  tar -xzf "$build"/gluonnlp-0.10.0.tar.gz -C "$build"
+  rm -f "$build"/gluonnlp-0.10.0/src/gluonnlp/data/fast_bert_tokenizer.c
+  $PIP install -q --no-build-isolation "$build"/gluonnlp-0.10.0
+  rm -rf "$build"
+fi
+extras=""
+for extra in "$@"; do extras="${extras:+$extras,}$extra"; done
+$PIP install -q -e ".${extras:+[$extras]}"
+"$VENV/bin/python" -c 'import kobert_gluon, mxnet, gluonnlp; print("kobert_gluon", kobert_gluon.__version__, "mxnet", mxnet.__version__, "gluonnlp", gluonnlp.__version__)'

@@ -1,0 +1,26 @@
+import re
+
+from setuptools import find_packages, setup
+
+with open('kobert_gluon/__init__.py', encoding='utf-8') as init:
+    version = re.search(r"^__version__ = '([^']+)'", init.read(), re.M).group(1)
+with open('README.md', encoding='utf-8') as readme:
+    long_description = readme.read()
+with open('requirements.txt', encoding='utf-8') as requirements:
+    install_requires = [line.strip() for line in requirements if line.strip() and not line.startswith('#')]
+
+setup(
+    name='kobert_gluon',
+    version=version,
+    description="SKT Brain's KoBERT fine-tuning stack on MXNet/GluonNLP, installable on Python 3.11",
+    long_description=long_description,
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.8',
+    packages=find_packages(include=['kobert_gluon', 'kobert_gluon.*']),
+    package_data={'kobert_gluon': ['resources/*.tsv']},
+    install_requires=install_requires,
+    extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2'],
+                    'bench': ['torch==2.13.0', 'transformers>=4.30', 'psutil']},
+    entry_points={'console_scripts': ['kobert-gluon=kobert_gluon.cli:main']},
+)
