@@ -22,6 +22,7 @@ import numpy as np
 from matplotlib import font_manager, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .fileio import atomic_path
 
@@ -94,7 +95,8 @@ def _system_font():
     """An installed Hangul font, preferring a regular weight so body text is not bold."""
     candidates = [entry for entry in font_manager.fontManager.ttflist
                   if any(hint in entry.name.lower() for hint in SYSTEM_FONT_HINTS)]
-    candidates.sort(key=lambda entry: (entry.style != 'normal', abs(_weight(entry) - 400), entry.fname))
+    candidates.sort(key=lambda entry: (entry.style != 'normal', abs(_weight(entry) - 400),
+                                       entry.fname))
     for entry in candidates:
         if has_glyphs(entry.fname, _HANGUL_PROBE):
             return entry.fname
@@ -211,7 +213,8 @@ def _draw_accuracy(epochs):
     axes.set_ylabel('정확도 (accuracy)')
     axes.set_title('에폭별 정확도 (accuracy per epoch)')
     axes.set_ylim(0, 1.02)
-    axes.set_xticks(x)
+    # Whole epochs only, without crowding the axis on long runs.
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()

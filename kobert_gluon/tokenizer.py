@@ -7,6 +7,7 @@ the same ids. ``train_sentencepiece`` writes a ``.spiece`` laid out the same way
 """
 import logging
 import os
+import re
 import shutil
 import tempfile
 
@@ -85,8 +86,8 @@ def train_sentencepiece(sentences, output_path, vocab_size=8002, model_type='uni
 
     The BERT specials take ids 0-4 as in KoBERT (``[UNK]`` is SentencePiece's unknown piece,
     the other four are user-defined pieces), so ``get_vocab(path)`` works on the result.
-    ``vocab_size`` counts those five. A small corpus may support fewer pieces than asked;
-    SentencePiece then fails, and we retry with ``hard_vocab_limit=False``.
+    ``vocab_size`` counts those five; it is a soft limit (a small corpus may yield fewer
+    pieces) and grows when the corpus has more distinct characters than it allows.
     """
     sentences = [s for s in sentences if isinstance(s, str) and s.strip()]
     if not sentences:
@@ -98,12 +99,22 @@ def train_sentencepiece(sentences, output_path, vocab_size=8002, model_type='uni
         with open(corpus, 'w', encoding='utf-8') as corpus_file:
             corpus_file.write('\n'.join(s.replace('\n', ' ') for s in sentences))
         prefix = os.path.join(workdir, 'sp')
-        spm.SentencePieceTrainer.train(
-            input=corpus, model_prefix=prefix, vocab_size=vocab_size, model_type=model_type,
-            character_coverage=character_coverage, unk_id=0, unk_piece='[UNK]',
-            bos_id=-1, eos_id=-1, pad_id=-1, user_defined_symbols=list(SPECIAL_TOKENS[1:]),
-            hard_vocab_limit=False, seed_sentencepiece_size=seed_sentencepiece_size,
-            num_threads=1, minloglevel=2)
+        options = dict(input=corpus, model_prefix=prefix, model_type=model_type,
+                       character_coverage=character_coverage, unk_id=0, unk_piece='[UNK]',
+                       bos_id=-1, eos_id=-1, pad_id=-1, user_defined_symbols=list(SPECIAL_TOKENS[1:]),
+                       hard_vocab_limit=False, seed_sentencepiece_size=seed_sentencepiece_size,
+                       num_threads=1, minloglevel=2)
+        try:
+            spm.SentencePieceTrainer.train(vocab_size=vocab_size, **options)
+        except RuntimeError as error:
+            # Hangul alone has thousands of syllables: a small vocab cannot hold every
+            # character of a varied corpus. Grow it to what SentencePiece says it needs.
+            needed = re.search(r'smaller than required_chars\. \d+ vs (\d+)', str(error))
+            if not needed:
+                raise
+            grown = int(needed.group(1)) + len(SPECIAL_TOKENS) + 100
+            logger.warning('vocab_size=%d cannot cover the corpus characters; using %d', vocab_size, grown)
+            spm.SentencePieceTrainer.train(vocab_size=grown, **options)
         with atomic_path(output_path) as tmp:
             shutil.copyfile(prefix + '.model', tmp)
     logger.info('trained a SentencePiece tokenizer on %d sentences: %s', len(sentences), output_path)

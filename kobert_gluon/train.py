@@ -256,33 +256,38 @@ def train(config):
         train_loader = make_loader(train_data, config, shuffle=True, pad_id=pad_id)
         epoch_loss, correct, seen, started = 0.0, 0, 0, time.time()
         progress = tqdm(train_loader, desc=f'epoch {epoch}/{config.num_epochs}', leave=False)
+        group_size = 0  # sentences whose gradients are summed in the parameters so far
         for batch_id, (token_ids, valid_length, segment_ids, label) in enumerate(progress):
             batch_size = label.shape[0]
-            # Sum over the batch scaled by 1/(batch * accumulate): k accumulated batches of b
-            # give the same gradient as one batch of k*b, so clipping sees the mean gradient.
             with mx.autograd.record():
                 losses, logits = [], []
                 for parts in zip(*(gluon.utils.split_and_load(a, ctx, even_split=False)
                                    for a in (token_ids, segment_ids, valid_length, label))):
                     out = model(*parts[:3])
-                    losses.append(loss_function(out, parts[3]).sum() / (batch_size * config.accumulate))
+                    losses.append(loss_function(out, parts[3]).sum())
                     logits.append(out)
             mx.autograd.backward(losses)
+            group_size += batch_size
 
             if (batch_id + 1) % config.accumulate == 0 or batch_id + 1 == len(train_loader):
                 state['step'] += 1
                 lr = learning_rate_at(state['step'], num_train_steps, num_warmup_steps, config.learning_rate)
                 trainer.set_learning_rate(lr)
                 trainer.allreduce_grads()
-                nlp.utils.clip_grad_global_norm(trainable, config.max_grad_norm)
-                trainer.update(1)
+                # Gradients are sums over group_size sentences: clipping the sum at
+                # max_norm * group_size clips the mean gradient at max_norm, and update()
+                # divides by group_size, so k accumulated batches of b equal one batch of k*b.
+                nlp.utils.clip_grad_global_norm(trainable, config.max_grad_norm * group_size)
+                trainer.update(group_size)
                 for p in trainable:
                     p.zero_grad()
+                group_size = 0
 
-            batch_loss = sum(l.asscalar() for l in losses) * config.accumulate
+            batch_loss = sum(l.asscalar() for l in losses) / batch_size
             epoch_loss += batch_loss * batch_size
-            correct += sum(int((o.argmax(axis=1).astype('int32') == l.as_in_context(o.context)).sum().asscalar())
-                           for o, l in zip(logits, gluon.utils.split_and_load(label, ctx, even_split=False)))
+            # split_and_load keeps order, so the concatenated predictions line up with label.
+            predicted = np.concatenate([o.argmax(axis=1).asnumpy() for o in logits])
+            correct += int((predicted == label.asnumpy()).sum())
             seen += batch_size
             state['history']['steps'].append({'step': state['step'], 'epoch': epoch,
                                               'loss': batch_loss, 'lr': trainer.learning_rate})
