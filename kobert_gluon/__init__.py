@@ -15,5 +15,8 @@ spm_compat.apply()
 from .data import BERTDataset, LabelMap, read_table, stratified_split  # noqa: E402
 from .tokenizer import (get_bert_tokenizer, get_tokenizer, get_tokenizer_path,  # noqa: E402
                         get_vocab, load_tokenizer, train_sentencepiece)
+from .model import BertConfig, BERTClassifier, get_mxnet_kobert_model  # noqa: E402
+from .pipeline import TextClassifier, load  # noqa: E402
+from .training import TrainConfig, train  # noqa: E402
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -6,6 +6,17 @@ import shutil
 import tempfile
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _readable(path, mode):
+    """mkstemp/mkdtemp create private (0600/0700) entries; give them the usual umask mode."""
+    os.chmod(path, mode & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; on success it replaces ``path``."""
@@ -14,6 +25,7 @@ def atomic_path(path):
     os.makedirs(directory, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
     os.close(handle)
+    _readable(tmp, 0o666)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -34,6 +46,7 @@ def atomic_directory(path):
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    _readable(tmp, 0o777)
     old = path + '.old'
     try:
         yield tmp

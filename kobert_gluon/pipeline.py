@@ -118,7 +118,7 @@ class TextClassifier:
         config = _read_config(directory)
         files = _tokenizer_files(directory, config)
         vocab = get_vocab(files['tokenizer'], files.get('vocab_json'))
-        bert_config = BertConfig(**config['bert'])
+        bert_config = _bert_config(directory, config)
         label_map = LabelMap(sorted(config['labels'], key=config['labels'].get))
         bert = build_bert(bert_config, use_pooler=True, use_decoder=False, use_classifier=False)
         model = BERTClassifier(bert, num_classes=config['num_classes'], dropout=config['dropout'])
@@ -126,10 +126,7 @@ class TextClassifier:
         if not os.path.isfile(params):
             raise ModelDirectoryError(f'{directory}: missing {PARAMS_FILE}')
         model.initialize(ctx=ctx)
-        try:
-            load_params(model, params, ctx)
-        except ValueError as error:
-            raise ModelDirectoryError(f'{directory}: {PARAMS_FILE} does not match {CONFIG_FILE}: {error}') from error
+        _load_weights(model, directory, ctx)
         model.hybridize(static_alloc=True)
         return cls(model, get_bert_tokenizer(files['tokenizer'], vocab), label_map, bert_config,
                    config['max_len'], files, config['dropout'], ctx)
@@ -151,6 +148,26 @@ def _read_config(directory):
     if len(config['labels']) != config['num_classes']:
         raise ModelDirectoryError(f"{path}: {len(config['labels'])} labels but num_classes={config['num_classes']}")
     return config
+
+
+def _bert_config(directory, config):
+    try:
+        return BertConfig(**config['bert'])
+    except (TypeError, ValueError) as error:
+        raise ModelDirectoryError(f"{os.path.join(directory, CONFIG_FILE)}: bad 'bert' settings ({error})") from error
+
+
+def _load_weights(model, directory, ctx):
+    params = os.path.join(directory, PARAMS_FILE)
+    try:
+        load_params(model, params, ctx)
+    except ValueError as error:
+        if isinstance(error.__cause__, mx.base.MXNetError):
+            # mxnet could not even parse the file (truncated, or not a params file at all);
+            # its message is a C++ traceback whose last line says why.
+            reason = str(error.__cause__).strip().splitlines()[-1]
+            raise ModelDirectoryError(f'{params}: corrupt or not an MXNet parameters file ({reason})') from error
+        raise ModelDirectoryError(f'{directory}: {PARAMS_FILE} does not match {CONFIG_FILE}: {error}') from error
 
 
 def _tokenizer_files(directory, config):

@@ -70,9 +70,11 @@ def configure_cpu() -> dict:
         if name not in os.environ:
             os.environ[name] = threads
             decided[name] = threads
-    # oneDNN only uses AMX when told to, and only survives it after the permission call.
-    if 'DNNL_MAX_CPU_ISA' not in os.environ and os.environ.get('KOBERT_GLUON_AMX', '1') != '0':
-        if request_amx_permission():
+    # oneDNN only uses AMX when told to, and a process only survives it after the permission
+    # call. The permission is per process and lost on exec while the variable is inherited,
+    # so ask whenever the CPU has AMX, also when a parent set the variable.
+    if os.environ.get('KOBERT_GLUON_AMX', '1') != '0' and request_amx_permission():
+        if 'DNNL_MAX_CPU_ISA' not in os.environ:
             os.environ['DNNL_MAX_CPU_ISA'] = 'AVX512_CORE_AMX'
             decided['DNNL_MAX_CPU_ISA'] = 'AVX512_CORE_AMX'
     return decided

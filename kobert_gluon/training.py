@@ -16,9 +16,10 @@ import gluonnlp as nlp
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
+from mxnet.contrib import amp
 from tqdm.auto import tqdm
 
-from . import assets
+from . import assets, precision
 from .context import parse_ctx
 from .data import BERTDataset, DataError, LabelMap, read_table, stratified_split
 from .fileio import atomic_directory, read_json, write_json
@@ -83,7 +84,7 @@ class TrainConfig:
         if self.bert not in BERT_SIZES:
             raise ValueError(f'bert={self.bert!r}: expected one of {BERT_SIZES}')
         if self.dtype not in DTYPES:
-            raise ValueError(f'dtype={self.dtype!r}: expected one of {DTYPES}')
+            raise ValueError(f'dtype={self.dtype!r}: expected one of {DTYPES} for training')
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f'warmup_ratio={self.warmup_ratio}: must be in [0, 1)')
 
@@ -151,9 +152,10 @@ def make_loader(dataset, config, shuffle, pad_id):
         lengths = [int(item[1]) for item in dataset]
         sampler = nlp.data.FixedBucketSampler(lengths, batch_size=config.batch_size, num_buckets=10,
                                               ratio=0, shuffle=shuffle)
-        batchify = nlp.data.batchify.Tuple(nlp.data.batchify.Pad(axis=0, pad_val=pad_id, ret_dtype='int32'),
+        # Rounding widths to a multiple of 8 bounds how many shapes the graph is built for.
+        batchify = nlp.data.batchify.Tuple(nlp.data.batchify.Pad(axis=0, pad_val=pad_id, dtype='int32', round_to=8),
                                            nlp.data.batchify.Stack('int32'),
-                                           nlp.data.batchify.Pad(axis=0, pad_val=0, ret_dtype='int32'),
+                                           nlp.data.batchify.Pad(axis=0, pad_val=0, dtype='int32', round_to=8),
                                            nlp.data.batchify.Stack('int32'))
         return gluon.data.DataLoader(dataset, batch_sampler=sampler, batchify_fn=batchify)
     return gluon.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle)
@@ -211,9 +213,10 @@ def load_checkpoint(directory, model, trainer, ctx):
 # ---------------------------------------------------------------------------- the recipe
 
 def train(config):
-    """Fine-tune a BERTClassifier as configured; returns the best model as a TextClassifier."""
+    """Fine-tune a BERTClassifier as configured; returns the best epoch's model (also in best/)."""
     config.validate()
     ctx = parse_ctx(config.ctx)  # fail on a missing GPU before any work
+    dtype = precision.resolve(config.dtype, ctx[0], training=True)
     os.makedirs(config.output_dir, exist_ok=True)
     seed_everything(config.seed)
 
@@ -227,6 +230,7 @@ def train(config):
     logger.info('train %d / test %d sentences, %d classes %s, ctx %s',
                 len(train_data), len(test_data), len(label_map), label_map.names, ctx)
 
+    precision.init_training(dtype)  # AMP rewrites operators, so it must precede the model
     model, bert_config = prepare_model(config, vocab, len(label_map), ctx)
     classifier = TextClassifier(model, tokenizer, label_map, bert_config, config.max_len,
                                 tokenizer_files, config.dropout, ctx[0])
@@ -237,6 +241,8 @@ def train(config):
     trainer = gluon.Trainer(params, 'bertadam', {'learning_rate': config.learning_rate,
                                                  'epsilon': config.epsilon, 'wd': config.weight_decay},
                             update_on_kvstore=False)
+    if dtype == 'float16':
+        amp.init_trainer(trainer)  # dynamic loss scaling
     loss_function = gluon.loss.SoftmaxCELoss()
 
     steps_per_epoch = -(-len(make_loader(train_data, config, True, pad_id)) // config.accumulate)
@@ -266,7 +272,11 @@ def train(config):
                     out = model(*parts[:3])
                     losses.append(loss_function(out, parts[3]).sum())
                     logits.append(out)
-            mx.autograd.backward(losses)
+            if dtype == 'float16':
+                with amp.scale_loss(losses, trainer) as scaled:
+                    mx.autograd.backward(scaled)
+            else:
+                mx.autograd.backward(losses)
             group_size += batch_size
 
             if (batch_id + 1) % config.accumulate == 0 or batch_id + 1 == len(train_loader):
@@ -274,6 +284,8 @@ def train(config):
                 lr = learning_rate_at(state['step'], num_train_steps, num_warmup_steps, config.learning_rate)
                 trainer.set_learning_rate(lr)
                 trainer.allreduce_grads()
+                if dtype == 'float16':
+                    amp.unscale(trainer)  # clip the true gradients, not the loss-scaled ones
                 # Gradients are sums over group_size sentences: clipping the sum at
                 # max_norm * group_size clips the mean gradient at max_norm, and update()
                 # divides by group_size, so k accumulated batches of b equal one batch of k*b.
@@ -311,6 +323,7 @@ def train(config):
         write_plots(state['history'], config.output_dir, label_map.names)
 
     write_json(os.path.join(config.output_dir, 'train_config.json'), dataclasses.asdict(config))
+    model.load_parameters(os.path.join(best_dir, 'model.params'), ctx=ctx)
     logger.info('best test accuracy %.4f; model saved in %s', state['best_accuracy'], best_dir)
     classifier.history = state['history']
     return classifier

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kobert_gluon import train as train_module
+from kobert_gluon import training as train_module
 from kobert_gluon.context import parse_ctx
 from kobert_gluon.data import DataError
 from kobert_gluon.model import BertConfig, build_classifier
-from kobert_gluon.train import TrainConfig, exclude_from_weight_decay, learning_rate_at, train
+from kobert_gluon.training import TrainConfig, exclude_from_weight_decay, learning_rate_at, train
 
 TINY = BertConfig.small(num_layers=1, units=32, hidden_size=64, num_heads=2, max_length=64)
 

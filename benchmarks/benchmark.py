@@ -1,0 +1,877 @@
+#!/usr/bin/env python
+"""Throughput and peak memory of kobert_gluon against PyTorch/transformers, plus the data pipeline.
+
+    python benchmarks/benchmark.py                 # KoBERT size (12 x 768), batch 32, seq 64
+    python benchmarks/benchmark.py --small         # BertConfig.small() sizes, done in about a minute
+    python benchmarks/benchmark.py --smoke         # tiniest: checks the plumbing (the test runs this)
+    python benchmarks/benchmark.py --json out.json --repeats 5 --threads 2
+
+Every measurement runs in a fresh worker process (this file with ``--worker SPEC``, printing one
+JSON line), so MXNet's and PyTorch's OpenMP runtimes never share a process and each peak RSS is
+the worker's own. The parent runs the setups in turn (mxnet, torch, mxnet, torch, ...) for
+``--repeats`` rounds and reports medians. Every worker gets the same thread count.
+
+Peak RSS is ``VmHWM`` of /proc/self/status: ``getrusage(RUSAGE_SELF).ru_maxrss`` of a child on
+Linux also counts its parent's peak from before ``exec`` (the kernel carries the old memory's
+high-water mark over), so it would report the parent's size for a small worker.
+
+Only this parent process imports neither mxnet nor torch; mxnet-side code (including
+``kobert_gluon``, which imports mxnet) is imported inside the mxnet workers only.
+"""
+import argparse
+import dataclasses
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import platform
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+logger = logging.getLogger('benchmark')
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(HERE)
+if os.path.isdir(os.path.join(REPO_ROOT, 'kobert_gluon')) and REPO_ROOT not in sys.path:
+    sys.path.insert(1, REPO_ROOT)  # benchmark the checkout this script belongs to
+
+MXNET, TORCH, DATA, PROBE = 'mxnet', 'torch', 'data', 'probe'
+MODES = ('train', 'infer')
+MXNET_PRECISION_ORDER = ('float32', 'bfloat16', 'int8')
+TORCH_PRECISIONS = ('float32', 'bfloat16')
+CPU_FLAGS_OF_INTEREST = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_int8')
+THREAD_VARIABLES = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
+PAD_ID = 1           # KoBERT's [PAD]
+FIRST_REGULAR_ID = 5  # ids 0-4 are [UNK] [PAD] [CLS] [SEP] [MASK]
+KOBERT_SPIECE = os.path.join('kobert', 'kobert_news_wiki_ko_cased-1087f8699e.spiece')
+NSMC_TEST = os.path.join('data', 'nsmc', 'ratings_test_small.txt')
+
+
+# ============================================================================ configuration
+
+@dataclasses.dataclass
+class Config:
+    """Everything a worker needs; identical for the mxnet and the torch side."""
+    num_layers: int = 12
+    units: int = 768
+    hidden_size: int = 3072
+    num_heads: int = 12
+    vocab_size: int = 8002
+    token_type_vocab_size: int = 2
+    max_positions: int = 512
+    dropout: float = 0.1
+    num_classes: int = 2
+    batch_size: int = 32
+    seq_len: int = 64
+    steps: int = 10
+    warmup: int = 2
+    learning_rate: float = 5e-5
+    epsilon: float = 1e-9
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    threads: int = 1
+    seed: int = 0
+    calibration_batches: int = 4
+    sentences: int = 2000
+    shared_dir: str = ''
+
+    def describe(self):
+        return (f'{self.num_layers} layers, {self.units} units, {self.hidden_size} hidden, '
+                f'{self.num_heads} heads, vocab {self.vocab_size}, batch {self.batch_size}, '
+                f'seq_len {self.seq_len}, {self.steps} timed steps after {self.warmup} warmup, '
+                f'optimizer lr {self.learning_rate:g} eps {self.epsilon:g} wd {self.weight_decay:g} '
+                f'clip {self.max_grad_norm:g}')
+
+
+# Presets: model sizes (None = ask kobert_gluon's BertConfig.small()) and run lengths.
+PRESETS = {
+    'full': dict(batch_size=32, seq_len=64, steps=10, warmup=2, repeats=3, sentences=2000),
+    'small': dict(batch_size=32, seq_len=64, steps=10, warmup=2, repeats=3, sentences=1000),
+    'smoke': dict(num_layers=1, units=64, hidden_size=128, num_heads=2, max_positions=64,
+                  batch_size=4, seq_len=16, steps=2, warmup=1, repeats=1, sentences=100,
+                  calibration_batches=1),
+}
+
+
+# ============================================================================ machine facts
+
+def cpu_flags():
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_model():
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def native_bf16(flags=None):
+    flags = cpu_flags() if flags is None else flags
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
+def available_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def package_version(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def peak_rss_mb():
+    """This process's peak resident memory in MB (VmHWM; see the module docstring)."""
+    try:
+        with open('/proc/self/status', encoding='ascii') as status:
+            for line in status:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / (1024 * 1024 if sys.platform == 'darwin' else 1024)
+
+
+# ============================================================================ inputs
+
+def make_batch(config, seed):
+    """Random token ids in [5, vocab), valid_length in [seq_len//2, seq_len], padding [PAD]."""
+    import numpy as np
+    rng = np.random.RandomState(seed)
+    shape = (config.batch_size, config.seq_len)
+    token_ids = rng.randint(FIRST_REGULAR_ID, config.vocab_size, size=shape).astype('int32')
+    valid_length = rng.randint(config.seq_len // 2, config.seq_len + 1, size=config.batch_size).astype('int32')
+    token_ids[np.arange(config.seq_len)[None, :] >= valid_length[:, None]] = PAD_ID
+    segment_ids = np.zeros(shape, dtype='int32')
+    labels = rng.randint(0, config.num_classes, size=config.batch_size).astype('int32')
+    return token_ids, segment_ids, valid_length, labels
+
+
+def timed_loop(step, warmup, steps, sync):
+    """Seconds for ``steps`` calls of ``step`` after ``warmup`` untimed ones, and each step's time.
+
+    Step times are read without an extra sync (mxnet's gradient clipping and ``asnumpy``
+    sync anyway); the total ends with ``sync()``.
+    """
+    for _ in range(warmup):
+        step()
+    sync()
+    started = last = time.perf_counter()
+    step_times = []
+    for _ in range(steps):
+        step()
+        now = time.perf_counter()
+        step_times.append(now - last)
+        last = now
+    sync()
+    return time.perf_counter() - started, step_times
+
+
+def throughput(config, precision, mode, timing, extra=None):
+    seconds, step_times = timing
+    samples = config.batch_size * config.steps
+    result = {'precision': precision, 'mode': mode, 'seconds': seconds, 'step_seconds': step_times,
+              'samples_per_s': samples / seconds,
+              'tokens_per_s': samples * config.seq_len / seconds, 'peak_rss_mb': peak_rss_mb()}
+    result.update(extra or {})
+    return result
+
+
+# ============================================================================ mxnet worker
+
+class Float32:
+    """The model as built: nothing to prepare."""
+
+    def unsupported(self, mode):
+        return None
+
+    def prepare_training(self):
+        return None
+
+    def prepare_inference(self, model, calibration_batches):
+        return model
+
+
+class FromPrecisionModule:
+    """A precision implemented by ``kobert_gluon.precision``, when that module exists.
+
+    Two shapes of that module are understood:
+
+    - ``supported(name)`` (a bool, or ``(bool, reason)``), ``prepare_training(name)`` (called
+      before the model is built; may return a callable that is then given the ``gluon.Trainer``)
+      and ``prepare_inference(model, name, calibration_batches)`` (given the hybridized model
+      after one forward and a list of ``(token_ids, segment_ids, valid_length)`` NDArray
+      batches; returns the block to time). Either prepare function may raise
+      ``NotImplementedError`` to skip that mode.
+    - ``resolve(name, ctx, training)`` (raises ValueError when unsupported; returns another
+      name when it would fall back), ``init_training(name)`` and
+      ``for_inference(model, name, ctx, calibration_batches)``.
+    """
+
+    def __init__(self, name, module, import_error=None):
+        self.name, self.module, self.import_error = name, module, import_error
+
+    def unsupported(self, mode):
+        """Why ``mode`` ('train' or 'infer') cannot run in this precision here, or None."""
+        module = self.module
+        if module is None:
+            return self.import_error or 'kobert_gluon.precision not available'
+        if hasattr(module, 'supported'):
+            answer = module.supported(self.name)
+            ok, reason = answer if isinstance(answer, tuple) else (answer, None)
+            return None if ok else (reason or f'{self.name} not supported on this machine')
+        if hasattr(module, 'resolve'):
+            import mxnet as mx
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter('ignore')
+                    resolved = module.resolve(self.name, mx.cpu(), training=mode == 'train')
+            except ValueError as error:
+                return str(error)
+            return None if resolved == self.name else f'kobert_gluon.precision falls back to {resolved} here'
+        return 'kobert_gluon.precision has neither supported() nor resolve()'
+
+    def prepare_training(self):
+        if hasattr(self.module, 'prepare_training'):
+            return self.module.prepare_training(self.name)
+        return self.module.init_training(self.name)
+
+    def prepare_inference(self, model, calibration_batches):
+        if hasattr(self.module, 'prepare_inference'):
+            return self.module.prepare_inference(model, self.name, calibration_batches)
+        import mxnet as mx
+        return self.module.for_inference(model, self.name, mx.cpu(), calibration_batches)
+
+
+def mxnet_precisions():
+    """PRECISIONS: precision name -> its hooks. Imports kobert_gluon, hence mxnet."""
+    import importlib
+
+    import kobert_gluon  # noqa: F401  (before mxnet: it sets thread defaults)
+    try:
+        precision, error = importlib.import_module('kobert_gluon.precision'), None
+    except ModuleNotFoundError as missing:
+        precision = None
+        error = (None if missing.name == 'kobert_gluon.precision'
+                 else f'kobert_gluon.precision failed to import: {missing}')
+    except ImportError as failure:
+        precision, error = None, f'kobert_gluon.precision failed to import: {failure}'
+    names = list(MXNET_PRECISION_ORDER)
+    for name in getattr(precision, 'PRECISIONS', ()):
+        if name not in names:
+            names.append(name)
+    return {name: Float32() if name == 'float32' else FromPrecisionModule(name, precision, error)
+            for name in names}
+
+
+def no_weight_decay(name):
+    """BERT's rule, as in kobert_gluon's training recipe: no decay on biases and LayerNorm.
+
+    mxnet names LayerNorm's parameters gamma/beta, transformers LayerNorm.weight/.bias.
+    """
+    return name.endswith(('bias', 'gamma', 'beta')) or 'LayerNorm' in name
+
+
+def skipped(precision, mode, reason):
+    return {'precision': precision, 'mode': mode, 'skipped': reason}
+
+
+def mxnet_worker(config, runs):
+    """Measure ``runs`` ([precision, mode] pairs, all of one precision) with kobert_gluon."""
+    import kobert_gluon  # noqa: F401  (must come before mxnet)
+    import gluonnlp as nlp
+    import mxnet as mx
+    import numpy as np
+    from kobert_gluon.model import BertConfig, build_classifier
+    from mxnet import gluon
+
+    precisions = mxnet_precisions()
+    bert_config = BertConfig(num_layers=config.num_layers, units=config.units,
+                             hidden_size=config.hidden_size, num_heads=config.num_heads,
+                             max_length=config.max_positions, dropout=config.dropout,
+                             vocab_size=config.vocab_size,
+                             token_type_vocab_size=config.token_type_vocab_size)
+    ctx = mx.cpu()
+    token_ids, segment_ids, valid_length, labels = (mx.nd.array(a, ctx=ctx, dtype='int32')
+                                                    for a in make_batch(config, config.seed))
+
+    def build():
+        mx.random.seed(config.seed)
+        np.random.seed(config.seed)
+        model = build_classifier(bert_config, num_classes=config.num_classes, dropout=config.dropout, ctx=ctx)
+        model.hybridize(static_alloc=True, static_shape=True)
+        return model
+
+    def infer(precision, hooks):
+        model = build()
+        model(token_ids, segment_ids, valid_length).asnumpy()  # shapes known before conversion
+        calibration = [tuple(mx.nd.array(a, ctx=ctx, dtype='int32')
+                             for a in make_batch(config, config.seed + 1 + i)[:3])
+                       for i in range(config.calibration_batches if precision != 'float32' else 0)]
+        try:
+            model = hooks.prepare_inference(model, calibration)
+        except NotImplementedError as error:
+            return skipped(precision, 'infer', str(error) or 'inference not implemented')
+        outputs = []
+        timing = timed_loop(lambda: outputs.append(model(token_ids, segment_ids, valid_length).asnumpy()),
+                            config.warmup, config.steps, lambda: None)
+        return throughput(config, precision, 'infer', timing, {'logits_shape': list(outputs[-1].shape)})
+
+    def train(precision, hooks):
+        try:
+            wrap_trainer = hooks.prepare_training()  # before the model exists (AMP needs that)
+        except NotImplementedError as error:
+            return skipped(precision, 'train', str(error) or 'training not implemented')
+        model = build()
+        params = model.collect_params()
+        for name, param in params.items():
+            if no_weight_decay(name):
+                param.wd_mult = 0.0
+        trainable = [p for p in params.values() if p.grad_req != 'null']
+        trainer = gluon.Trainer(params, 'bertadam', {'learning_rate': config.learning_rate,
+                                                     'epsilon': config.epsilon, 'wd': config.weight_decay},
+                                update_on_kvstore=False)
+        if callable(wrap_trainer):
+            wrap_trainer(trainer)
+        loss_function = gluon.loss.SoftmaxCELoss()
+        losses = []
+
+        def step():
+            with mx.autograd.record():
+                loss = loss_function(model(token_ids, segment_ids, valid_length), labels).mean()
+            loss.backward()
+            trainer.allreduce_grads()
+            nlp.utils.clip_grad_global_norm(trainable, config.max_grad_norm)
+            trainer.update(1)
+            losses.append(loss)
+
+        timing = timed_loop(step, config.warmup, config.steps, mx.nd.waitall)
+        return throughput(config, precision, 'train', timing, {'last_loss': float(losses[-1].asscalar())})
+
+    results = []
+    for precision, mode in runs:
+        hooks = precisions[precision]
+        reason = hooks.unsupported(mode)
+        if reason:
+            results.append(skipped(precision, mode, reason))
+        else:
+            results.append((infer if mode == 'infer' else train)(precision, hooks))
+    return results
+
+
+# ============================================================================ torch worker
+
+def torch_worker(config, runs):
+    """Measure ``runs`` ([precision, mode] pairs) with transformers' BertForSequenceClassification."""
+    import contextlib
+
+    import torch
+    torch.set_num_threads(config.threads)
+    from transformers import BertConfig, BertForSequenceClassification
+
+    autocasts = {'float32': contextlib.nullcontext,
+                 'bfloat16': lambda: torch.autocast('cpu', dtype=torch.bfloat16)}
+    hf_config = BertConfig(vocab_size=config.vocab_size, hidden_size=config.units,
+                           num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+                           intermediate_size=config.hidden_size, max_position_embeddings=config.max_positions,
+                           type_vocab_size=config.token_type_vocab_size, hidden_dropout_prob=config.dropout,
+                           attention_probs_dropout_prob=config.dropout, num_labels=config.num_classes)
+    token_ids, segment_ids, valid_length, labels = (torch.from_numpy(a).long()
+                                                    for a in make_batch(config, config.seed))
+    attention_mask = (torch.arange(config.seq_len)[None, :] < valid_length[:, None]).long()
+    inputs = {'input_ids': token_ids, 'token_type_ids': segment_ids, 'attention_mask': attention_mask}
+
+    results = []
+    for precision, mode in runs:
+        if precision not in autocasts:
+            results.append(skipped(precision, mode, f'no {precision} path for torch here'))
+            continue
+        autocast = autocasts[precision]
+        torch.manual_seed(config.seed)
+        model = BertForSequenceClassification(hf_config)
+        extra = {'attn_implementation': getattr(model.config, '_attn_implementation', None),
+                 'torch_threads': torch.get_num_threads()}
+        if mode == 'infer':
+            model.eval()
+            outputs = []
+
+            def step():
+                with torch.inference_mode(), autocast():
+                    outputs.append(model(**inputs).logits.float().numpy())
+
+            timing = timed_loop(step, config.warmup, config.steps, lambda: None)
+            extra['logits_shape'] = list(outputs[-1].shape)
+        else:
+            model.train()
+            named = list(model.named_parameters())
+            optimizer = torch.optim.AdamW(
+                [{'params': [p for n, p in named if not no_weight_decay(n)], 'weight_decay': config.weight_decay},
+                 {'params': [p for n, p in named if no_weight_decay(n)], 'weight_decay': 0.0}],
+                lr=config.learning_rate, eps=config.epsilon)
+            losses = []
+
+            def step():
+                optimizer.zero_grad(set_to_none=True)
+                with autocast():
+                    logits = model(**inputs).logits
+                loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                losses.append(loss.detach())
+
+            timing = timed_loop(step, config.warmup, config.steps, lambda: None)
+            extra['last_loss'] = float(losses[-1])
+        results.append(throughput(config, precision, mode, timing, extra))
+        del model
+    return results
+
+
+# ============================================================================ data worker
+
+def load_sentences(config):
+    from importlib import resources
+
+    from kobert_gluon.data import read_table
+    nsmc = os.path.join(config.shared_dir, NSMC_TEST) if config.shared_dir else None
+    if nsmc and os.path.isfile(nsmc):
+        sentences, source = list(read_table(nsmc, 'document')['document']), nsmc
+    else:
+        demo = str(resources.files('kobert_gluon').joinpath('resources', 'demo_sentiment.tsv'))
+        sentences, source = list(read_table(demo, 'text')['text']), 'kobert_gluon demo_sentiment.tsv'
+    count = len(sentences)
+    sentences = [sentences[i % count] for i in range(config.sentences)]  # repeats a short file
+    return sentences, f'{source} ({count} distinct rows)'
+
+
+def data_worker(config, workdir):
+    import kobert_gluon  # noqa: F401  (before gluonnlp: thread defaults, sentencepiece fix)
+    import gluonnlp as nlp
+    import numpy as np
+    from kobert_gluon.data import BERTDataset
+    from kobert_gluon.tokenizer import get_bert_tokenizer, get_vocab, train_sentencepiece
+
+    sentences, source = load_sentences(config)
+    spiece = os.path.join(config.shared_dir, KOBERT_SPIECE) if config.shared_dir else None
+    if spiece and os.path.isfile(spiece):
+        tokenizer_source = spiece
+    else:
+        spiece = train_sentencepiece(sentences, os.path.join(workdir, 'bench.spiece'), vocab_size=3000)
+        tokenizer_source = 'SentencePiece trained on those sentences (KoBERT .spiece not found)'
+    vocab = get_vocab(spiece)
+    plain_tokenizer = nlp.data.BERTSPTokenizer(spiece, vocab, lower=False)
+    our_tokenizer = get_bert_tokenizer(spiece, vocab)
+    rows = [[s, 0] for s in sentences]
+    max_len = config.seq_len
+
+    def plain(items):
+        transform = nlp.data.BERTSentenceTransform(plain_tokenizer, max_seq_length=max_len, pad=True, pair=False)
+        return [transform([s]) for s in items]
+
+    def ours(items):
+        return BERTDataset(items, 0, 1, our_tokenizer, max_len, True, False)
+
+    warm = min(50, len(sentences))
+    plain(sentences[:warm])
+    ours(rows[:warm])
+    started = time.perf_counter()
+    expected = plain(sentences)
+    plain_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    dataset = ours(rows)
+    our_seconds = time.perf_counter() - started
+
+    if len(dataset) != len(expected):
+        raise AssertionError(f'BERTDataset has {len(dataset)} items for {len(expected)} sentences')
+    for i, want in enumerate(expected):
+        got = dataset[i][:3]
+        for name, a, b in zip(('token_ids', 'valid_length', 'segment_ids'), want, got):
+            a, b = np.asarray(a), np.asarray(b)
+            if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b):
+                raise AssertionError(f'sentence {i} {sentences[i]!r}: {name} differs: '
+                                     f'plain {a.dtype}{a.shape} {a.tolist()} vs BERTDataset {b.dtype}{b.shape} {b.tolist()}')
+    n = len(sentences)
+    return [{'precision': None, 'mode': 'data', 'sentences': n, 'max_len': max_len, 'source': source,
+             'tokenizer': tokenizer_source, 'identical': True,
+             'plain_sentences_per_s': n / plain_seconds, 'ours_sentences_per_s': n / our_seconds,
+             'peak_rss_mb': peak_rss_mb()}]
+
+
+def probe_worker(config):
+    """Versions, BertConfig.small() sizes and which mxnet precisions can run, from the mxnet side."""
+    import kobert_gluon
+    from kobert_gluon.model import BertConfig
+    small = BertConfig.small()
+    precisions = {}
+    for name, hooks in mxnet_precisions().items():
+        precisions[name] = {}
+        for mode in MODES:
+            try:
+                precisions[name][mode] = hooks.unsupported(mode)
+            except Exception as error:  # a broken check must not hide the other rows
+                precisions[name][mode] = f'support check raised {type(error).__name__}: {error}'
+    return {'kobert_gluon': kobert_gluon.__version__, 'cpu_defaults': kobert_gluon.CPU_DEFAULTS,
+            'small': {'num_layers': small.num_layers, 'units': small.units, 'hidden_size': small.hidden_size,
+                      'num_heads': small.num_heads, 'max_positions': small.max_length},
+            'precisions': precisions}
+
+
+def run_worker(spec_json):
+    spec = json.loads(spec_json)
+    config = Config(**spec['config'])
+    kind = spec['kind']
+    if kind == MXNET:
+        result = mxnet_worker(config, spec['runs'])
+    elif kind == TORCH:
+        result = torch_worker(config, spec['runs'])
+    elif kind == DATA:
+        with tempfile.TemporaryDirectory() as workdir:
+            result = data_worker(config, workdir)
+    elif kind == PROBE:
+        result = probe_worker(config)
+    else:
+        raise ValueError(f'unknown worker kind {kind!r}')
+    sys.stdout.write(json.dumps(result) + '\n')
+    sys.stdout.flush()
+
+
+# ============================================================================ parent
+
+def spawn(spec, threads, timeout):
+    """Run one worker; (result, None) or (None, why it failed)."""
+    env = dict(os.environ)
+    for name in THREAD_VARIABLES:
+        env[name] = str(threads)
+    command = [sys.executable, os.path.abspath(__file__), '--worker', json.dumps(spec)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f'timed out after {timeout} s'
+    lines = [line for line in done.stdout.splitlines() if line.startswith(('{', '['))]
+    if done.returncode == 0 and lines:
+        return json.loads(lines[-1]), None
+    tail = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    logger.error('worker %s %s exited %d; stderr ends:\n%s', spec['kind'], spec.get('runs', ''),
+                 done.returncode, '\n'.join(tail[-15:]))
+    return None, (tail[-1].strip()[:200] if tail else f'exit status {done.returncode}')
+
+
+def torch_missing():
+    for module in ('torch', 'transformers'):
+        if importlib.util.find_spec(module) is None:
+            return f'{module} not installed'
+    return None
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument('--small', action='store_true', help="kobert_gluon's BertConfig.small() sizes, fewer steps")
+    size.add_argument('--smoke', action='store_true', help='tiniest config, 1 repeat (for tests)')
+    parser.add_argument('--batch-size', type=int, help='sentences per step (default 32; smoke 4)')
+    parser.add_argument('--seq-len', type=int, help='tokens per sentence (default 64; smoke 16)')
+    parser.add_argument('--steps', type=int, help='timed steps per measurement (default 10; smoke 2)')
+    parser.add_argument('--warmup', type=int, help='untimed steps first, at least 1 (default 2; smoke 1)')
+    parser.add_argument('--repeats', type=int, help='rounds of A/B alternation; medians reported (default 3; smoke 1)')
+    parser.add_argument('--sentences', type=int, help='sentences for the data pipeline rows (default 2000)')
+    parser.add_argument('--threads', type=int, default=available_cpus(), help='threads for every worker')
+    parser.add_argument('--precisions', default=None,
+                        help='comma-separated kobert_gluon precisions to run (default: all known); '
+                             'the PyTorch rows are always float32 and bfloat16')
+    parser.add_argument('--skip-torch', action='store_true', help='no PyTorch rows')
+    parser.add_argument('--skip-data', action='store_true', help='no data pipeline rows')
+    parser.add_argument('--one-process', action='store_true',
+                        help='fewer worker processes (on by default for --smoke): inference then training '
+                             'in one worker per mxnet precision, all torch rows in one worker; faster to '
+                             'start, but a peak RSS then also covers what that worker ran before')
+    parser.add_argument('--shared-dir', default=os.environ.get('KOBERT_GLUON_SHARED', ''),
+                        help='directory with kobert/ and data/nsmc/ (default $KOBERT_GLUON_SHARED)')
+    parser.add_argument('--worker-timeout', type=int, default=1800, help='seconds before a worker is killed')
+    parser.add_argument('--json', dest='json_path', help='also write the raw numbers here')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('-v', '--verbose', action='store_true')
+    parser.add_argument('--worker', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.preset = 'smoke' if args.smoke else 'small' if args.small else 'full'
+    if args.smoke:
+        args.one_process = True
+    return args
+
+
+def build_config(args, probe):
+    preset = dict(PRESETS[args.preset])
+    repeats = preset.pop('repeats')
+    config = Config(threads=args.threads, seed=args.seed, shared_dir=args.shared_dir or '')
+    if args.preset == 'small':
+        preset.update(probe['small'])
+    for key, value in preset.items():
+        setattr(config, key, value)
+    for key in ('batch_size', 'seq_len', 'steps', 'warmup', 'sentences'):
+        if getattr(args, key) is not None:
+            setattr(config, key, getattr(args, key))
+    repeats = args.repeats if args.repeats is not None else repeats
+    if config.warmup < 1 or config.steps < 1 or repeats < 1 or config.threads < 1:
+        raise SystemExit('--warmup, --steps, --repeats and --threads must be at least 1')
+    if config.seq_len > config.max_positions or config.seq_len < 2:
+        raise SystemExit(f'--seq-len {config.seq_len}: must be in [2, {config.max_positions}]')
+    return config, repeats
+
+
+def machine_facts(args, probe):
+    flags = cpu_flags()
+    return {'cpu': cpu_model(), 'cpus_available': available_cpus(), 'cpus_online': os.cpu_count(),
+            'flags': {f: f in flags for f in CPU_FLAGS_OF_INTEREST}, 'native_bf16': native_bf16(flags),
+            'python': platform.python_version(), 'mxnet': package_version('mxnet'),
+            'gluonnlp': package_version('gluonnlp'), 'kobert_gluon': probe.get('kobert_gluon'),
+            'torch': package_version('torch'), 'transformers': package_version('transformers'),
+            'threads': args.threads, 'load_average_start': load_average()}
+
+
+def load_average():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def plan(args, probe):
+    """(rows, jobs, notes): table rows in order, worker specs for one round, and skipped runs."""
+    wanted = args.precisions.split(',') if args.precisions else list(probe['precisions'])
+    unknown = [p for p in wanted if p not in probe['precisions']]
+    if unknown:
+        raise SystemExit(f'--precisions {unknown}: known are {list(probe["precisions"])}')
+    no_torch = '--skip-torch' if args.skip_torch else torch_missing()
+    rows = []  # alternating frameworks: mxnet fp32, torch fp32, mxnet bf16, torch bf16, mxnet int8
+    for name in probe['precisions']:
+        if name in wanted:
+            rows.append((MXNET, name))
+        if name in TORCH_PRECISIONS:
+            rows.append((TORCH, name))
+    notes = {}
+    for kind, precision in rows:
+        for mode in MODES:
+            reason = probe['precisions'][precision][mode] if kind == MXNET else no_torch
+            if reason:
+                notes[(kind, precision, mode)] = f'skipped: {reason}'
+    live = lambda kind, precision, mode: (kind, precision, mode) not in notes  # noqa: E731
+    if not args.one_process:
+        # One measurement per process: train of every setup in turn, then infer.
+        jobs = [{'kind': kind, 'runs': [[precision, mode]]} for mode in MODES for kind, precision in rows
+                if live(kind, precision, mode)]
+    else:
+        # Inference first, so its peak RSS is its own. mxnet: one process per precision (a
+        # precision may change process-wide state, e.g. AMP); torch: autocast is scoped, one process.
+        jobs, torch_job = [], None
+        for kind, precision in rows:
+            runs = [[precision, mode] for mode in ('infer', 'train') if live(kind, precision, mode)]
+            if not runs:
+                continue
+            if kind == TORCH and torch_job is not None:
+                torch_job['runs'].extend(runs)
+                continue
+            jobs.append({'kind': kind, 'runs': runs})
+            if kind == TORCH:
+                torch_job = jobs[-1]
+    return rows, jobs, notes
+
+
+def collect(args):
+    probe, error = spawn({'kind': PROBE, 'config': dataclasses.asdict(Config())}, args.threads, args.worker_timeout)
+    if probe is None:
+        raise SystemExit(f'the mxnet side does not start: {error}')
+    config, repeats = build_config(args, probe)
+    facts = machine_facts(args, probe)
+    logger.info('%s; %d threads; %d round(s)', config.describe(), config.threads, repeats)
+    rows, jobs, notes = plan(args, probe)
+    runs = {}
+    data_runs, data_note = [], ('skipped by --skip-data' if args.skip_data else None)
+    for round_number in range(1, repeats + 1):
+        for job in jobs:
+            keys = [(job['kind'], precision, mode) for precision, mode in job['runs']]
+            if all(key in notes for key in keys):
+                continue  # skipped or failed in an earlier round
+            started = time.time()
+            results, error = spawn(dict(job, config=dataclasses.asdict(config)), config.threads,
+                                   args.worker_timeout)
+            if results is None:
+                notes.update({key: f'failed: {error}' for key in keys if key not in notes})
+                continue
+            for result in results:
+                key = (job['kind'], result['precision'], result['mode'])
+                if 'skipped' in result:
+                    notes[key] = f'skipped: {result["skipped"]}'
+                    continue
+                runs.setdefault(key, []).append(result)
+                logger.info('round %d/%d %-22s %9.2f samples/s  peak RSS %6.0f MB  (worker %.0f s)',
+                            round_number, repeats, ' '.join(key), result['samples_per_s'],
+                            result['peak_rss_mb'], time.time() - started)
+        if data_note is None:
+            result, error = spawn({'kind': DATA, 'config': dataclasses.asdict(config)}, config.threads,
+                                  args.worker_timeout)
+            if result is None:
+                data_note = f'failed: {error}'
+            else:
+                data_runs.extend(result)
+                logger.info('round %d/%d data pipeline: plain %.0f, BERTDataset %.0f sentences/s', round_number,
+                            repeats, result[0]['plain_sentences_per_s'], result[0]['ours_sentences_per_s'])
+    return {'machine': facts, 'config': dataclasses.asdict(config), 'repeats': repeats, 'preset': args.preset,
+            'one_process': args.one_process, 'probe': probe, 'rows': rows,
+            'runs': {'|'.join(k): v for k, v in runs.items()},
+            'notes': {'|'.join(k): v for k, v in notes.items()},
+            'data_runs': data_runs, 'data_note': data_note}
+
+
+def summarize(report):
+    """Medians per (framework, precision, mode)."""
+    medians = {}
+    for key, results in report['runs'].items():
+        if results:
+            medians[key] = {field: statistics.median(r[field] for r in results)
+                            for field in ('samples_per_s', 'tokens_per_s', 'peak_rss_mb', 'seconds')}
+            medians[key]['runs'] = len(results)
+    data = None
+    if report['data_runs']:
+        data = {field: statistics.median(r[field] for r in report['data_runs'])
+                for field in ('plain_sentences_per_s', 'ours_sentences_per_s')}
+        data.update({k: report['data_runs'][0][k] for k in ('sentences', 'max_len', 'source', 'tokenizer')})
+        data['runs'] = len(report['data_runs'])
+    return medians, data
+
+
+def fmt_rate(value):
+    if value >= 1000:
+        return f'{value:,.0f}'
+    if value >= 10:
+        return f'{value:.1f}'
+    return f'{value:.2f}'
+
+
+def format_report(report, medians, data):
+    facts, config = report['machine'], report['config']
+    flag_text = ' '.join(f'{f}={"yes" if on else "no"}' for f, on in facts['flags'].items())
+    lines = [f'Machine: {facts["cpu"]}, {facts["cpus_available"]} cores available '
+             f'({facts["cpus_online"]} online); flags {flag_text}; '
+             f'mxnet {facts["mxnet"]}, gluonnlp {facts["gluonnlp"]}, kobert_gluon {facts["kobert_gluon"]}, '
+             f'torch {facts["torch"] or "not installed"}, transformers {facts["transformers"] or "not installed"}, '
+             f'Python {facts["python"]}; {facts["threads"]} threads per worker; 1-min load average '
+             f'{facts["load_average_start"]} before, {facts.get("load_average_end")} after.',
+             f'Config ({report["preset"]}): {Config(**config).describe()}; '
+             f'medians of {report["repeats"]} round(s)'
+             + ('; --one-process: one worker per mxnet precision and one for all torch rows'
+                if report['one_process'] else '; one worker process per measurement') + '.',
+             '']
+    header = ['setup', 'precision', 'train samples/s', 'train tokens/s', 'infer samples/s', 'infer tokens/s',
+              'train peak RSS MB', 'infer peak RSS MB', 'train vs torch fp32', 'infer vs torch fp32']
+    lines.append('| ' + ' | '.join(header) + ' |')
+    lines.append('|' + '|'.join(['---', '---'] + ['---:'] * (len(header) - 2)) + '|')
+    baseline = {m: medians.get(f'{TORCH}|float32|{m}') for m in MODES}
+    emulated_bf16 = False
+    for kind, precision in report['rows']:
+        setup = (f'kobert_gluon (MXNet {facts["mxnet"]})' if kind == MXNET
+                 else 'PyTorch + transformers BertForSequenceClassification')
+        measured = any(f'{kind}|{precision}|{m}' in medians for m in MODES)
+        precision_cell = 'bfloat16 (autocast)' if kind == TORCH and precision == 'bfloat16' else precision
+        if precision == 'bfloat16' and measured and not facts['native_bf16']:
+            precision_cell += ' ⚠'
+            emulated_bf16 = True
+        cells = {}
+        for mode in MODES:
+            key = f'{kind}|{precision}|{mode}'
+            if key in medians:
+                m, base = medians[key], baseline[mode]
+                cells[mode] = [fmt_rate(m['samples_per_s']), fmt_rate(m['tokens_per_s']), f'{m["peak_rss_mb"]:,.0f}',
+                               f'{m["samples_per_s"] / base["samples_per_s"]:.2f}×' if base else 'n/a']
+            else:
+                cells[mode] = [report['notes'].get(key, 'not run'), '', '', '']
+        if cells['train'][0] == cells['infer'][0] and not measured:
+            cells['infer'][0] = '〃'  # same reason as for training
+        row = [setup, precision_cell, cells['train'][0], cells['train'][1], cells['infer'][0], cells['infer'][1],
+               cells['train'][2], cells['infer'][2], cells['train'][3], cells['infer'][3]]
+        lines.append('| ' + ' | '.join(row) + ' |')
+    if emulated_bf16:
+        lines.append('')
+        lines.append('⚠ This CPU has no native bfloat16 (no avx512_bf16 / amx_bf16): bf16 rows run on '
+                     'emulation or conversion kernels, so they say little about bf16 on newer CPUs.')
+    lines.append('')
+    lines.append('Tokens/s count padded positions (samples/s × seq_len). Ratios are samples/s over the '
+                 'PyTorch float32 row (above 1: faster). Peak RSS is each worker\'s VmHWM'
+                 + (' (one process did inference, then training)' if report['one_process'] else '') + '.')
+    lines.append('')
+    lines.append('| data pipeline | sentences/s | vs plain |')
+    lines.append('|---|---:|---:|')
+    if data:
+        plain, ours = data['plain_sentences_per_s'], data['ours_sentences_per_s']
+        lines.append(f'| gluonnlp BERTSentenceTransform, per sentence (plain) | {fmt_rate(plain)} | 1.00× |')
+        lines.append(f'| kobert_gluon BERTDataset | {fmt_rate(ours)} | {ours / plain:.2f}× |')
+        lines.append('')
+        lines.append(f'Data: {data["sentences"]} sentences from {data["source"]}, max_len {data["max_len"]}, '
+                     f'tokenizer {data["tokenizer"]}; arrays identical in every round '
+                     f'(token_ids, valid_length, segment_ids, dtypes included); medians of {data["runs"]} round(s).')
+    else:
+        lines.append(f'| gluonnlp BERTSentenceTransform, per sentence (plain) | {report["data_note"]} | — |')
+        lines.append(f'| kobert_gluon BERTDataset | {report["data_note"]} | — |')
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        run_worker(args.worker)
+        return 0
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format='%(asctime)s %(message)s', datefmt='%H:%M:%S')
+    # A terminated parent takes its running worker along (subprocess.run kills it on the way out).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    started = time.time()
+    busy = load_average()
+    if busy is not None and busy > 0.25 * available_cpus():
+        logger.warning('load average is %.2f on %d CPUs: other processes will slow the workers down', busy,
+                       available_cpus())
+    report = collect(args)
+    report['machine'].update(load_average_start=busy, load_average_end=load_average())
+    medians, data = summarize(report)
+    report['medians'] = medians
+    report['data'] = data
+    report['wall_seconds'] = time.time() - started
+    print(format_report(report, medians, data))
+    if args.json_path:
+        with open(args.json_path, 'w', encoding='utf-8') as out:
+            json.dump(report, out, indent=2, ensure_ascii=False)
+    logger.info('done in %.0f s', report['wall_seconds'])
+    failed = sorted(k for k, v in report['notes'].items() if v.startswith('failed'))
+    if report['data_note'] and report['data_note'].startswith('failed'):
+        failed.append('data pipeline')
+    if failed:
+        logger.error('failed: %s', ', '.join(failed))
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Fine-tune KoBERT on NSMC (Naver movie reviews, binary sentiment, id/document/label TSV).
+
+    python examples/train_nsmc.py --data ratings_train.txt --test_data ratings_test.txt --kobert_dir ~/kobert
+    # quick check with a small BERT
+    python examples/train_nsmc.py --data ratings_train_small.txt --test_data ratings_test_small.txt \\
+        --bert small --num_epochs 1
+
+Empty documents are dropped (and counted in the log). Every flag of ``kobert-gluon train``
+works here too.
+"""
+import sys
+
+from kobert_gluon.cli import main
+
+if __name__ == '__main__':
+    sys.exit(main(['train', '--text_column', 'document', '--label_column', 'label',
+                   '--output_dir', 'runs/nsmc', *sys.argv[1:]]))

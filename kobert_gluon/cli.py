@@ -1,0 +1,354 @@
+"""The ``kobert-gluon`` command: train, evaluate, predict, export.
+
+This is the only module that prints. Expected failures (a bad file, a bad setting, a broken
+model directory, a missing GPU) end as one ``kobert-gluon: error: ...`` line on stderr and exit
+status 2, like argparse's own usage errors; ``--debug`` shows the traceback instead.
+"""
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sys
+import typing
+
+from .assets import AssetError
+from .context import parse_ctx
+from .data import DataError, read_table
+from .export import DEFAULT_NAME, export
+from .fileio import atomic_path, read_json, write_json
+from .metrics import classification_report, format_report
+from .pipeline import ModelDirectoryError, TextClassifier
+from .training import BERT_SIZES, DTYPES, TrainConfig, train
+
+logger = logging.getLogger(__name__)
+
+PROG = 'kobert-gluon'
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+EXPECTED_ERRORS = (DataError, ModelDirectoryError, AssetError, ValueError, KeyError, OSError, RuntimeError)
+FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES}
+FORMATS = ('tsv', 'jsonl')
+# A tab or line break inside a sentence would shift the TSV columns; JSONL keeps the text as is.
+TSV_UNSAFE = str.maketrans('\t\r\n', '   ')
+LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_request:  # --help, or a usage error argparse already reported
+        return exit_request.code
+    debug = getattr(args, 'debug', False)
+    with log_to_stderr(logging.DEBUG if debug else logging.INFO):
+        try:
+            return args.run(args) or 0
+        except EXPECTED_ERRORS as error:
+            if debug:
+                raise
+            print(f'{PROG}: error: {one_line(error)}', file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            print(f'{PROG}: interrupted', file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+
+def one_line(error):
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    # mxnet's messages are a C++ traceback whose last line says what failed.
+    return lines[-1] if lines[0].startswith('Traceback') else ' '.join(lines)
+
+
+@contextlib.contextmanager
+def log_to_stderr(level):
+    """INFO logs of the package on stderr for this command only (main() may run many times)."""
+    package_logger = logging.getLogger(__package__)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, '%H:%M:%S'))
+    previous_level = package_logger.level
+    package_logger.addHandler(handler)
+    package_logger.setLevel(level)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous_level)
+
+
+# ---------------------------------------------------------------------------- parser
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every optional flag's default; required flags say so instead of 'default: None'."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if action.required:
+            return text + ' (required)'
+        if not action.option_strings or action.default in (None, argparse.SUPPRESS) or '%(default)' in text:
+            return text
+        return text + ' (default: %(default)s)'
+
+
+def build_parser():
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument('--debug', action='store_true', default=argparse.SUPPRESS,
+                        help='debug logs, and a traceback instead of a one-line error')
+    parser = argparse.ArgumentParser(prog=PROG, parents=[common], formatter_class=HelpFormatter,
+                                     description="Fine-tune and serve KoBERT text classifiers.")
+    commands = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    for name, add_arguments, run, summary in COMMANDS:
+        command = commands.add_parser(name, parents=[common], formatter_class=HelpFormatter,
+                                      help=summary, description=summary)
+        add_arguments(command)
+        command.set_defaults(run=run)
+    return parser
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text}: must be at least 1')
+    return value
+
+
+def add_inference_arguments(parser):
+    parser.add_argument('--model', required=True, help='model directory (a run\'s best/ or last/model/)')
+    parser.add_argument('--ctx', default='auto', help="'auto', 'cpu', 'gpu' or 'gpu:1'")
+    parser.add_argument('--batch-size', '--batch_size', dest='batch_size', type=positive_int, default=64,
+                        help='sentences per forward pass')
+
+
+def load_classifier(args):
+    contexts = parse_ctx(args.ctx)
+    if len(contexts) > 1:
+        logger.info('inference uses one device: %s', contexts[0])
+    return TextClassifier.load(args.model, ctx=contexts[0])
+
+
+# ---------------------------------------------------------------------------- train
+
+def add_train_arguments(parser):
+    parser.description = (
+        'Fine-tune a BERTClassifier. Without --data it trains the embedded Korean demo set with '
+        'the demo preset (a small BERT), and only the flags you give change it; defaults below '
+        'show "demo:" where the preset differs.')
+    parser.add_argument('--config', dest='config_file', metavar='JSON',
+                        help='JSON object of the settings below (e.g. a run\'s train_config.json); '
+                             'flags override it')
+    demo = TrainConfig.demo()
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        value_type = base_type(hints[field.name])
+        help_text = field_help(field, getattr(demo, field.name))
+        if value_type is bool:
+            add_switch(parser, field.name, help_text)
+        else:
+            parser.add_argument(*flag_names(field.name), dest=field.name, type=value_type,
+                                choices=FIELD_CHOICES.get(field.name), default=argparse.SUPPRESS,
+                                help=help_text)
+
+
+def flag_names(name, prefix='--'):
+    """``--max_len`` exactly as the field is named, and the usual ``--max-len``."""
+    dashed = name.replace('_', '-')
+    return [prefix + name] + ([prefix + dashed] if dashed != name else [])
+
+
+def add_switch(parser, name, help_text):
+    parser.add_argument(*flag_names(name), dest=name, action='store_true', default=argparse.SUPPRESS,
+                        help=help_text)
+    parser.add_argument(*flag_names(name, '--no-'), dest=name, action='store_false',
+                        default=argparse.SUPPRESS, help=f'turn --{name} off')
+
+
+def base_type(hint):
+    """``Optional[int]`` -> ``int``; plain types pass through."""
+    if typing.get_origin(hint) is typing.Union:
+        non_none = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(non_none) == 1:
+            return non_none[0]
+    return hint if hint in (bool, int, float, str) else str
+
+
+def field_help(field, demo_value):
+    # Defaults are written here because SUPPRESS (only given flags override the demo preset)
+    # hides them from ArgumentDefaultsHelpFormatter; argparse %-formats help, hence %%.
+    text = f"{field.metadata.get('help', '')} (default: {field.default}"
+    if demo_value != field.default:
+        text += f'; demo: {demo_value}'
+    return (text + ')').replace('%', '%%')
+
+
+def train_config(args):
+    """TrainConfig from --config and the flags given; the demo preset when there is no data."""
+    settings = read_settings(args.config_file) if args.config_file else {}
+    settings.update({field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)
+                     if hasattr(args, field.name)})
+    return TrainConfig(**settings) if settings.get('data') else TrainConfig.demo(**settings)
+
+
+def read_settings(path):
+    """TrainConfig fields from a JSON object, each checked against the field's type."""
+    try:
+        settings = read_json(path)
+    except json.JSONDecodeError as error:
+        raise ValueError(f'{path}: not valid JSON ({error})') from None
+    if not isinstance(settings, dict):
+        raise ValueError(f'{path}: expected a JSON object of TrainConfig settings')
+    hints = typing.get_type_hints(TrainConfig)
+    unknown = sorted(set(settings) - set(hints))
+    if unknown:
+        raise ValueError(f'{path}: unknown settings {unknown}; known: {sorted(hints)}')
+    for name, value in settings.items():
+        check_setting(path, name, value, hints[name])
+    return settings
+
+
+def check_setting(path, name, value, hint):
+    expected = base_type(hint)
+    if value is None and expected is not hint:  # Optional[...] accepts null
+        return
+    accepted = (int, float) if expected is float else (expected,)
+    if not isinstance(value, accepted) or (expected is not bool and isinstance(value, bool)):
+        raise ValueError(f'{path}: {name}={value!r} should be {expected.__name__}')
+
+
+def run_train(args):
+    config = train_config(args)
+    train(config)
+    print(os.path.join(config.output_dir, 'best'))
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+def add_evaluate_arguments(parser):
+    add_inference_arguments(parser)
+    parser.add_argument('--data', required=True, help='labeled TSV/CSV/XLSX file')
+    parser.add_argument('--text-column', '--text_column', dest='text_column', default='text',
+                        help='column holding the sentences')
+    parser.add_argument('--label-column', '--label_column', dest='label_column', default='label',
+                        help="column holding the labels, named as in the model's label map")
+    parser.add_argument('--output', help='also write the report as JSON here')
+
+
+def run_evaluate(args):
+    classifier = load_classifier(args)
+    frame = read_table(args.data, args.text_column, args.label_column)
+    labels = classifier.label_map.encode(frame[args.label_column], source=args.data)
+    predictions = classifier.logits(list(frame[args.text_column]), args.batch_size).argmax(axis=1)
+    report = classification_report(labels, predictions, classifier.num_classes)
+    print(format_report(report, classifier.label_map.names))
+    if args.output:
+        write_json(args.output, {'model': os.path.abspath(args.model), 'data': os.path.abspath(args.data),
+                                 'sentences': len(labels), 'labels': classifier.label_map.names, **report})
+        logger.info('report written to %s', args.output)
+
+
+# ---------------------------------------------------------------------------- predict
+
+def add_predict_arguments(parser):
+    add_inference_arguments(parser)
+    parser.add_argument('sentences', nargs='*', default=[], metavar='SENTENCE',
+                        help="sentences to classify (put -- before them if one starts with '-'); "
+                             'none: one per line from --input, else stdin')
+    parser.add_argument('--input', help="file of sentences, one per line (UTF-8); '-' is stdin")
+    parser.add_argument('--format', choices=FORMATS, default='tsv',
+                        help='tsv: text, label, prob_<label>... with a header; jsonl: one JSON object a line')
+    parser.add_argument('--output', help='write here instead of stdout')
+
+
+def run_predict(args):
+    classifier = load_classifier(args)  # before reading stdin, so a bad model fails at once
+    texts = read_sentences(args)
+    if not texts:
+        logger.warning('no sentences to classify')
+    probabilities = classifier.predict_proba(texts, args.batch_size)
+    with open_output(args.output) as out:
+        WRITERS[args.format](out, texts, probabilities, classifier.label_map.names)
+
+
+def read_sentences(args):
+    if args.sentences:
+        return list(args.sentences)
+    if args.input and args.input != '-':
+        with open(args.input, encoding='utf-8-sig') as source:
+            return read_lines(source)
+    if sys.stdin.isatty():
+        logger.info('reading sentences from stdin, one per line; end with Ctrl-D')
+    return read_lines(utf8(sys.stdin))
+
+
+def read_lines(stream):
+    """One sentence per line, empty lines kept so output rows line up with input lines."""
+    lines = [line.rstrip('\r\n') for line in stream]
+    if lines and lines[0].startswith('\ufeff'):
+        lines[0] = lines[0][1:]
+    return lines
+
+
+def utf8(stream):
+    """Korean text must not depend on the locale's encoding."""
+    if (stream.encoding or '').lower().replace('-', '').replace('_', '') != 'utf8' and hasattr(stream, 'reconfigure'):
+        stream.reconfigure(encoding='utf-8')
+    return stream
+
+
+@contextlib.contextmanager
+def open_output(path):
+    if not path:
+        yield utf8(sys.stdout)
+        return
+    with atomic_path(path) as tmp:
+        with open(tmp, 'w', encoding='utf-8', newline='\n') as out:
+            yield out
+    logger.info('predictions written to %s', path)
+
+
+def write_tsv(out, texts, probabilities, names):
+    out.write('\t'.join(['text', 'label'] + [f'prob_{name}' for name in names]) + '\n')
+    for text, row in zip(texts, probabilities):
+        cells = [text.translate(TSV_UNSAFE), names[int(row.argmax())]] + [f'{p:.6g}' for p in row]
+        out.write('\t'.join(cells) + '\n')
+
+
+def write_jsonl(out, texts, probabilities, names):
+    for text, row in zip(texts, probabilities):
+        record = {'text': text, 'label': names[int(row.argmax())],
+                  'probabilities': {name: float(p) for name, p in zip(names, row)}}
+        out.write(json.dumps(record, ensure_ascii=False) + '\n')
+
+
+WRITERS = {'tsv': write_tsv, 'jsonl': write_jsonl}
+
+
+# ---------------------------------------------------------------------------- export
+
+def add_export_arguments(parser):
+    parser.add_argument('--model', required=True, help='model directory to export')
+    parser.add_argument('--output', required=True,
+                        help='export directory (new, empty or a previous export); it receives '
+                             'NAME-symbol.json, NAME-0000.params, export.json and tokenizer/')
+    parser.add_argument('--name', default=DEFAULT_NAME, help='file name prefix of the graph and parameters')
+    parser.add_argument('--ctx', default='cpu', help="device for the traced forward pass: 'cpu', 'gpu', ...")
+
+
+def run_export(args):
+    classifier = load_classifier(args)
+    for role, path in export(classifier, args.output, name=args.name).items():
+        print(f'{role}\t{path}')
+
+
+COMMANDS = (
+    ('train', add_train_arguments, run_train, 'fine-tune a classifier (the Korean demo without --data)'),
+    ('evaluate', add_evaluate_arguments, run_evaluate, 'accuracy, macro-F1, per-class report, confusion matrix'),
+    ('predict', add_predict_arguments, run_predict, 'label sentences with a trained model'),
+    ('export', add_export_arguments, run_export, 'write a SymbolBlock graph + params for serving'),
+)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

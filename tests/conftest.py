@@ -1,0 +1,154 @@
+"""Fixtures shared by the test files.
+
+``shared_dir`` / ``kobert_dir``: the read-only reference files, found only through
+``KOBERT_GLUON_SHARED``; skipped with the reason when absent, failed when ``CI`` is set.
+``demo_model_dir``: a model directory trained once per session on the embedded demo set.
+Every test runs with a private KoBERT cache and without ``KOBERT_HOME``, so none reads the
+user's home or reaches a mirror.
+"""
+import json
+import os
+import pathlib
+import shutil
+import types
+
+import pytest
+
+SHARED_ENV = 'KOBERT_GLUON_SHARED'
+DEMO_EPOCHS = 2
+
+
+def isolate_kobert_env(patch, cache_dir):
+    patch.delenv('KOBERT_HOME', raising=False)
+    patch.setenv('KOBERT_GLUON_CACHE', str(cache_dir))
+
+
+@pytest.fixture(scope='session', autouse=True)
+def isolated_session_env(tmp_path_factory):
+    """Covers session- and module-scoped fixtures too, which start before function ones."""
+    with pytest.MonkeyPatch.context() as patch:
+        isolate_kobert_env(patch, tmp_path_factory.mktemp('kobert-session-cache'))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def isolated_kobert_env(monkeypatch, tmp_path_factory):
+    """A cache of its own per test, so no test sees files another one left."""
+    isolate_kobert_env(monkeypatch, tmp_path_factory.mktemp('kobert-cache'))
+
+
+def missing_shared(reason):
+    if os.environ.get('CI'):
+        pytest.fail(f'{reason}; CI must provide it')
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope='session')
+def shared_dir():
+    value = os.environ.get(SHARED_ENV)
+    if not value:
+        missing_shared(f'{SHARED_ENV} is not set')
+    if not os.path.isdir(value):
+        missing_shared(f'{SHARED_ENV}={value} is not a directory')
+    return pathlib.Path(value)
+
+
+@pytest.fixture(scope='session')
+def kobert_dir(shared_dir):
+    path = shared_dir / 'kobert'
+    if not path.is_dir():
+        missing_shared(f'no KoBERT files at {path}')
+    return path
+
+
+@pytest.fixture(scope='session')
+def demo_run(tmp_path_factory):
+    """The demo trained once: ``.classifier`` (in memory, last epoch) and ``.run_dir``."""
+    from kobert_gluon.training import TrainConfig, train
+
+    run_dir = tmp_path_factory.mktemp('demo-run')
+    classifier = train(TrainConfig.demo(output_dir=str(run_dir), num_epochs=DEMO_EPOCHS))
+    return types.SimpleNamespace(classifier=classifier, run_dir=run_dir)
+
+
+@pytest.fixture(scope='session')
+def demo_model_dir(demo_run):
+    """The demo run's ``best/`` model directory; copy it before changing anything in it."""
+    return demo_run.run_dir / 'best'
+
+
+@pytest.fixture(scope='session')
+def demo_classifier(demo_model_dir):
+    from kobert_gluon.pipeline import TextClassifier
+
+    return TextClassifier.load(demo_model_dir)
+
+
+# ---------------------------------------------------------------------------- broken model directories
+
+def _remove(relative):
+    return lambda model_dir: (model_dir / relative).unlink()
+
+
+def _truncate_params(model_dir):
+    params = model_dir / 'model.params'
+    params.write_bytes(params.read_bytes()[:params.stat().st_size // 2])
+
+
+def _edit_config(change):
+    def edit(model_dir):
+        path = model_dir / 'config.json'
+        config = json.loads(path.read_text(encoding='utf-8'))
+        change(config)
+        path.write_text(json.dumps(config, ensure_ascii=False), encoding='utf-8')
+    return edit
+
+
+def _add_layer(config):
+    config['bert']['num_layers'] += 1
+
+
+def _add_class(config):
+    config['num_classes'] += 1
+
+
+def _add_class_and_label(config):
+    _add_class(config)
+    config['labels']['extra'] = len(config['labels'])
+
+
+def _first_tokenizer_file(model_dir):
+    return next((model_dir / 'tokenizer').iterdir())
+
+
+def _remove_tokenizer(model_dir):
+    _first_tokenizer_file(model_dir).unlink()
+
+
+def _corrupt_tokenizer(model_dir):
+    with open(_first_tokenizer_file(model_dir), 'ab') as tokenizer_file:
+        tokenizer_file.write(b'junk')
+
+
+# name -> (damage, words the error message must contain)
+MODEL_DIR_DAMAGE = {
+    'missing params': (_remove('model.params'), ['missing', 'model.params']),
+    'truncated params': (_truncate_params, ['corrupt', 'model.params']),
+    'missing tokenizer': (_remove_tokenizer, ['missing tokenizer file', 'tokenizer/']),
+    'corrupt tokenizer': (_corrupt_tokenizer, ['md5', 'tokenizer']),
+    'missing config': (_remove('config.json'), ['missing', 'config.json']),
+    'num_layers differs': (_edit_config(_add_layer), ['model.params', 'does not match', 'config.json']),
+    'num_classes differs': (_edit_config(_add_class), ['config.json', 'num_classes']),
+    'num_classes and labels differ': (_edit_config(_add_class_and_label),
+                                      ['model.params', 'does not match', 'config.json']),
+}
+
+
+@pytest.fixture(params=sorted(MODEL_DIR_DAMAGE))
+def broken_model_dir(request, demo_model_dir, tmp_path):
+    """``(directory, words)``: a damaged copy of the demo model and what its error must say."""
+    damage, words = MODEL_DIR_DAMAGE[request.param]
+    model_dir = tmp_path / 'broken-model'
+    shutil.copytree(demo_model_dir, model_dir)
+    damage(model_dir)
+    return model_dir, words
