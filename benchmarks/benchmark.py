@@ -229,7 +229,8 @@ class FromPrecisionModule:
       ``NotImplementedError`` to skip that mode.
     - ``resolve(name, ctx, training)`` (raises ValueError when unsupported; returns another
       name when it would fall back), ``init_training(name)`` and
-      ``for_inference(model, name, ctx, calibration_batches)``.
+      ``for_inference(model, name, ctx, calibration)``, ``calibration`` being one
+      ``(token_ids, segment_ids, valid_length)`` tuple of the calibration batches concatenated.
     """
 
     def __init__(self, name, module, import_error=None):
@@ -264,7 +265,9 @@ class FromPrecisionModule:
         if hasattr(self.module, 'prepare_inference'):
             return self.module.prepare_inference(model, self.name, calibration_batches)
         import mxnet as mx
-        return self.module.for_inference(model, self.name, mx.cpu(), calibration_batches)
+        calibration = (tuple(mx.nd.concat(*parts, dim=0) for parts in zip(*calibration_batches))
+                       if calibration_batches else None)
+        return self.module.for_inference(model, self.name, mx.cpu(), calibration)
 
 
 def mxnet_precisions():

@@ -20,6 +20,7 @@ from .export import DEFAULT_NAME, export
 from .fileio import atomic_path, read_json, write_json
 from .metrics import classification_report, format_report
 from .pipeline import ModelDirectoryError, TextClassifier
+from .precision import PRECISIONS
 from .training import BERT_SIZES, DTYPES, TrainConfig, train
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,11 @@ def add_inference_arguments(parser):
     parser.add_argument('--ctx', default='auto', help="'auto', 'cpu', 'gpu' or 'gpu:1'")
     parser.add_argument('--batch-size', '--batch_size', dest='batch_size', type=positive_int, default=64,
                         help='sentences per forward pass')
+    parser.add_argument('--dtype', choices=PRECISIONS, default='float32',
+                        help='bfloat16: CPU AMP (needs avx512_bf16/AMX, else float32); float16: GPU AMP; '
+                             'int8: CPU quantization calibrated on --calibration')
+    parser.add_argument('--calibration', metavar='FILE',
+                        help='int8: sentences (one per line) to calibrate on; default: the first 512 inputs')
 
 
 def load_classifier(args):
@@ -127,6 +133,16 @@ def load_classifier(args):
     if len(contexts) > 1:
         logger.info('inference uses one device: %s', contexts[0])
     return TextClassifier.load(args.model, ctx=contexts[0])
+
+
+def in_precision(classifier, args, texts):
+    """The classifier in --dtype; int8 calibrates on --calibration, else on ``texts``."""
+    if args.dtype == 'float32' or not (texts or args.calibration):  # nothing to compute
+        return classifier
+    if args.calibration:
+        with open(args.calibration, encoding='utf-8-sig') as source:
+            texts = [line for line in read_lines(source) if line.strip()]
+    return classifier.with_precision(args.dtype, texts)
 
 
 # ---------------------------------------------------------------------------- train
@@ -239,7 +255,8 @@ def run_evaluate(args):
     classifier = load_classifier(args)
     frame = read_table(args.data, args.text_column, args.label_column)
     labels = classifier.label_map.encode(frame[args.label_column], source=args.data)
-    predictions = classifier.logits(list(frame[args.text_column]), args.batch_size).argmax(axis=1)
+    texts = list(frame[args.text_column])
+    predictions = in_precision(classifier, args, texts).logits(texts, args.batch_size).argmax(axis=1)
     report = classification_report(labels, predictions, classifier.num_classes)
     print(format_report(report, classifier.label_map.names))
     if args.output:
@@ -266,7 +283,7 @@ def run_predict(args):
     texts = read_sentences(args)
     if not texts:
         logger.warning('no sentences to classify')
-    probabilities = classifier.predict_proba(texts, args.batch_size)
+    probabilities = in_precision(classifier, args, texts).predict_proba(texts, args.batch_size)
     with open_output(args.output) as out:
         WRITERS[args.format](out, texts, probabilities, classifier.label_map.names)
 

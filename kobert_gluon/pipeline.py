@@ -8,6 +8,7 @@ Layout of a model directory::
 
 The tokenizer files are copied (they are small), so a directory works on any machine.
 """
+import copy
 import logging
 import os
 import shutil
@@ -16,7 +17,7 @@ import gluonnlp as nlp
 import mxnet as mx
 import numpy as np
 
-from . import __version__
+from . import __version__, precision
 from .assets import md5sum
 from .data import LabelMap
 from .fileio import atomic_directory, read_json, write_json
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = 'config.json'
 PARAMS_FILE = 'model.params'
 TOKENIZER_DIR = 'tokenizer'
+CALIBRATION_SENTENCES = 512
 
 
 class ModelDirectoryError(ValueError):
@@ -47,6 +49,7 @@ class TextClassifier:
         self.tokenizer_files = dict(tokenizer_files)
         self.dropout = dropout
         self.ctx = ctx or mx.cpu()
+        self.dtype = 'float32'
         self._transform = nlp.data.BERTSentenceTransform(tokenizer, max_seq_length=max_len, pad=False, pair=False)
         self._pad_id = tokenizer.vocab[tokenizer.vocab.padding_token]
 
@@ -63,28 +66,50 @@ class TextClassifier:
                 raise TypeError(f'texts[{i}] is {type(text).__name__}, expected str')
         return [self._transform([text]) for text in texts]
 
-    def batches(self, encoded, batch_size):
-        """Batches padded to their own longest sentence (not to max_len)."""
+    def batches(self, encoded, batch_size, width=None):
+        """numpy int32 batches padded to their own longest sentence (or to ``width``)."""
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start:start + batch_size]
-            width = max(int(valid_length) for _, valid_length, _ in chunk)
-            token_ids = np.full((len(chunk), width), self._pad_id, dtype=np.int32)
-            segment_ids = np.zeros((len(chunk), width), dtype=np.int32)
+            chunk_width = width or max(int(valid_length) for _, valid_length, _ in chunk)
+            token_ids = np.full((len(chunk), chunk_width), self._pad_id, dtype=np.int32)
+            segment_ids = np.zeros((len(chunk), chunk_width), dtype=np.int32)
             for row, (ids, valid_length, segments) in enumerate(chunk):
                 token_ids[row, :len(ids)] = ids
                 segment_ids[row, :len(segments)] = segments
             valid_lengths = np.array([int(v) for _, v, _ in chunk], dtype=np.int32)
             yield token_ids, segment_ids, valid_lengths
 
+    def _nd(self, arrays):
+        return [mx.nd.array(a, ctx=self.ctx, dtype='int32') for a in arrays]
+
     def logits(self, texts, batch_size=64):
+        """Logits in input order. Sentences are batched by length, so little padding is computed."""
         encoded = self.encode(texts)
+        order = sorted(range(len(encoded)), key=lambda i: int(encoded[i][1]))
         outputs = [np.zeros((0, self.num_classes), dtype=np.float32)]
-        for token_ids, segment_ids, valid_length in self.batches(encoded, batch_size):
-            out = self.model(mx.nd.array(token_ids, ctx=self.ctx, dtype='int32'),
-                             mx.nd.array(segment_ids, ctx=self.ctx, dtype='int32'),
-                             mx.nd.array(valid_length, ctx=self.ctx, dtype='int32'))
-            outputs.append(out.astype('float32').asnumpy())
-        return np.concatenate(outputs)
+        for batch in self.batches([encoded[i] for i in order], batch_size):
+            outputs.append(self.model(*self._nd(batch)).astype('float32').asnumpy())
+        logits = np.empty((len(encoded), self.num_classes), dtype=np.float32)
+        logits[order] = np.concatenate(outputs)
+        return logits
+
+    def with_precision(self, dtype, calibration_texts=None):
+        """A copy computing in ``dtype`` ('float32', 'bfloat16', 'float16', 'int8'); self is unchanged.
+
+        int8 calibrates activation ranges on up to 512 of ``calibration_texts``. bfloat16
+        falls back to float32, with a warning, on CPUs without bf16 support.
+        """
+        dtype = precision.resolve(dtype, self.ctx)
+        calibration = None
+        if dtype == 'int8':
+            texts = list(calibration_texts or [])[:CALIBRATION_SENTENCES]
+            if not texts:
+                raise ValueError('dtype=int8 needs calibration sentences (a sample of real inputs)')
+            calibration = self._nd(next(self.batches(self.encode(texts), len(texts), width=self.max_len)))
+        converted = copy.copy(self)
+        converted.model = precision.for_inference(self.model, dtype, self.ctx, calibration)
+        converted.dtype = dtype
+        return converted
 
     def predict_proba(self, texts, batch_size=64):
         logits = self.logits(texts, batch_size)

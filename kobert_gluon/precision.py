@@ -64,28 +64,25 @@ def init_training(precision):
         amp.init(target_dtype=precision)
 
 
-def for_inference(model, precision, ctx, calibration_batches=None):
+def for_inference(model, precision, ctx, calibration=None):
     """A block computing ``model`` in ``precision``; ``model`` itself is left as it was.
 
-    ``calibration_batches``: an iterable of (token_ids, segment_ids, valid_length) NDArrays,
-    needed for ``int8`` (a few hundred real sentences is enough).
+    ``calibration``: (token_ids, segment_ids, valid_length) NDArrays of real sentences, all
+    padded to one width, needed for ``int8`` (a few hundred sentences is enough).
     """
     if precision == 'float32':
         return model
     if precision in ('bfloat16', 'float16'):
         _register_attention_ops()
         return amp.convert_hybrid_block(model, target_dtype=precision, ctx=ctx)
-    if calibration_batches is None:
+    if calibration is None:
         raise ValueError('dtype=int8 needs calibration sentences')
-    return _quantize(model, calibration_batches, ctx)
+    return _quantize(model, calibration, ctx)
 
 
-def _quantize(model, calibration_batches, ctx):
-    batches = list(calibration_batches)
-    calibration = mx.gluon.data.DataLoader(
-        mx.gluon.data.ArrayDataset(*[mx.nd.concat(*parts, dim=0) for parts in zip(*batches)]),
-        batch_size=batches[0][0].shape[0])
+def _quantize(model, calibration, ctx, batch_size=32):
+    loader = mx.gluon.data.DataLoader(mx.gluon.data.ArrayDataset(*calibration), batch_size=batch_size)
     return quantization.quantize_net_v2(
         model, quantized_dtype='int8', quantize_mode='full', exclude_operators=FUSED_ATTENTION_OPS,
-        calib_data=calibration, calib_mode='naive', num_calib_examples=sum(b[0].shape[0] for b in batches),
+        calib_data=loader, calib_mode='naive', num_calib_examples=calibration[0].shape[0],
         ctx=ctx, logger=logger)
