@@ -604,8 +604,9 @@ def parse_args(argv):
     parser.add_argument('--sentences', type=int, help='sentences for the data pipeline rows (default 2000)')
     parser.add_argument('--threads', type=int, default=available_cpus(), help='threads for every worker')
     parser.add_argument('--precisions', default=None,
-                        help='comma-separated kobert_gluon precisions to run (default: all known); '
-                             'the PyTorch rows are always float32 and bfloat16')
+                        help='comma-separated kobert_gluon precisions to run (default: all known)')
+    parser.add_argument('--torch-precisions', default=','.join(TORCH_PRECISIONS),
+                        help='comma-separated PyTorch precisions (float32 and/or bfloat16)')
     parser.add_argument('--skip-torch', action='store_true', help='no PyTorch rows')
     parser.add_argument('--skip-data', action='store_true', help='no data pipeline rows')
     parser.add_argument('--one-process', action='store_true',
@@ -668,12 +669,15 @@ def plan(args, probe):
     unknown = [p for p in wanted if p not in probe['precisions']]
     if unknown:
         raise SystemExit(f'--precisions {unknown}: known are {list(probe["precisions"])}')
+    torch_wanted = [p for p in args.torch_precisions.split(',') if p]
+    if any(p not in TORCH_PRECISIONS for p in torch_wanted):
+        raise SystemExit(f'--torch-precisions {args.torch_precisions}: choose from {TORCH_PRECISIONS}')
     no_torch = '--skip-torch' if args.skip_torch else torch_missing()
     rows = []  # alternating frameworks: mxnet fp32, torch fp32, mxnet bf16, torch bf16, mxnet int8
-    for name in probe['precisions']:
+    for name in dict.fromkeys(list(probe['precisions']) + list(TORCH_PRECISIONS)):
         if name in wanted:
             rows.append((MXNET, name))
-        if name in TORCH_PRECISIONS:
+        if name in torch_wanted:
             rows.append((TORCH, name))
     notes = {}
     for kind, precision in rows:

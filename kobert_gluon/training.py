@@ -132,12 +132,13 @@ def load_splits(config):
 
 
 def prepare_tokenizer(config, train_rows):
-    """KoBERT's tokenizer when its files are found (or ``bert='kobert'``), else one trained here."""
+    """KoBERT's tokenizer (fetched if need be for the 12-layer KoBERT), else when its files are
+    not found for a small BERT, one trained on the training sentences."""
+    kobert = bert_size(config) == 'kobert'
     try:
-        spiece = assets.resolve('spiece', kobert_dir=config.kobert_dir,
-                                download=config.bert == 'kobert')
+        spiece = assets.resolve('spiece', kobert_dir=config.kobert_dir, download=kobert)
     except assets.AssetNotFoundError:
-        if config.bert == 'kobert':
+        if kobert:
             raise
         spiece = os.path.join(config.output_dir, 'tokenizer.spiece')
         if not (config.resume and os.path.isfile(spiece)):

@@ -80,3 +80,29 @@ def test_missing_params_file_says_where_to_put_it(kobert_dir, tmp_path, monkeypa
     with pytest.raises(assets.AssetError, match='mxnet_kobert_45b6957552.params') as error:
         get_mxnet_kobert_model(kobert_dir=str(kobert_dir), cachedir=str(tmp_path))
     assert str(kobert_dir) in str(error.value)
+
+
+def test_training_with_data_uses_the_pretrained_12_layer_kobert(gluonnlp_params_file, kobert_dir, tmp_path, monkeypatch):
+    """The real job (--data + --kobert_dir): 12 layers, weights from the params file."""
+    import dataclasses
+    import shutil
+
+    from kobert_gluon.training import TrainConfig, train
+    path, _, _ = gluonnlp_params_file
+    home = tmp_path / 'kobert'
+    home.mkdir()
+    shutil.copy(kobert_dir / 'kobert_news_wiki_ko_cased-1087f8699e.spiece', home)
+    shutil.copy(path, home / 'mxnet_kobert_45b6957552.params')
+    # Stand-in weights have their own md5; everything else is the real lookup.
+    registered = assets.ASSETS['mxnet_params']
+    monkeypatch.setitem(assets.ASSETS, 'mxnet_params', dataclasses.replace(registered, md5=assets.md5sum(path)))
+    data = tmp_path / 'data.tsv'
+    data.write_text('text\tlabel\n' + ''.join(f'문장 {i}번 {"좋다" if i % 2 else "싫다"}\t{i % 2}\n' for i in range(20)),
+                    encoding='utf-8')
+    classifier = train(TrainConfig(data=str(data), kobert_dir=str(home), max_len=16, batch_size=8, num_epochs=1,
+                                   learning_rate=0.0, output_dir=str(tmp_path / 'run'), ctx='cpu'))
+    assert classifier.bert_config == BertConfig.kobert()
+    saved = mx.nd.load(str(path))
+    trained = classifier.model.bert._collect_params_with_prefix()
+    for name in ('word_embed.0.weight', 'encoder.transformer_cells.11.ffn.ffn_2.weight', 'pooler.weight'):
+        np.testing.assert_array_equal(trained[name].data().asnumpy(), saved[name].asnumpy())
