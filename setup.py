@@ -21,6 +21,6 @@ setup(
     package_data={'kobert_gluon': ['resources/*.tsv']},
     install_requires=install_requires,
     extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2'],
-                    'bench': ['torch==2.13.0', 'transformers>=4.30', 'psutil']},
+                    'bench': ['torch==2.13.0', 'transformers==5.24.0']},
     entry_points={'console_scripts': ['kobert-gluon=kobert_gluon.cli:main']},
 )

@@ -2,7 +2,7 @@
 """Throughput and peak memory of kobert_gluon against PyTorch/transformers, plus the data pipeline.
 
     python benchmarks/benchmark.py                 # KoBERT size (12 x 768), batch 32, seq 64
-    python benchmarks/benchmark.py --small         # BertConfig.small() sizes, done in about a minute
+    python benchmarks/benchmark.py --small         # BertConfig.small() sizes, a few minutes
     python benchmarks/benchmark.py --smoke         # tiniest: checks the plumbing (the test runs this)
     python benchmarks/benchmark.py --json out.json --repeats 5 --threads 2
 
@@ -15,8 +15,8 @@ Peak RSS is ``VmHWM`` of /proc/self/status: ``getrusage(RUSAGE_SELF).ru_maxrss``
 Linux also counts its parent's peak from before ``exec`` (the kernel carries the old memory's
 high-water mark over), so it would report the parent's size for a small worker.
 
-Only this parent process imports neither mxnet nor torch; mxnet-side code (including
-``kobert_gluon``, which imports mxnet) is imported inside the mxnet workers only.
+The parent process imports neither mxnet nor torch: mxnet-side code (``kobert_gluon`` too, as
+it imports mxnet) is imported inside the mxnet workers only, torch inside the torch worker.
 """
 import argparse
 import dataclasses
@@ -102,15 +102,18 @@ PRESETS = {
 
 # ============================================================================ machine facts
 
+def kobert_runtime():
+    """kobert_gluon/runtime.py on its own: importing the package would load mxnet into the
+    parent process, which must stay free of both frameworks."""
+    spec = importlib.util.spec_from_file_location(
+        'kobert_gluon_runtime', os.path.join(os.path.dirname(HERE), 'kobert_gluon', 'runtime.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def cpu_flags():
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith('flags'):
-                    return set(line.split(':', 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return kobert_runtime().cpu_flags()
 
 
 def cpu_model():
@@ -125,15 +128,11 @@ def cpu_model():
 
 
 def native_bf16(flags=None):
-    flags = cpu_flags() if flags is None else flags
-    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+    return kobert_runtime().has_bf16() if flags is None else ('avx512_bf16' in flags or 'amx_bf16' in flags)
 
 
 def available_cpus():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    return kobert_runtime().cpu_count()
 
 
 def package_version(name):
@@ -217,61 +216,43 @@ class Float32:
 
 
 class FromPrecisionModule:
-    """A precision implemented by ``kobert_gluon.precision``, when that module exists.
-
-    Two shapes of that module are understood:
-
-    - ``supported(name)`` (a bool, or ``(bool, reason)``), ``prepare_training(name)`` (called
-      before the model is built; may return a callable that is then given the ``gluon.Trainer``)
-      and ``prepare_inference(model, name, calibration_batches)`` (given the hybridized model
-      after one forward and a list of ``(token_ids, segment_ids, valid_length)`` NDArray
-      batches; returns the block to time). Either prepare function may raise
-      ``NotImplementedError`` to skip that mode.
-    - ``resolve(name, ctx, training)`` (raises ValueError when unsupported; returns another
-      name when it would fall back), ``init_training(name)`` and
-      ``for_inference(model, name, ctx, calibration)``, ``calibration`` being one
-      ``(token_ids, segment_ids, valid_length)`` tuple of the calibration batches concatenated.
-    """
+    """A precision implemented by ``kobert_gluon.precision``: ``resolve`` says whether it runs
+    here, ``init_training`` precedes the model, ``for_inference`` converts a trained one."""
 
     def __init__(self, name, module, import_error=None):
         self.name, self.module, self.import_error = name, module, import_error
 
     def unsupported(self, mode):
         """Why ``mode`` ('train' or 'infer') cannot run in this precision here, or None."""
-        module = self.module
-        if module is None:
+        if self.module is None:
             return self.import_error or 'kobert_gluon.precision not available'
-        if hasattr(module, 'supported'):
-            answer = module.supported(self.name)
-            ok, reason = answer if isinstance(answer, tuple) else (answer, None)
-            return None if ok else (reason or f'{self.name} not supported on this machine')
-        if hasattr(module, 'resolve'):
-            import mxnet as mx
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter('ignore')
-                    resolved = module.resolve(self.name, mx.cpu(), training=mode == 'train')
-            except ValueError as error:
-                return str(error)
-            return None if resolved == self.name else f'kobert_gluon.precision falls back to {resolved} here'
-        return 'kobert_gluon.precision has neither supported() nor resolve()'
+        import mxnet as mx
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                resolved = self.module.resolve(self.name, mx.cpu(), training=mode == 'train')
+        except ValueError as error:
+            return str(error)
+        return None if resolved == self.name else f'kobert_gluon.precision falls back to {resolved} here'
 
     def prepare_training(self):
-        if hasattr(self.module, 'prepare_training'):
-            return self.module.prepare_training(self.name)
         return self.module.init_training(self.name)
 
     def prepare_inference(self, model, calibration_batches):
-        if hasattr(self.module, 'prepare_inference'):
-            return self.module.prepare_inference(model, self.name, calibration_batches)
         import mxnet as mx
         calibration = (tuple(mx.nd.concat(*parts, dim=0) for parts in zip(*calibration_batches))
                        if calibration_batches else None)
         return self.module.for_inference(model, self.name, mx.cpu(), calibration)
 
 
+# kobert_gluon precision name -> its hooks (unsupported / prepare_training / prepare_inference).
+# Entries here win; every other name in MXNET_PRECISION_ORDER or kobert_gluon.precision.PRECISIONS
+# is served by kobert_gluon.precision (see mxnet_precisions), or gets a 'skipped' row.
+PRECISIONS = {'float32': Float32()}
+
+
 def mxnet_precisions():
-    """PRECISIONS: precision name -> its hooks. Imports kobert_gluon, hence mxnet."""
+    """PRECISIONS completed from kobert_gluon.precision. Imports kobert_gluon, hence mxnet."""
     import importlib
 
     import kobert_gluon  # noqa: F401  (before mxnet: it sets thread defaults)
@@ -283,12 +264,9 @@ def mxnet_precisions():
                  else f'kobert_gluon.precision failed to import: {missing}')
     except ImportError as failure:
         precision, error = None, f'kobert_gluon.precision failed to import: {failure}'
-    names = list(MXNET_PRECISION_ORDER)
-    for name in getattr(precision, 'PRECISIONS', ()):
-        if name not in names:
-            names.append(name)
-    return {name: Float32() if name == 'float32' else FromPrecisionModule(name, precision, error)
-            for name in names}
+    names = list(dict.fromkeys(list(PRECISIONS) + list(MXNET_PRECISION_ORDER)
+                               + list(getattr(precision, 'PRECISIONS', ()))))
+    return {name: PRECISIONS.get(name) or FromPrecisionModule(name, precision, error) for name in names}
 
 
 def no_weight_decay(name):
@@ -310,6 +288,7 @@ def mxnet_worker(config, runs):
     import mxnet as mx
     import numpy as np
     from kobert_gluon.model import BertConfig, build_classifier
+    from kobert_gluon.training import exclude_from_weight_decay
     from mxnet import gluon
 
     precisions = mxnet_precisions()
@@ -335,31 +314,21 @@ def mxnet_worker(config, runs):
         calibration = [tuple(mx.nd.array(a, ctx=ctx, dtype='int32')
                              for a in make_batch(config, config.seed + 1 + i)[:3])
                        for i in range(config.calibration_batches if precision != 'float32' else 0)]
-        try:
-            model = hooks.prepare_inference(model, calibration)
-        except NotImplementedError as error:
-            return skipped(precision, 'infer', str(error) or 'inference not implemented')
+        model = hooks.prepare_inference(model, calibration)
         outputs = []
         timing = timed_loop(lambda: outputs.append(model(token_ids, segment_ids, valid_length).asnumpy()),
                             config.warmup, config.steps, lambda: None)
         return throughput(config, precision, 'infer', timing, {'logits_shape': list(outputs[-1].shape)})
 
     def train(precision, hooks):
-        try:
-            wrap_trainer = hooks.prepare_training()  # before the model exists (AMP needs that)
-        except NotImplementedError as error:
-            return skipped(precision, 'train', str(error) or 'training not implemented')
+        hooks.prepare_training()  # before the model exists (AMP needs that)
         model = build()
         params = model.collect_params()
-        for name, param in params.items():
-            if no_weight_decay(name):
-                param.wd_mult = 0.0
+        exclude_from_weight_decay(params)
         trainable = [p for p in params.values() if p.grad_req != 'null']
         trainer = gluon.Trainer(params, 'bertadam', {'learning_rate': config.learning_rate,
                                                      'epsilon': config.epsilon, 'wd': config.weight_decay},
                                 update_on_kvstore=False)
-        if callable(wrap_trainer):
-            wrap_trainer(trainer)
         loss_function = gluon.loss.SoftmaxCELoss()
         losses = []
 
@@ -408,47 +377,50 @@ def torch_worker(config, runs):
     attention_mask = (torch.arange(config.seq_len)[None, :] < valid_length[:, None]).long()
     inputs = {'input_ids': token_ids, 'token_type_ids': segment_ids, 'attention_mask': attention_mask}
 
+    def infer(autocast):
+        model = BertForSequenceClassification(hf_config)
+        model.eval()
+        outputs = []
+
+        def step():
+            with torch.inference_mode(), autocast():
+                outputs.append(model(**inputs).logits.float().numpy())
+
+        return model, timed_loop(step, config.warmup, config.steps, lambda: None), \
+            {'logits_shape': list(outputs[-1].shape)}
+
+    def train(autocast):
+        model = BertForSequenceClassification(hf_config)
+        model.train()
+        named = list(model.named_parameters())
+        optimizer = torch.optim.AdamW(
+            [{'params': [p for n, p in named if not no_weight_decay(n)], 'weight_decay': config.weight_decay},
+             {'params': [p for n, p in named if no_weight_decay(n)], 'weight_decay': 0.0}],
+            lr=config.learning_rate, eps=config.epsilon)
+        losses = []
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with autocast():
+                logits = model(**inputs).logits
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            losses.append(loss.detach())
+
+        return model, timed_loop(step, config.warmup, config.steps, lambda: None), \
+            {'last_loss': float(losses[-1])}
+
     results = []
     for precision, mode in runs:
         if precision not in autocasts:
             results.append(skipped(precision, mode, f'no {precision} path for torch here'))
             continue
-        autocast = autocasts[precision]
         torch.manual_seed(config.seed)
-        model = BertForSequenceClassification(hf_config)
-        extra = {'attn_implementation': getattr(model.config, '_attn_implementation', None),
-                 'torch_threads': torch.get_num_threads()}
-        if mode == 'infer':
-            model.eval()
-            outputs = []
-
-            def step():
-                with torch.inference_mode(), autocast():
-                    outputs.append(model(**inputs).logits.float().numpy())
-
-            timing = timed_loop(step, config.warmup, config.steps, lambda: None)
-            extra['logits_shape'] = list(outputs[-1].shape)
-        else:
-            model.train()
-            named = list(model.named_parameters())
-            optimizer = torch.optim.AdamW(
-                [{'params': [p for n, p in named if not no_weight_decay(n)], 'weight_decay': config.weight_decay},
-                 {'params': [p for n, p in named if no_weight_decay(n)], 'weight_decay': 0.0}],
-                lr=config.learning_rate, eps=config.epsilon)
-            losses = []
-
-            def step():
-                optimizer.zero_grad(set_to_none=True)
-                with autocast():
-                    logits = model(**inputs).logits
-                loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                losses.append(loss.detach())
-
-            timing = timed_loop(step, config.warmup, config.steps, lambda: None)
-            extra['last_loss'] = float(losses[-1])
+        model, timing, extra = (infer if mode == 'infer' else train)(autocasts[precision])
+        extra.update(attn_implementation=getattr(model.config, '_attn_implementation', None),
+                     torch_threads=torch.get_num_threads())
         results.append(throughput(config, precision, mode, timing, extra))
         del model
     return results
@@ -501,12 +473,16 @@ def data_worker(config, workdir):
     warm = min(50, len(sentences))
     plain(sentences[:warm])
     ours(rows[:warm])
-    started = time.perf_counter()
-    expected = plain(sentences)
-    plain_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    dataset = ours(rows)
-    our_seconds = time.perf_counter() - started
+    seconds = {plain: [], ours: []}
+    for run, items in ((plain, sentences), (ours, rows), (ours, rows), (plain, sentences)):  # ABBA
+        started = time.perf_counter()
+        output = run(items)
+        seconds[run].append(time.perf_counter() - started)
+        if run is plain:
+            expected = output
+        else:
+            dataset = output
+    plain_seconds, our_seconds = min(seconds[plain]), min(seconds[ours])
 
     if len(dataset) != len(expected):
         raise AssertionError(f'BERTDataset has {len(dataset)} items for {len(expected)} sentences')

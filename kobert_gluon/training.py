@@ -114,7 +114,7 @@ def seed_everything(seed):
 # ---------------------------------------------------------------------------- data
 
 def load_splits(config):
-    """(train frame, test frame, LabelMap), texts in column 0 and label ids in column 1."""
+    """(train rows, test rows, LabelMap); each row is (text, label id)."""
     path = config.data or str(resources.files(__package__).joinpath('resources', DEMO_DATA))
     frame = read_table(path, config.text_column, config.label_column)
     if config.test_data:
@@ -126,9 +126,10 @@ def load_splits(config):
     if config.num_classes is not None and len(label_map) > config.num_classes:
         raise DataError(f'{path}: {len(label_map)} distinct labels {label_map.names} but '
                         f'num_classes={config.num_classes}')
-    encode = lambda part, source: list(zip(part[config.text_column],  # noqa: E731
-                                           label_map.encode(part[config.label_column], source)))
-    return encode(train, path), encode(test, config.test_data or path), label_map
+
+    def rows(part, source):
+        return list(zip(part[config.text_column], label_map.encode(part[config.label_column], source)))
+    return rows(train, path), rows(test, config.test_data or path), label_map
 
 
 def prepare_tokenizer(config, train_rows):

@@ -129,3 +129,32 @@ def test_peak_rss_is_the_workers_own():
                                     check=True, timeout=60).stdout)
     del ballast
     assert child_mb < 200
+
+
+def test_precision_hooks_follow_kobert_gluon_precision():
+    """The supported()/prepare_*() shape of kobert_gluon.precision, and its absence."""
+    bench = load_benchmark()
+    calls = []
+
+    class FakePrecision:
+        @staticmethod
+        def supported(name):
+            return (False, 'no AMX here') if name == 'bfloat16' else True
+
+        @staticmethod
+        def prepare_training(name):
+            calls.append(('train', name))
+
+        @staticmethod
+        def prepare_inference(model, name, batches):
+            calls.append(('infer', name, len(batches)))
+            return f'{model} as {name}'
+
+    int8 = bench.FromPrecisionModule('int8', FakePrecision)
+    assert bench.FromPrecisionModule('bfloat16', FakePrecision).unsupported('train') == 'no AMX here'
+    assert int8.unsupported('infer') is None
+    assert int8.prepare_inference('model', [('ids', 'segments', 'lengths')]) == 'model as int8'
+    int8.prepare_training()
+    assert calls == [('infer', 'int8', 1), ('train', 'int8')]
+    assert bench.FromPrecisionModule('int8', None).unsupported('infer') == 'kobert_gluon.precision not available'
+    assert bench.PRECISIONS['float32'].unsupported('train') is None
