@@ -131,30 +131,23 @@ def test_peak_rss_is_the_workers_own():
     assert child_mb < 200
 
 
-def test_precision_hooks_follow_kobert_gluon_precision():
-    """The supported()/prepare_*() shape of kobert_gluon.precision, and its absence."""
+def test_precision_hooks_follow_kobert_gluon_precision(monkeypatch):
+    """Rows are skipped exactly where kobert_gluon.precision says a precision cannot run."""
+    import mxnet as mx
+
+    from kobert_gluon import precision, runtime
     bench = load_benchmark()
-    calls = []
-
-    class FakePrecision:
-        @staticmethod
-        def supported(name):
-            return (False, 'no AMX here') if name == 'bfloat16' else True
-
-        @staticmethod
-        def prepare_training(name):
-            calls.append(('train', name))
-
-        @staticmethod
-        def prepare_inference(model, name, batches):
-            calls.append(('infer', name, len(batches)))
-            return f'{model} as {name}'
-
-    int8 = bench.FromPrecisionModule('int8', FakePrecision)
-    assert bench.FromPrecisionModule('bfloat16', FakePrecision).unsupported('train') == 'no AMX here'
-    assert int8.unsupported('infer') is None
-    assert int8.prepare_inference('model', [('ids', 'segments', 'lengths')]) == 'model as int8'
-    int8.prepare_training()
-    assert calls == [('infer', 'int8', 1), ('train', 'int8')]
+    monkeypatch.setattr(runtime, 'has_bf16', lambda: False)
+    assert bench.FromPrecisionModule('bfloat16', precision).unsupported('train') == \
+        'kobert_gluon.precision falls back to float32 here'
+    assert 'inference only' in bench.FromPrecisionModule('int8', precision).unsupported('train')
+    assert bench.FromPrecisionModule('int8', precision).unsupported('infer') is None
     assert bench.FromPrecisionModule('int8', None).unsupported('infer') == 'kobert_gluon.precision not available'
     assert bench.PRECISIONS['float32'].unsupported('train') is None
+
+    seen = {}
+    monkeypatch.setattr(precision, 'for_inference',
+                        lambda model, name, ctx, calibration: seen.update(shapes=[a.shape for a in calibration]) or model)
+    batches = [tuple(mx.nd.ones((2, 5)) for _ in range(3)) for _ in range(3)]
+    bench.FromPrecisionModule('int8', precision).prepare_inference('model', batches)
+    assert seen['shapes'] == [(6, 5)] * 3  # the calibration batches, concatenated
