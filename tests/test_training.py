@@ -188,3 +188,11 @@ def test_gpu_on_cpu_only_build_fails_before_any_work(tmp_path, monkeypatch):
     assert parse_ctx('cpu') == [mx.cpu()]
     with pytest.raises(ValueError, match="'tpu'"):
         parse_ctx('tpu')
+
+
+def test_several_devices_split_each_batch_and_equal_one(tmp_path, small_data, no_dropout_tiny_bert, monkeypatch):
+    """The --ctx gpu:0,1 path (split_and_load, allreduce, clip, update) on two CPU contexts."""
+    train(run_config(tmp_path, small_data, 'one', dropout=0.0, batch_size=16))
+    monkeypatch.setattr(train_module, 'parse_ctx', lambda spec: [mx.cpu(0), mx.cpu(1)])
+    train(run_config(tmp_path, small_data, 'two', dropout=0.0, batch_size=16))
+    assert_same_params(final_params(tmp_path / 'one'), final_params(tmp_path / 'two'), atol=1e-5)
