@@ -50,7 +50,7 @@ def shared_dir():
         missing_shared(f'{SHARED_ENV} is not set')
     if not os.path.isdir(value):
         missing_shared(f'{SHARED_ENV}={value} is not a directory')
-    return pathlib.Path(value)
+    return pathlib.Path(value).resolve()  # the README passes ../shared
 
 
 @pytest.fixture(scope='session')

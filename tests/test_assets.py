@@ -400,21 +400,9 @@ def test_concurrent_processes_share_one_download(server, cache_dir):
 
 # --- the real KoBERT files ------------------------------------------------------------
 
-def shared_kobert_dir():
-    shared = os.environ.get('KOBERT_GLUON_SHARED')
-    kobert_dir = os.path.join(shared, 'kobert') if shared else None
-    if kobert_dir and os.path.isdir(kobert_dir):
-        return kobert_dir
-    reason = (f'shared KoBERT files not found at {kobert_dir}' if shared
-              else 'KOBERT_GLUON_SHARED is not set')
-    if os.environ.get('CI'):
-        pytest.fail(f'{reason}; CI must provide them')
-    pytest.skip(reason)
-
-
 @pytest.mark.parametrize('name', ['spiece', 'sp_model_v01', 'vocab_v01'])
-def test_registry_md5_matches_authentic_file(name, cache_dir):
-    kobert_dir = shared_kobert_dir()
+def test_registry_md5_matches_authentic_file(name, cache_dir, kobert_dir):
+    kobert_dir = str(kobert_dir)
     expected_path = os.path.join(kobert_dir, assets.ASSETS[name].filename)
 
     path = assets.resolve(name, kobert_dir=kobert_dir, download=False)
