@@ -11,6 +11,7 @@ import gluonnlp as nlp
 import numpy as np
 import pandas as pd
 from mxnet.gluon.data import Dataset
+from tqdm.auto import tqdm
 
 from .fileio import read_json, write_json
 
@@ -156,13 +157,15 @@ class BERTDataset(Dataset):
     def __init__(self, dataset, sent_idx, label_idx, bert_tokenizer, max_len, pad, pair):
         if max_len > 512:
             raise ValueError(f'max_len={max_len}: BERT models here have at most 512 positions')
-        rows = _as_rows(dataset, sent_idx, label_idx)
+        rows = _as_rows(dataset)
         sent_positions = _positions(dataset, sent_idx, pair)
         label_position = _positions(dataset, label_idx, False)[0] if label_idx is not None else None
         transform = nlp.data.BERTSentenceTransform(bert_tokenizer, max_seq_length=max_len, pad=pad, pair=pair)
         self.sentences = []
         self.labels = []
-        for row_number, row in enumerate(rows):
+        # disable=None: a bar on a terminal, silence in logs and pipes.
+        for row_number, row in enumerate(tqdm(rows, desc='tokenizing', total=len(dataset), leave=False,
+                                              disable=None, mininterval=1)):
             sentences = [_sentence(row, row_number, p) for p in sent_positions]
             self.sentences.append(transform(sentences))
             if label_position is not None:
@@ -177,7 +180,7 @@ class BERTDataset(Dataset):
         return len(self.sentences)
 
 
-def _as_rows(dataset, sent_idx, label_idx):
+def _as_rows(dataset):
     if isinstance(dataset, pd.DataFrame):
         return dataset.itertuples(index=False, name=None)
     return dataset

@@ -16,6 +16,7 @@ import shutil
 import gluonnlp as nlp
 import mxnet as mx
 import numpy as np
+from tqdm.auto import tqdm
 
 from . import __version__, precision
 from .assets import md5sum
@@ -87,7 +88,9 @@ class TextClassifier:
         encoded = self.encode(texts)
         order = sorted(range(len(encoded)), key=lambda i: int(encoded[i][1]))
         outputs = [np.zeros((0, self.num_classes), dtype=np.float32)]
-        for batch in self.batches([encoded[i] for i in order], batch_size):
+        batches = self.batches([encoded[i] for i in order], batch_size)
+        for batch in tqdm(batches, desc='predicting', total=-(-len(encoded) // batch_size), leave=False,
+                          disable=None, mininterval=1):
             outputs.append(self.model(*self._nd(batch)).astype('float32').asnumpy())
         logits = np.empty((len(encoded), self.num_classes), dtype=np.float32)
         logits[order] = np.concatenate(outputs)
