@@ -29,12 +29,11 @@ import numpy as np
 from . import __version__
 from .assets import md5sum
 from .fileio import atomic_directory, write_json
-from .pipeline import TextClassifier
+from .pipeline import TOKENIZER_DIR, TextClassifier
 
 logger = logging.getLogger(__name__)
 
 EXPORT_FILE = 'export.json'
-TOKENIZER_DIR = 'tokenizer'
 VOCAB_FILE = 'vocab.json'
 DEFAULT_NAME = 'model'
 INPUTS = (('data0', 'token_ids'), ('data1', 'segment_ids'), ('data2', 'valid_length'))

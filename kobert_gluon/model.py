@@ -85,10 +85,13 @@ def load_params(block, path, ctx, ignore_extra=False):
     try:
         block.load_parameters(path, ctx=ctx, ignore_extra=ignore_extra, cast_dtype=True)
     except (AssertionError, mx.base.MXNetError, ValueError, OSError) as error:
-        # mxnet's messages start with a C++ traceback; the last line says what failed.
-        lines = str(error).strip().splitlines()
-        detail = lines[-1][:300] if lines else type(error).__name__
-        raise ValueError(f'{path}: parameters do not fit this model ({detail})') from error
+        raise ValueError(f'{path}: parameters do not fit this model ({last_line(error)})') from error
+
+
+def last_line(error):
+    """mxnet's messages start with a C++ traceback; the last line says what failed."""
+    lines = str(error).strip().splitlines()
+    return lines[-1][:300] if lines else type(error).__name__
 
 
 class BERTClassifier(nn.HybridBlock):

@@ -22,7 +22,7 @@ from . import __version__, precision
 from .assets import md5sum
 from .data import LabelMap
 from .fileio import atomic_directory, read_json, write_json
-from .model import BertConfig, BERTClassifier, build_bert, load_params
+from .model import BertConfig, BERTClassifier, build_bert, last_line, load_params
 from .tokenizer import get_bert_tokenizer, get_vocab
 
 logger = logging.getLogger(__name__)
@@ -150,9 +150,6 @@ class TextClassifier:
         label_map = LabelMap(sorted(config['labels'], key=config['labels'].get))
         bert = build_bert(bert_config, use_pooler=True, use_decoder=False, use_classifier=False)
         model = BERTClassifier(bert, num_classes=config['num_classes'], dropout=config['dropout'])
-        params = os.path.join(directory, PARAMS_FILE)
-        if not os.path.isfile(params):
-            raise ModelDirectoryError(f'{directory}: missing {PARAMS_FILE}')
         model.initialize(ctx=ctx)
         _load_weights(model, directory, ctx)
         model.hybridize(static_alloc=True)
@@ -187,14 +184,15 @@ def _bert_config(directory, config):
 
 def _load_weights(model, directory, ctx):
     params = os.path.join(directory, PARAMS_FILE)
+    if not os.path.isfile(params):
+        raise ModelDirectoryError(f'{directory}: missing {PARAMS_FILE}')
     try:
         load_params(model, params, ctx)
     except ValueError as error:
         if isinstance(error.__cause__, mx.base.MXNetError):
-            # mxnet could not even parse the file (truncated, or not a params file at all);
-            # its message is a C++ traceback whose last line says why.
-            reason = str(error.__cause__).strip().splitlines()[-1]
-            raise ModelDirectoryError(f'{params}: corrupt or not an MXNet parameters file ({reason})') from error
+            # mxnet could not even parse the file (truncated, or not a params file at all).
+            raise ModelDirectoryError(f'{params}: corrupt or not an MXNet parameters file '
+                                      f'({last_line(error.__cause__)})') from error
         raise ModelDirectoryError(f'{directory}: {PARAMS_FILE} does not match {CONFIG_FILE}: {error}') from error
 
 
