@@ -2,8 +2,8 @@ import re
 
 from setuptools import find_packages, setup
 
-with open('kobert_gluon/__init__.py', encoding='utf-8') as init:
-    version = re.search(r"^__version__ = '([^']+)'", init.read(), re.M).group(1)
+with open('kobert_gluon/_version.py', encoding='utf-8') as version_file:
+    version = re.search(r"^__version__ = '([^']+)'", version_file.read(), re.M).group(1)
 with open('README.md', encoding='utf-8') as readme:
     long_description = readme.read()
 with open('requirements.txt', encoding='utf-8') as requirements:

@@ -1,7 +1,7 @@
 """kobert_gluon: SKT Brain's KoBERT fine-tuning stack on MXNet/GluonNLP, working today."""
 import logging
 
-__version__ = '0.3.0'
+from ._version import __version__  # noqa: F401
 
 from . import runtime  # noqa: E402
 
@@ -12,6 +12,9 @@ from . import spm_compat  # noqa: E402  (imports gluonnlp, hence mxnet)
 
 spm_compat.apply()
 
+from .errors import (AssetError, CheckpointError, ConfigError, ConversionError, DataError,  # noqa: E402
+                     DeviceError, DistributedError, KobertGluonError, MissingExtraError,
+                     ModelDirectoryError)
 from .data import BERTDataset, LabelMap, read_table, stratified_split  # noqa: E402
 from .tokenizer import (get_bert_tokenizer, get_tokenizer, get_tokenizer_path,  # noqa: E402
                         get_vocab, load_tokenizer, train_sentencepiece)

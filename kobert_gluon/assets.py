@@ -26,6 +26,8 @@ from typing import Iterator, List, Optional, Tuple
 
 from tqdm import tqdm
 
+from .errors import AssetError
+
 try:
     import fcntl
 except ImportError:  # Windows: downloads still work, only without the cross-process lock.
@@ -40,10 +42,6 @@ BASE_URL_ENV = 'KOBERT_BASE_URL'
 DOWNLOAD_TIMEOUT_S = 30
 CHUNK_SIZE = 1 << 20
 HUGGINGFACE_LEGACY_URL = 'https://huggingface.co/skt/kobert-base-v1/resolve/main/legacy/'
-
-
-class AssetError(RuntimeError):
-    """A KoBERT file could not be found, downloaded or verified."""
 
 
 class ChecksumError(AssetError):

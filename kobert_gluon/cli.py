@@ -15,7 +15,8 @@ import typing
 
 from .assets import AssetError
 from .context import parse_ctx
-from .data import DataError, read_table
+from .data import read_table
+from .errors import DataError, last_line
 from .export import DEFAULT_NAME, export
 from .fileio import atomic_path, read_json, write_json
 from .metrics import classification_report, format_report
@@ -48,20 +49,11 @@ def main(argv=None) -> int:
         except EXPECTED_ERRORS as error:
             if debug:
                 raise
-            print(f'{PROG}: error: {one_line(error)}', file=sys.stderr)
+            print(f'{PROG}: error: {last_line(error)}', file=sys.stderr)
             return EXIT_ERROR
         except KeyboardInterrupt:
             print(f'{PROG}: interrupted', file=sys.stderr)
             return EXIT_INTERRUPTED
-
-
-def one_line(error):
-    message = error.args[0] if isinstance(error, KeyError) and error.args else error
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    if not lines:
-        return type(error).__name__
-    # mxnet's messages are a C++ traceback whose last line says what failed.
-    return lines[-1] if lines[0].startswith('Traceback') else ' '.join(lines)
 
 
 @contextlib.contextmanager
@@ -283,9 +275,9 @@ def run_predict(args):
     texts = read_sentences(args)
     if not texts:
         logger.warning('no sentences to classify')
-    probabilities = in_precision(classifier, args, texts).predict_proba(texts, args.batch_size)
+    records = in_precision(classifier, args, texts).predict_records(texts, args.batch_size)
     with open_output(args.output) as out:
-        WRITERS[args.format](out, texts, probabilities, classifier.label_map.names)
+        WRITERS[args.format](out, records, classifier.label_map.names)
 
 
 def read_sentences(args):
@@ -325,17 +317,18 @@ def open_output(path):
     logger.info('predictions written to %s', path)
 
 
-def write_tsv(out, texts, probabilities, names):
+def write_tsv(out, records, names):
+    """Blank inputs keep their row, with empty label and probability cells."""
     out.write('\t'.join(['text', 'label'] + [f'prob_{name}' for name in names]) + '\n')
-    for text, row in zip(texts, probabilities):
-        cells = [text.translate(TSV_UNSAFE), names[int(row.argmax())]] + [f'{p:.6g}' for p in row]
+    for record in records:
+        probabilities = record['probabilities']
+        cells = [record['text'].translate(TSV_UNSAFE), record['label'] or '']
+        cells += [f'{probabilities[name]:.6g}' for name in names] if probabilities else [''] * len(names)
         out.write('\t'.join(cells) + '\n')
 
 
-def write_jsonl(out, texts, probabilities, names):
-    for text, row in zip(texts, probabilities):
-        record = {'text': text, 'label': names[int(row.argmax())],
-                  'probabilities': {name: float(p) for name, p in zip(names, row)}}
+def write_jsonl(out, records, names):
+    for record in records:
         out.write(json.dumps(record, ensure_ascii=False) + '\n')
 
 

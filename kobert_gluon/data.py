@@ -13,6 +13,7 @@ import pandas as pd
 from mxnet.gluon.data import Dataset
 from tqdm.auto import tqdm
 
+from .errors import DataError
 from .fileio import read_json, write_json
 
 logger = logging.getLogger(__name__)
@@ -21,10 +22,6 @@ logger = logging.getLogger(__name__)
 CSV_ENCODINGS = ('utf-8-sig', 'cp949')
 TSV_SUFFIXES = ('.tsv', '.txt')
 EXCEL_SUFFIXES = ('.xlsx', '.xls')
-
-
-class DataError(ValueError):
-    """A data file or a row in it cannot be used; the message names which."""
 
 
 def read_table(path, text_column, label_column=None, encoding=None):

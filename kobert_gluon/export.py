@@ -26,7 +26,7 @@ import warnings
 import mxnet as mx
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .assets import md5sum
 from .fileio import atomic_directory, write_json
 from .pipeline import TOKENIZER_DIR, TextClassifier

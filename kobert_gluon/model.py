@@ -11,6 +11,7 @@ from gluonnlp.model import BERTEncoder, BERTModel
 from mxnet.gluon import nn
 
 from . import assets
+from .errors import last_line
 from .tokenizer import KOBERT_VOCAB_SIZE, get_vocab
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def get_mxnet_kobert_model(use_pooler=True, use_decoder=True, use_classifier=Tru
         model_file = assets.resolve('mxnet_params', kobert_dir=kobert_dir, cache_dir=cachedir)
     net = build_bert(config, use_pooler, use_decoder, use_classifier)
     net.initialize(ctx=ctx)
-    load_params(net, model_file, ctx, ignore_extra=True)
+    load_pretrained_bert(net, model_file, ctx)
     return net, vocab
 
 
@@ -86,12 +87,6 @@ def load_params(block, path, ctx, ignore_extra=False):
         block.load_parameters(path, ctx=ctx, ignore_extra=ignore_extra, cast_dtype=True)
     except (AssertionError, mx.base.MXNetError, ValueError, OSError) as error:
         raise ValueError(f'{path}: parameters do not fit this model ({last_line(error)})') from error
-
-
-def last_line(error):
-    """mxnet's messages start with a C++ traceback; the last line says what failed."""
-    lines = str(error).strip().splitlines()
-    return lines[-1][:300] if lines else type(error).__name__
 
 
 class BERTClassifier(nn.HybridBlock):
@@ -112,6 +107,15 @@ class BERTClassifier(nn.HybridBlock):
         return self.classifier(pooled)
 
 
+def load_pretrained_bert(bert, path, ctx):
+    """Load a pretrained BERT file in the ``bert_12_768_12`` layout into ``bert``.
+
+    The file may hold more than ``bert`` uses (the MLM decoder, the NSP classifier): those
+    are ignored, as KoBERT's own loader did.
+    """
+    load_params(bert, path, ctx, ignore_extra=True)
+
+
 def build_classifier(config, num_classes, dropout=0.1, ctx=mx.cpu(), bert_params=None):
     """A BERTClassifier on a new BERT of size ``config``; initialised as in the notebook.
 
@@ -122,5 +126,5 @@ def build_classifier(config, num_classes, dropout=0.1, ctx=mx.cpu(), bert_params
     model = BERTClassifier(bert, num_classes=num_classes, dropout=dropout)
     model.initialize(init=mx.init.Normal(0.02), ctx=ctx)
     if bert_params is not None:
-        load_params(bert, bert_params, ctx, ignore_extra=True)
+        load_pretrained_bert(bert, bert_params, ctx)
     return model

@@ -18,11 +18,13 @@ import mxnet as mx
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__, precision
+from . import precision
+from ._version import __version__
+from .errors import ModelDirectoryError, last_line
 from .assets import md5sum
 from .data import LabelMap
 from .fileio import atomic_directory, read_json, write_json
-from .model import BertConfig, BERTClassifier, build_bert, last_line, load_params
+from .model import BertConfig, BERTClassifier, build_bert, load_params
 from .tokenizer import get_bert_tokenizer, get_vocab
 
 logger = logging.getLogger(__name__)
@@ -31,10 +33,6 @@ CONFIG_FILE = 'config.json'
 PARAMS_FILE = 'model.params'
 TOKENIZER_DIR = 'tokenizer'
 CALIBRATION_SENTENCES = 512
-
-
-class ModelDirectoryError(ValueError):
-    """A model directory is incomplete or inconsistent; the message names the problem."""
 
 
 class TextClassifier:
@@ -121,6 +119,24 @@ class TextClassifier:
 
     def predict(self, texts, batch_size=64):
         return self.label_map.decode(self.logits(texts, batch_size).argmax(axis=1))
+
+    def predict_records(self, texts, batch_size=64):
+        """One ``{'text', 'label', 'probabilities'}`` dict per text, in input order.
+
+        A blank text (empty or whitespace only) has nothing to classify: it keeps its place
+        with ``label`` and ``probabilities`` set to None instead of a confident guess.
+        """
+        texts = list(texts)
+        scored = [i for i, text in enumerate(texts) if not isinstance(text, str) or text.strip()]
+        probabilities = self.predict_proba([texts[i] for i in scored], batch_size)
+        records = [{'text': text, 'label': None, 'probabilities': None} for text in texts]
+        for i, row in zip(scored, probabilities):
+            records[i]['label'] = self.label_map.names[int(row.argmax())]
+            records[i]['probabilities'] = {name: float(p) for name, p in zip(self.label_map.names, row)}
+        blank = len(texts) - len(scored)
+        if blank:
+            logger.warning('%d of %d texts are empty or whitespace only: no prediction for them', blank, len(texts))
+        return records
 
     def config_dict(self):
         return {'library_version': __version__, 'bert': self.bert_config.to_dict(),

@@ -48,6 +48,8 @@ class TrainConfig:
     test_data: Optional[str] = field(None, 'separate test file; none: a stratified split of --data')
     test_size: float = field(0.2, 'share of --data held out for testing when there is no --test-data')
     num_classes: Optional[int] = field(None, 'expected number of classes; checked against the labels')
+    init_from: Optional[str] = field(None, 'pretrained BERT params file (bert_12_768_12 layout) to start from, '
+                                           "instead of KoBERT's own")
     kobert_dir: Optional[str] = field(None, 'directory holding the KoBERT files (else KOBERT_HOME, the cache, a download)')
     bert: str = field('auto', "'kobert' (12 layers, pretrained), 'small' (2 layers, from scratch), or 'auto': kobert when --data is given")
     max_len: int = field(64, 'tokens per sentence, [CLS] and [SEP] included')
@@ -172,9 +174,9 @@ def bert_size(config):
 def prepare_model(config, vocab, num_classes, ctx):
     if bert_size(config) == 'kobert':
         bert_config = BertConfig.kobert()
-        pretrained = assets.resolve('mxnet_params', kobert_dir=config.kobert_dir)
+        pretrained = config.init_from or assets.resolve('mxnet_params', kobert_dir=config.kobert_dir)
     else:
-        bert_config, pretrained = BertConfig.small(vocab_size=len(vocab)), None
+        bert_config, pretrained = BertConfig.small(vocab_size=len(vocab)), config.init_from
     if len(vocab) != bert_config.vocab_size:
         raise ValueError(f'the tokenizer has {len(vocab)} pieces, the model {bert_config.vocab_size}')
     model = build_classifier(bert_config, num_classes, config.dropout, ctx, bert_params=pretrained)
