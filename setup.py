@@ -21,6 +21,10 @@ setup(
     package_data={'kobert_gluon': ['resources/*.tsv']},
     install_requires=install_requires,
     extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2'],
-                    'bench': ['torch==2.13.0', 'transformers==5.24.0']},
+                    'bench': ['torch==2.13.0', 'transformers==5.24.0'],
+                    # transformers <-> gluon conversion (kobert_gluon/convert.py); safetensors alone
+                    # reads and writes model.safetensors, torch only reads pytorch_model.bin.
+                    # protobuf lets transformers read a SentencePiece model (its KoBERT tokenizer).
+                    'convert': ['torch==2.13.0', 'transformers==5.24.0', 'safetensors>=0.4.3', 'protobuf>=4']},
     entry_points={'console_scripts': ['kobert-gluon=kobert_gluon.cli:main']},
 )

@@ -16,7 +16,7 @@ import typing
 from .assets import AssetError
 from .context import parse_ctx
 from .data import read_table
-from .errors import DataError, last_line
+from .errors import DataError, KobertGluonError, last_line
 from .export import DEFAULT_NAME, export
 from .fileio import atomic_path, read_json, write_json
 from .metrics import classification_report, format_report
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 PROG = 'kobert-gluon'
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
-EXPECTED_ERRORS = (DataError, ModelDirectoryError, AssetError, ValueError, KeyError, OSError, RuntimeError)
+EXPECTED_ERRORS = (KobertGluonError, DataError, ModelDirectoryError, AssetError, ValueError, KeyError, OSError, RuntimeError)
 FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES}
 FORMATS = ('tsv', 'jsonl')
 # A tab or line break inside a sentence would shift the TSV columns; JSONL keeps the text as is.
@@ -352,11 +352,45 @@ def run_export(args):
         print(f'{role}\t{path}')
 
 
+# ---------------------------------------------------------------------------- convert
+
+def add_convert_arguments(parser):
+    direction = parser.add_mutually_exclusive_group(required=True)
+    direction.add_argument('--from-transformers', '--from_transformers', dest='from_transformers', metavar='DIR',
+                           help='transformers BertModel/BertForSequenceClassification directory to convert')
+    direction.add_argument('--to-transformers', '--to_transformers', dest='to_transformers', metavar='MODEL',
+                           help='model directory, or a BERT params file in the bert_12_768_12 layout')
+    parser.add_argument('--output', required=True,
+                        help='model directory (classifier) or BERT directory to write; with --to-transformers '
+                             'the transformers directory')
+    parser.add_argument('--tokenizer', help='SentencePiece file (.spiece, or the v0.1 .model with --vocab-json); '
+                                            'default: the one in the source, else KoBERT\'s')
+    parser.add_argument('--vocab-json', '--vocab_json', dest='vocab_json', help='v0.1 vocab json for --tokenizer')
+    parser.add_argument('--kobert-dir', '--kobert_dir', dest='kobert_dir', help='where KoBERT\'s files are')
+    parser.add_argument('--max-len', '--max_len', dest='max_len', type=positive_int,
+                        help='max_len of the converted classifier (default: recorded in DIR, else 64)')
+    parser.add_argument('--num-heads', '--num_heads', dest='num_heads', type=positive_int,
+                        help='attention heads of a params file (it does not record them; default 12)')
+
+
+def run_convert(args):
+    from . import convert  # safetensors/torch/transformers only when converting
+
+    if args.from_transformers:
+        convert.from_transformers(args.from_transformers, args.output, tokenizer=args.tokenizer,
+                                  vocab_json=args.vocab_json, max_len=args.max_len, kobert_dir=args.kobert_dir)
+    else:
+        convert.to_transformers(args.to_transformers, args.output, tokenizer=args.tokenizer,
+                                vocab_json=args.vocab_json, num_heads=args.num_heads)
+    print(os.path.abspath(args.output))
+
+
 COMMANDS = (
     ('train', add_train_arguments, run_train, 'fine-tune a classifier (the Korean demo without --data)'),
     ('evaluate', add_evaluate_arguments, run_evaluate, 'accuracy, macro-F1, per-class report, confusion matrix'),
     ('predict', add_predict_arguments, run_predict, 'label sentences with a trained model'),
     ('export', add_export_arguments, run_export, 'write a SymbolBlock graph + params for serving'),
+    ('convert', add_convert_arguments, run_convert, 'transformers (PyTorch) BERT checkpoints <-> this library'),
 )
 
 

@@ -114,12 +114,7 @@ def _listing(items):
 
 
 def _shape(shape):
-    return 'x'.join(str(n) if n else '?' for n in shape)
-
-
-def _fits(shape, expected):
-    """0 in ``expected`` is a size gluon has not inferred yet (deferred initialisation)."""
-    return len(shape) == len(expected) and all(want in (0, got) for got, want in zip(shape, expected))
+    return 'x'.join(str(n) for n in shape)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -220,7 +215,7 @@ def _match(tensors, expected, source):
     extra = [f'{name} {_shape(tensors[name].shape)}' for name in tensors
              if name not in expected and name not in ignored]
     misshaped = [f'{name} is {_shape(tensors[name].shape)}, expected {_shape(shape)}'
-                 for name, shape in expected.items() if name in tensors and not _fits(tensors[name].shape, shape)]
+                 for name, shape in expected.items() if name in tensors and tensors[name].shape != tuple(shape)]
     problems = [f'{label} ({len(names)}): {_listing(names)}'
                 for label, names in (('missing', missing), ('unexpected', extra), ('misshaped', misshaped)) if names]
     if problems:
@@ -232,13 +227,13 @@ def _assign(block, pairs, tensors, source):
     import mxnet as mx
 
     params = _gluon_params(block)
+    if any(0 in param.shape for param in params.values()):
+        # gluonnlp's Dense layers learn in_units from a first forward pass; one token does.
+        extra = [mx.nd.zeros((1, 1))] if getattr(block, '_use_decoder', False) else []
+        block(mx.nd.ones((1, 1)), mx.nd.zeros((1, 1)), mx.nd.ones((1,)), *extra)
     _match(tensors, {hf: params[gluon].shape for hf, gluon in pairs}, source)
     for hf, gluon in pairs:
-        param = params[gluon]
-        param.set_data(mx.nd.array(tensors[hf], dtype='float32'))
-        if param._deferred_init:  # pylint: disable=protected-access
-            # A Dense without in_units waits for a forward pass; its shape is known now.
-            param._finish_deferred_init()  # pylint: disable=protected-access
+        params[gluon].set_data(mx.nd.array(tensors[hf], dtype='float32'))
 
 
 # ---------------------------------------------------------------------------- transformers -> gluon

@@ -5,6 +5,7 @@ Parameters are built with gluonnlp's own classes in the layout of ``bert_12_768_
 """
 import dataclasses
 import logging
+import os
 
 import mxnet as mx
 from gluonnlp.model import BERTEncoder, BERTModel
@@ -111,8 +112,13 @@ def load_pretrained_bert(bert, path, ctx):
     """Load a pretrained BERT file in the ``bert_12_768_12`` layout into ``bert``.
 
     The file may hold more than ``bert`` uses (the MLM decoder, the NSP classifier): those
-    are ignored, as KoBERT's own loader did.
+    are ignored, as KoBERT's own loader did. A directory is a transformers BERT checkpoint
+    (config.json + model.safetensors or pytorch_model.bin), converted on the fly.
     """
+    if os.path.isdir(path):
+        from .convert import load_transformers_bert
+        load_transformers_bert(bert, path)
+        return
     load_params(bert, path, ctx, ignore_extra=True)
 
 
