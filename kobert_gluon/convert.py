@@ -51,6 +51,9 @@ CLASSIFIER_ARCHITECTURE = 'BertForSequenceClassification'
 # pre-training heads a fine-tuning model never uses; everything else must match exactly.
 IGNORED_PREFIXES = ('embeddings.position_ids', 'cls.predictions.', 'cls.seq_relationship.')
 MAX_LISTED = 8
+# A directory holding one of these is an earlier output (ours or a model directory) and may
+# be replaced; any other non-empty directory is refused, so a typo cannot wipe unrelated files.
+OUTPUT_MARKERS = (META_FILE, BERT_PARAMS_FILE, 'model.params')
 
 DENSE = (('weight', 'weight'), ('bias', 'bias'))
 LAYER_NORM = (('weight', 'gamma'), ('bias', 'beta'))
@@ -115,6 +118,17 @@ def _listing(items):
 
 def _shape(shape):
     return 'x'.join(str(n) for n in shape)
+
+
+def check_output_dir(output_dir):
+    if output_dir is None or not os.path.exists(output_dir):
+        return
+    if not os.path.isdir(output_dir):
+        raise ConversionError(f'{output_dir}: exists and is not a directory')
+    names = os.listdir(output_dir)
+    if names and not any(marker in names for marker in OUTPUT_MARKERS):
+        raise ConversionError(f'{output_dir}: refusing to replace a non-empty directory that holds no converted '
+                              f'model ({", ".join(OUTPUT_MARKERS)}); choose a new or empty directory')
 
 
 # ---------------------------------------------------------------------------- reading
@@ -277,6 +291,7 @@ def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None,
 
     src_dir = os.fspath(src_dir)
     ctx = ctx or mx.cpu()
+    check_output_dir(output_dir)
     config, bert_config = read_transformers_config(src_dir)
     tensors = read_tensors(src_dir)
     if 'classifier.weight' not in tensors:
@@ -368,6 +383,7 @@ def to_transformers(model_or_dir, output_dir, tokenizer=None, vocab_json=None, n
     """
     from .pipeline import TextClassifier
 
+    check_output_dir(output_dir)
     if isinstance(model_or_dir, TextClassifier):
         return _write_classifier(model_or_dir, output_dir)
     source = os.fspath(model_or_dir)

@@ -363,3 +363,16 @@ def test_cli_bad_directory_is_one_line_error(direction, tmp_path, capsys):
     assert code == 2 and len(errors) == 1 and 'Traceback' not in err
     assert str(tmp_path / 'empty') in errors[0] and 'config.json' in errors[0]
     assert not os.path.exists(tmp_path / 'out')
+
+
+@pytest.mark.parametrize('direction', ['from', 'to'])
+def test_an_unrelated_output_directory_is_not_replaced(direction, hf_bert, demo_model_dir, tmp_path):
+    (tmp_path / 'mine').mkdir()
+    (tmp_path / 'mine' / 'thesis.txt').write_text('keep me', encoding='utf-8')
+
+    with pytest.raises(ConversionError, match='refusing to replace'):
+        if direction == 'from':
+            convert.from_transformers(hf_bert[1], tmp_path / 'mine')
+        else:
+            convert.to_transformers(demo_model_dir, tmp_path / 'mine')
+    assert os.listdir(tmp_path / 'mine') == ['thesis.txt']
