@@ -138,10 +138,10 @@ def read_transformers_config(src_dir):
     from .model import BertConfig
 
     path = os.path.join(src_dir, CONFIG_FILE)
-    if not os.path.isdir(src_dir):
-        raise ConversionError(f'{src_dir}: not a directory (expected a transformers checkpoint directory)')
     if not os.path.isfile(path):
-        raise ConversionError(f'{src_dir}: missing {CONFIG_FILE}; is this a transformers checkpoint directory?')
+        problem = f'missing {CONFIG_FILE}' if os.path.isdir(src_dir) else 'no such directory'
+        raise ConversionError(f'{src_dir}: {problem}; expected a transformers checkpoint directory ({CONFIG_FILE} + '
+                              f'{SAFETENSORS_FILE} or {PYTORCH_FILE})')
     try:
         config = read_json(path)
     except ValueError as error:
