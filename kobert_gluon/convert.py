@@ -277,13 +277,13 @@ def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None,
 
     A ``BertForSequenceClassification`` checkpoint becomes a :class:`TextClassifier`; with
     ``output_dir`` it is saved as a model directory (``TextClassifier.load`` opens it). Its
-    tokenizer is, in order: the one :func:`to_transformers` put in ``src_dir``, ``tokenizer``
-    (a .spiece/.model path, with ``vocab_json`` for the v0.1 pair), ``src_dir/spiece.model``
-    (transformers' KoBERT layout), or KoBERT's .spiece found like every KoBERT file.
+    tokenizer is ``tokenizer`` (a .spiece/.model path, with ``vocab_json`` for the v0.1 pair),
+    else the one :func:`to_transformers` put in ``src_dir``, else ``src_dir/spiece.model``
+    (transformers' KoBERT layout), else KoBERT's .spiece, found like every KoBERT file.
 
     A plain ``BertModel`` becomes a ``BERTModel`` (with pooler); ``output_dir`` then receives
-    ``bert.params`` (the ``bert_12_768_12`` layout, usable as ``train --init_from``) and
-    ``bert_config.json``.
+    ``bert.params`` (the ``bert_12_768_12`` layout, usable as ``train --init_from``),
+    ``bert_config.json``, and the tokenizer when one is given or found in ``src_dir``.
     """
     import mxnet as mx
 
@@ -299,19 +299,20 @@ def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None,
         bert.initialize(ctx=ctx)
         _assign(bert, bert_name_pairs(bert_config.num_layers), tensors, src_dir)
         if output_dir is not None:
-            _save_bert(bert, bert_config, output_dir)
+            files = _tokenizer_files(src_dir, tokenizer, vocab_json)
+            _checked_vocab(files, bert_config.vocab_size, src_dir)
+            _save_bert(bert, bert_config, output_dir, files)
         return bert
     from .data import LabelMap
     from .pipeline import TextClassifier
-    from .tokenizer import get_bert_tokenizer, get_vocab
+    from .tokenizer import get_bert_tokenizer
+
+    from . import assets
 
     meta = _read_meta(src_dir)
-    files = _tokenizer_files(src_dir, meta, tokenizer, vocab_json, kobert_dir)
-    vocab = get_vocab(files['tokenizer'], files.get('vocab_json'))
-    if len(vocab) != bert_config.vocab_size:
-        raise ConversionError(f'{os.path.join(src_dir, CONFIG_FILE)}: vocab_size={bert_config.vocab_size} but the '
-                              f'tokenizer {files["tokenizer"]} has {len(vocab)} tokens; pass the tokenizer the '
-                              f'checkpoint was trained with (--tokenizer)')
+    files = (_tokenizer_files(src_dir, tokenizer, vocab_json)
+             or {'tokenizer': assets.resolve('spiece', kobert_dir=kobert_dir)})
+    vocab = _checked_vocab(files, bert_config.vocab_size, src_dir)
     num_classes = tensors['classifier.weight'].shape[0]
     dropout = meta.get('dropout', config.get('classifier_dropout') or config.get('hidden_dropout_prob', 0.1))
     model = BERTClassifier(build_bert(bert_config, use_pooler=True, use_decoder=False, use_classifier=False),
@@ -337,15 +338,28 @@ def _label_names(config, num_classes, src_dir):
     return names
 
 
+def _checked_vocab(tokenizer_files, vocab_size, source):
+    """The vocab of ``tokenizer_files`` (None without files); it must have ``vocab_size`` tokens."""
+    from .tokenizer import get_vocab
+
+    if not tokenizer_files:
+        return None
+    vocab = get_vocab(tokenizer_files['tokenizer'], tokenizer_files.get('vocab_json'))
+    if len(vocab) != vocab_size:
+        raise ConversionError(f'{source}: vocab_size={vocab_size} but the tokenizer {tokenizer_files["tokenizer"]} '
+                              f'has {len(vocab)} tokens; pass the tokenizer the checkpoint was trained with '
+                              f'(--tokenizer)')
+    return vocab
+
+
 def _read_meta(src_dir):
     path = os.path.join(src_dir, META_FILE)
     return read_json(path) if os.path.isfile(path) else {}
 
 
-def _tokenizer_files(src_dir, meta, tokenizer, vocab_json, kobert_dir):
-    """role -> path of the tokenizer files, checked against the md5s to_transformers wrote."""
-    from . import assets
-
+def _tokenizer_files(src_dir, tokenizer=None, vocab_json=None):
+    """role -> path: the given files, else those recorded in ``src_dir`` (md5-checked), else its spiece.model."""
+    meta = _read_meta(src_dir)
     if tokenizer:
         return {'tokenizer': tokenizer, **({'vocab_json': vocab_json} if vocab_json else {})}
     if meta.get('tokenizer'):
@@ -357,16 +371,28 @@ def _tokenizer_files(src_dir, meta, tokenizer, vocab_json, kobert_dir):
                                       f'does not match the md5 in {META_FILE}')
             files[role] = path
         return files
-    spiece = os.path.join(src_dir, 'spiece.model')
-    if os.path.isfile(spiece):
-        return {'tokenizer': spiece}
-    return {'tokenizer': assets.resolve('spiece', kobert_dir=kobert_dir)}
+    spiece = os.path.join(src_dir, 'spiece.model')  # transformers' KoBERT layout
+    return {'tokenizer': spiece} if os.path.isfile(spiece) else {}
 
 
-def _save_bert(bert, bert_config, output_dir):
+def _copy_tokenizer(directory, tokenizer_files, meta):
+    """Copy the files into ``directory/tokenizer/`` and write META_FILE recording them."""
+    if tokenizer_files:
+        os.makedirs(os.path.join(directory, TOKENIZER_DIR))
+        entries = {}
+        for role, path in tokenizer_files.items():
+            name = os.path.basename(path)
+            shutil.copyfile(path, os.path.join(directory, TOKENIZER_DIR, name))
+            entries[role] = {'file': name, 'md5': md5sum(path)}
+        meta = {**meta, 'tokenizer': entries}
+    write_json(os.path.join(directory, META_FILE), meta)
+
+
+def _save_bert(bert, bert_config, output_dir, tokenizer_files):
     with atomic_directory(output_dir) as tmp:
         bert.save_parameters(os.path.join(tmp, BERT_PARAMS_FILE))
         write_json(os.path.join(tmp, BERT_CONFIG_FILE), bert_config.to_dict())
+        _copy_tokenizer(tmp, tokenizer_files, {'library_version': __version__})
     logger.info('saved the converted BERT to %s', output_dir)
 
 
@@ -389,8 +415,9 @@ def to_transformers(model_or_dir, output_dir, tokenizer=None, vocab_json=None, n
     source = os.fspath(model_or_dir)
     if os.path.isfile(os.path.join(source, BERT_PARAMS_FILE)):
         config = read_json(os.path.join(source, BERT_CONFIG_FILE))
+        files = _tokenizer_files(source, tokenizer, vocab_json)
         return _write_bert(os.path.join(source, BERT_PARAMS_FILE), output_dir, config.get('num_heads', num_heads),
-                           tokenizer, vocab_json)
+                           files.get('tokenizer'), files.get('vocab_json'))
     if os.path.isdir(source):
         return _write_classifier(TextClassifier.load(source, ctx=ctx), output_dir)
     if not os.path.isfile(source):
@@ -427,7 +454,6 @@ def _write_bert(params_path, output_dir, num_heads, tokenizer, vocab_json):
     import mxnet as mx
 
     from .model import BertConfig
-    from .tokenizer import get_vocab
 
     try:
         arrays = mx.nd.load(params_path)
@@ -444,10 +470,7 @@ def _write_bert(params_path, output_dir, num_heads, tokenizer, vocab_json):
         raise ConversionError(f'{params_path}: missing {len(missing)} parameters: {_listing(missing)}')
     tensors = {hf: gluon[g] for hf, g in pairs}
     files = {'tokenizer': tokenizer, **({'vocab_json': vocab_json} if vocab_json else {})} if tokenizer else {}
-    vocab = get_vocab(tokenizer, vocab_json) if tokenizer else None
-    if vocab is not None and len(vocab) != bert_config.vocab_size:
-        raise ConversionError(f'{params_path}: vocab of {bert_config.vocab_size} tokens but the tokenizer '
-                              f'{tokenizer} has {len(vocab)}')
+    vocab = _checked_vocab(files, bert_config.vocab_size, params_path)
     _write_directory(output_dir, tensors, _hf_config(bert_config, 'BertModel'),
                      {'library_version': __version__}, files, vocab)
     return output_dir
@@ -473,17 +496,10 @@ def _write_directory(output_dir, tensors, config, meta, tokenizer_files, vocab):
         numpy_io.save_file({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in tensors.items()},
                            os.path.join(tmp, SAFETENSORS_FILE), metadata={'format': 'pt'})
         write_json(os.path.join(tmp, CONFIG_FILE), config)
-        if tokenizer_files:
-            os.makedirs(os.path.join(tmp, TOKENIZER_DIR))
-            entries = {}
-            for role, path in tokenizer_files.items():
-                name = os.path.basename(path)
-                shutil.copyfile(path, os.path.join(tmp, TOKENIZER_DIR, name))
-                entries[role] = {'file': name, 'md5': md5sum(path)}
-            meta = {**meta, 'tokenizer': entries}
+        _copy_tokenizer(tmp, tokenizer_files, meta)
+        if vocab is not None:
             with open(os.path.join(tmp, VOCAB_TXT), 'w', encoding='utf-8') as out:
                 out.write(''.join(token + '\n' for token in vocab.idx_to_token))
-        write_json(os.path.join(tmp, META_FILE), meta)
     logger.info('wrote transformers directory %s (%s)', output_dir, config['architectures'][0])
 
 

@@ -151,7 +151,7 @@ def test_demo_model_in_pytorch_predicts_the_same_labels(demo_model_dir, demo_cla
     assert np.abs(logits - demo_classifier.logits(texts)).max() < TOLERANCE
 
 
-def test_bert_params_file_to_transformers_drops_pretraining_heads(tmp_path):
+def test_bert_params_file_to_transformers_drops_pretraining_heads(tmp_path, kobert_dir):
     config = BertConfig(num_layers=2, units=64, hidden_size=128, num_heads=4, max_length=128)
     bert = build_bert(config)  # with the MLM decoder and NSP classifier, as SKT's file has
     bert.initialize(init=mx.init.Normal(0.02))
@@ -159,12 +159,21 @@ def test_bert_params_file_to_transformers_drops_pretraining_heads(tmp_path):
     bert(*gluon_arrays(ids, segments, valid_length), mx.nd.zeros((3, 1)))
     bert.save_parameters(str(tmp_path / 'bert.params'))
 
-    convert.to_transformers(tmp_path / 'bert.params', tmp_path / 'hf', num_heads=4)
+    convert.to_transformers(tmp_path / 'bert.params', tmp_path / 'hf', num_heads=4, tokenizer=kobert_dir / SPIECE)
     hf_model = transformers.BertModel.from_pretrained(str(tmp_path / 'hf')).eval()
 
     plain = build_bert(config, use_decoder=False, use_classifier=False)
     plain.load_parameters(str(tmp_path / 'bert.params'), ignore_extra=True)
     assert_bert_matches(plain, hf_model)
+    # ... and back, with the tokenizer travelling both ways.
+    convert.from_transformers(tmp_path / 'hf', tmp_path / 'gluon')
+    convert.to_transformers(tmp_path / 'gluon', tmp_path / 'hf-again')
+    assert_same_arrays(safetensors.numpy.load_file(str(tmp_path / 'hf-again' / 'model.safetensors')),
+                       safetensors.numpy.load_file(str(tmp_path / 'hf' / 'model.safetensors')))
+    assert os.listdir(tmp_path / 'hf-again' / 'tokenizer') == [SPIECE]
+    texts = TRICKY[:3]
+    assert convert.TokenIds.from_directory(tmp_path / 'hf-again')(texts)['input_ids'].tolist() == \
+        convert.TokenIds.from_directory(tmp_path / 'hf')(texts)['input_ids'].tolist()
 
 
 # ---------------------------------------------------------------------------- round trips
