@@ -414,7 +414,10 @@ def to_transformers(model_or_dir, output_dir, tokenizer=None, vocab_json=None, n
         return _write_classifier(model_or_dir, output_dir)
     source = os.fspath(model_or_dir)
     if os.path.isfile(os.path.join(source, BERT_PARAMS_FILE)):
-        config = read_json(os.path.join(source, BERT_CONFIG_FILE))
+        try:
+            config = read_json(os.path.join(source, BERT_CONFIG_FILE))
+        except (OSError, ValueError) as error:
+            raise ConversionError(f'{os.path.join(source, BERT_CONFIG_FILE)}: unreadable ({error})') from error
         files = _tokenizer_files(source, tokenizer, vocab_json)
         return _write_bert(os.path.join(source, BERT_PARAMS_FILE), output_dir, config.get('num_heads', num_heads),
                            files.get('tokenizer'), files.get('vocab_json'))
