@@ -323,7 +323,7 @@ def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None,
     label_map = LabelMap(_label_names(config, num_classes, src_dir))
     max_len = max_len or meta.get('max_len') or min(DEFAULT_MAX_LEN, bert_config.max_length)
     classifier = TextClassifier(model, get_bert_tokenizer(files['tokenizer'], vocab), label_map, bert_config,
-                                max_len, files, dropout, ctx)
+                                max_len, files, dropout, ctx, meta.get('training'))
     if output_dir is not None:
         classifier.save(output_dir)
     return classifier
@@ -354,7 +354,15 @@ def _checked_vocab(tokenizer_files, vocab_size, source):
 
 def _read_meta(src_dir):
     path = os.path.join(src_dir, META_FILE)
-    return read_json(path) if os.path.isfile(path) else {}
+    if not os.path.isfile(path):
+        return {}
+    try:
+        meta = read_json(path)
+    except ValueError as error:
+        raise ConversionError(f'{path}: not valid JSON ({error})') from error
+    if not isinstance(meta, dict) or not isinstance(meta.get('tokenizer', {}), dict):
+        raise ConversionError(f'{path}: expected a JSON object whose "tokenizer" maps roles to files')
+    return meta
 
 
 def _tokenizer_files(src_dir, tokenizer=None, vocab_json=None):
@@ -365,7 +373,7 @@ def _tokenizer_files(src_dir, tokenizer=None, vocab_json=None):
     if meta.get('tokenizer'):
         files = {}
         for role, entry in meta['tokenizer'].items():
-            path = os.path.join(src_dir, TOKENIZER_DIR, entry['file'])
+            path = _recorded_file(src_dir, entry)
             if not os.path.isfile(path) or md5sum(path) != entry['md5']:
                 raise ConversionError(f'{src_dir}: tokenizer file {TOKENIZER_DIR}/{entry["file"]} is missing or '
                                       f'does not match the md5 in {META_FILE}')
@@ -373,6 +381,17 @@ def _tokenizer_files(src_dir, tokenizer=None, vocab_json=None):
         return files
     spiece = os.path.join(src_dir, 'spiece.model')  # transformers' KoBERT layout
     return {'tokenizer': spiece} if os.path.isfile(spiece) else {}
+
+
+def _recorded_file(directory, entry):
+    """A tokenizer file named in META_FILE: only a plain name inside tokenizer/, so a downloaded
+    directory cannot make us read (and copy into a model) a file from elsewhere."""
+    name = entry.get('file') if isinstance(entry, dict) else None
+    path = os.path.join(directory, TOKENIZER_DIR, name or '')
+    if not isinstance(name, str) or os.path.basename(name) != name or name in ('', '.', '..') or os.path.islink(path):
+        raise ConversionError(f'{os.path.join(directory, META_FILE)}: tokenizer file {name!r} is not a plain file '
+                              f'name inside {TOKENIZER_DIR}/')
+    return path
 
 
 def _copy_tokenizer(directory, tokenizer_files, meta):
@@ -448,7 +467,8 @@ def _write_classifier(classifier, output_dir):
     config.update({'id2label': {str(i): name for i, name in enumerate(names)},
                    'label2id': {name: i for i, name in enumerate(names)},
                    'classifier_dropout': classifier.dropout, 'problem_type': 'single_label_classification'})
-    meta = {'library_version': __version__, 'max_len': classifier.max_len, 'dropout': classifier.dropout}
+    meta = {'library_version': __version__, 'max_len': classifier.max_len, 'dropout': classifier.dropout,
+            **({'training': classifier.training} if getattr(classifier, 'training', None) else {})}
     _write_directory(output_dir, tensors, config, meta, classifier.tokenizer_files, classifier.tokenizer.vocab)
     return output_dir
 
@@ -537,7 +557,7 @@ class TokenIds:
             raise ConversionError(f'{directory}: no tokenizer recorded in {META_FILE}')
         with open(os.path.join(directory, VOCAB_TXT), encoding='utf-8') as source:
             tokens = source.read().split('\n')[:-1]
-        return cls(os.path.join(directory, TOKENIZER_DIR, meta['tokenizer']['tokenizer']['file']), tokens)
+        return cls(_recorded_file(directory, meta['tokenizer']['tokenizer']), tokens)
 
     def tokenize(self, text):
         return [piece for word in basic_tokenize(text) for piece in self.sentencepiece.encode(word, out_type=str)]

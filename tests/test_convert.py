@@ -312,6 +312,18 @@ def test_configs_gluonnlp_cannot_compute_are_refused(changes, words, hf_bert, tm
         assert word in str(error.value)
 
 
+def test_a_recorded_tokenizer_outside_the_directory_is_refused(hf_classifier, tmp_path, kobert_dir):
+    shutil.copytree(hf_classifier[1], tmp_path / 'hf')
+    shutil.copyfile(kobert_dir / SPIECE, tmp_path / 'outside.spiece')
+    md5 = convert.md5sum(str(tmp_path / 'outside.spiece'))
+    (tmp_path / 'hf' / 'kobert_gluon.json').write_text(json.dumps(
+        {'tokenizer': {'tokenizer': {'file': '../../outside.spiece', 'md5': md5}}}), encoding='utf-8')
+
+    with pytest.raises(ConversionError, match="kobert_gluon.json: tokenizer file '../../outside.spiece' is not a plain"):
+        convert.from_transformers(tmp_path / 'hf', tmp_path / 'model')
+    assert not os.path.exists(tmp_path / 'model')
+
+
 class CreatesFileWhenUnpickled:
     def __init__(self, path):
         self.path = path
