@@ -18,9 +18,10 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.8',
     packages=find_packages(include=['kobert_gluon', 'kobert_gluon.*']),
-    package_data={'kobert_gluon': ['resources/*.tsv']},
+    package_data={'kobert_gluon': ['resources/*.tsv', 'static/*']},
     install_requires=install_requires,
-    extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2'],
-                    'bench': ['torch==2.13.0', 'transformers==5.24.0']},
+    extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2', 'websocket-client>=1.6'],
+                    'bench': ['torch==2.13.0', 'transformers==5.24.0'],
+                    'serve': ['starlette>=0.37', 'uvicorn>=0.29']},
     entry_points={'console_scripts': ['kobert-gluon=kobert_gluon.cli:main']},
 )

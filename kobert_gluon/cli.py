@@ -16,7 +16,7 @@ import typing
 from .assets import AssetError
 from .context import parse_ctx
 from .data import read_table
-from .errors import DataError, last_line
+from .errors import DataError, KobertGluonError, last_line
 from .export import DEFAULT_NAME, export
 from .fileio import atomic_path, read_json, write_json
 from .metrics import classification_report, format_report
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 PROG = 'kobert-gluon'
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
-EXPECTED_ERRORS = (DataError, ModelDirectoryError, AssetError, ValueError, KeyError, OSError, RuntimeError)
+EXPECTED_ERRORS = (KobertGluonError, DataError, ModelDirectoryError, AssetError, ValueError, KeyError, OSError, RuntimeError)
 FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES}
 FORMATS = ('tsv', 'jsonl')
 # A tab or line break inside a sentence would shift the TSV columns; JSONL keeps the text as is.
@@ -352,11 +352,41 @@ def run_export(args):
         print(f'{role}\t{path}')
 
 
+# ---------------------------------------------------------------------------- serve
+
+def add_serve_arguments(parser):
+    add_inference_arguments(parser)
+    parser.add_argument('--max-batch', '--max_batch', dest='batch_size', type=positive_int, default=argparse.SUPPRESS,
+                        help='same as --batch_size: the most sentences merged from concurrent requests '
+                             'into one forward pass')
+    parser.add_argument('--max-wait-ms', '--max_wait_ms', dest='max_wait_ms', type=float, default=5.0,
+                        help='how long the first request of a batch waits for others to join it')
+    parser.add_argument('--no-batching', '--no_batching', dest='batching', action='store_false',
+                        help='one request per forward pass (the baseline of the serve benchmark)')
+    parser.add_argument('--host', default='127.0.0.1', help="address to listen on; '0.0.0.0' opens it to the network")
+    parser.add_argument('--port', type=int, default=8000, help='TCP port; 0 picks a free one (logged at start)')
+    parser.add_argument('--max-texts', '--max_texts', dest='max_texts', type=positive_int, default=256,
+                        help='most texts in one request (more: HTTP 413)')
+    parser.add_argument('--max-body-bytes', '--max_body_bytes', dest='max_body_bytes', type=positive_int,
+                        default=1 << 20, help='largest request body in bytes (more: HTTP 413)')
+    parser.epilog = ('int8 without --calibration calibrates on the sentences of the embedded demo set. '
+                     'SIGTERM lets requests in flight finish, then exits 0.')
+
+
+def run_serve(args):
+    from . import serve  # starlette and uvicorn load only here; without them: MissingExtraError
+
+    limits = serve.Limits(args.batch_size, args.max_wait_ms, args.batching, args.max_texts, args.max_body_bytes)
+    classifier = in_precision(load_classifier(args), args, serve.calibration_sample())
+    serve.run(classifier, args.host, args.port, limits)
+
+
 COMMANDS = (
     ('train', add_train_arguments, run_train, 'fine-tune a classifier (the Korean demo without --data)'),
     ('evaluate', add_evaluate_arguments, run_evaluate, 'accuracy, macro-F1, per-class report, confusion matrix'),
     ('predict', add_predict_arguments, run_predict, 'label sentences with a trained model'),
     ('export', add_export_arguments, run_export, 'write a SymbolBlock graph + params for serving'),
+    ('serve', add_serve_arguments, run_serve, 'JSON API and Korean web page, with dynamic batching'),
 )
 
 
