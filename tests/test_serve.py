@@ -459,3 +459,23 @@ def test_web_page_classifies_two_sentences_in_chromium(server, chromium, demo_cl
     record_property('screenshot', screenshot)
     print(f'screenshot of the page: {screenshot}')
     assert os.path.getsize(screenshot) > 10_000
+
+
+def test_accepted_connections_send_without_nagle_delay(serve_module):
+    """Without TCP_NODELAY every kept-alive request waited ~40 ms for the client's delayed ACK."""
+    import asyncio
+
+    async def nodelay_of_accepted_connection():
+        accepted = asyncio.get_running_loop().create_future()
+
+        def on_connection(reader, writer):
+            accepted.set_result(writer.get_extra_info('socket').getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+        server = await asyncio.start_server(on_connection, sock=serve_module.listen('127.0.0.1', 0))
+        async with server:
+            _, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+            value = await asyncio.wait_for(accepted, 30)
+            writer.close()
+        return value
+
+    assert asyncio.run(nodelay_of_accepted_connection()) != 0
