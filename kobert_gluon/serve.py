@@ -26,7 +26,7 @@ import time
 from importlib import resources
 
 from .data import read_table
-from .errors import MissingExtraError
+from .errors import ConfigError, MissingExtraError
 from .pipeline import CALIBRATION_SENTENCES
 from .training import DEMO_DATA
 
@@ -70,9 +70,9 @@ class Limits:
     def __post_init__(self):
         for name in ('max_batch', 'max_texts', 'max_body_bytes'):
             if getattr(self, name) < 1:
-                raise ValueError(f'--{name} {getattr(self, name)}: must be at least 1')
+                raise ConfigError(f'--{name} {getattr(self, name)}: must be at least 1')
         if self.max_wait_ms < 0:
-            raise ValueError(f'--max_wait_ms {self.max_wait_ms}: must not be negative')
+            raise ConfigError(f'--max_wait_ms {self.max_wait_ms}: must not be negative')
 
 
 # ---------------------------------------------------------------------------- batching

@@ -315,12 +315,15 @@ def test_bad_serve_flags_are_one_line_errors(serve_module, capsys, demo_model_di
     assert f'kobert-gluon: error: cannot listen on 127.0.0.1:{port}' in capsys.readouterr().err
 
 
-def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(demo_model_dir, demo_classifier):
+def test_int8_server_and_sigterm_lets_the_request_in_flight_finish_then_exit_0(demo_model_dir, demo_classifier):
     need('starlette'), need('uvicorn')
-    server = ServerProcess(demo_model_dir)
+    from kobert_gluon import serve
+
+    server = ServerProcess(demo_model_dir, '--dtype', 'int8')  # calibrated on the built-in sample
     texts = ['끝까지 답을 받습니다', '종료 중에도']
     body = json.dumps({'texts': texts}, ensure_ascii=False).encode('utf-8')
     try:
+        assert server.call('GET', '/metadata')[2]['dtype'] == 'int8'
         with socket.create_connection(server.address, timeout=60) as client:
             client.sendall(b'POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n'
                            b'Content-Length: %d\r\n\r\n' % len(body) + body[:10])
@@ -335,7 +338,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(demo_model_dir, 
     status_line, _, payload = response.partition(b'\r\n')
     assert b' 200 ' in status_line, response
     records = json.loads(payload.split(b'\r\n\r\n', 1)[1])['predictions']
-    assert_records_match(records, texts, demo_classifier)
+    assert_records_match(records, texts, demo_classifier.with_precision('int8', serve.calibration_sample()))
     assert 'Shutting down' in server.log_text()
 
 
