@@ -171,10 +171,7 @@ def error_response(status, message):
 
 async def read_texts(request, limits):
     """The ``texts`` of a ``{"texts": [...]}`` body, checked; ApiError says what is wrong."""
-    media_type, _, parameters = request.headers.get('content-type', '').partition(';')
-    charset = parameters.strip().lower().removeprefix('charset=').strip('"') if 'charset=' in parameters.lower() else ''
-    if media_type.strip().lower() != 'application/json' or charset not in ('', 'utf-8', 'utf8'):
-        raise ApiError(415, f"Content-Type must be application/json (UTF-8), not {request.headers.get('content-type')!r}")
+    check_content_type(request.headers.get('content-type', ''))
     body = await read_body(request, limits.max_body_bytes)
     try:
         text = body.decode('utf-8')
@@ -185,6 +182,13 @@ async def read_texts(request, limits):
     except (ValueError, RecursionError) as error:
         raise ApiError(400, f'body is not valid JSON ({error})') from None
     return check_texts(payload, limits.max_texts)
+
+
+def check_content_type(header):
+    media_type, *parameters = [part.strip().lower() for part in header.split(';')]
+    charsets = [parameter.split('=', 1)[1].strip('"') for parameter in parameters if parameter.startswith('charset=')]
+    if media_type != 'application/json' or any(charset not in ('utf-8', 'utf8') for charset in charsets):
+        raise ApiError(415, f'Content-Type must be application/json (UTF-8), not {header!r}')
 
 
 async def read_body(request, limit):
@@ -241,6 +245,7 @@ def build_app(classifier, limits):
     batcher = Batcher(classifier, limits)
     model_info = metadata(classifier, limits)  # md5s once, not per request
     schema = openapi_schema(model_info)
+    page_html = resources.files(__package__).joinpath(STATIC_DIR, 'index.html').read_bytes()
 
     async def predict(request):
         try:
@@ -255,8 +260,7 @@ def build_app(classifier, limits):
         return JSONResponse({'status': 'ok', 'batches': batcher.batches, 'sentences': batcher.sentences})
 
     async def page(request):
-        html = resources.files(__package__).joinpath(STATIC_DIR, 'index.html').read_bytes()
-        return Response(html, media_type='text/html; charset=utf-8', headers=PAGE_HEADERS)
+        return Response(page_html, media_type='text/html; charset=utf-8', headers=PAGE_HEADERS)
 
     async def http_error(request, error):
         return error_response(error.status_code, error.detail)
