@@ -356,13 +356,14 @@ def run_export(args):
 
 def add_serve_arguments(parser):
     add_inference_arguments(parser)
-    parser.add_argument('--max-batch', '--max_batch', dest='batch_size', type=positive_int, default=argparse.SUPPRESS,
+    parser.add_argument('--max-batch', '--max_batch', dest='batch_size', metavar='N', type=positive_int,
+                        default=argparse.SUPPRESS,
                         help='same as --batch_size: the most sentences merged from concurrent requests '
                              'into one forward pass')
     parser.add_argument('--max-wait-ms', '--max_wait_ms', dest='max_wait_ms', type=float, default=5.0,
                         help='how long the first request of a batch waits for others to join it')
-    parser.add_argument('--no-batching', '--no_batching', dest='batching', action='store_false',
-                        help='one request per forward pass (the baseline of the serve benchmark)')
+    add_switch(parser, 'batching', 'merge concurrent requests into shared forward passes (default: on; '
+                                   '--no-batching: one request per pass, the serve benchmark\'s baseline)')
     parser.add_argument('--host', default='127.0.0.1', help="address to listen on; '0.0.0.0' opens it to the network")
     parser.add_argument('--port', type=int, default=8000, help='TCP port; 0 picks a free one (logged at start)')
     parser.add_argument('--max-texts', '--max_texts', dest='max_texts', type=positive_int, default=256,
@@ -376,7 +377,8 @@ def add_serve_arguments(parser):
 def run_serve(args):
     from . import serve  # starlette and uvicorn load only here; without them: MissingExtraError
 
-    limits = serve.Limits(args.batch_size, args.max_wait_ms, args.batching, args.max_texts, args.max_body_bytes)
+    limits = serve.Limits(args.batch_size, args.max_wait_ms, getattr(args, 'batching', True), args.max_texts,
+                          args.max_body_bytes)
     classifier = in_precision(load_classifier(args), args, serve.calibration_sample())
     serve.run(classifier, args.host, args.port, limits)
 

@@ -306,6 +306,19 @@ def test_serve_help_works_without_the_extra(monkeypatch, capsys):
     assert 'kobert_gluon[serve]' in error
 
 
+def test_serve_flags_reach_the_server(serve_module, monkeypatch, demo_model_dir):
+    started = {}
+    monkeypatch.setattr(serve_module, 'run', lambda classifier, host, port, limits: started.update(
+        classifier=classifier, host=host, port=port, limits=limits))
+    assert cli.main(['serve', '--model', str(demo_model_dir), '--no-batching', '--max_batch', '8', '--max-wait-ms',
+                     '2.5', '--max_texts', '3', '--max-body-bytes', '999', '--port', '0']) == 0
+    assert started['limits'] == serve_module.Limits(max_batch=8, max_wait_ms=2.5, batching=False, max_texts=3,
+                                                    max_body_bytes=999)
+    assert (started['host'], started['port'], started['classifier'].dtype) == ('127.0.0.1', 0, 'float32')
+    assert cli.main(['serve', '--model', str(demo_model_dir)]) == 0
+    assert started['limits'] == serve_module.Limits() and started['port'] == 8000
+
+
 def test_bad_serve_flags_are_one_line_errors(serve_module, capsys, demo_model_dir):
     assert cli.main(['serve', '--model', str(demo_model_dir), '--max_wait_ms', '-1']) == 2
     assert 'kobert-gluon: error: --max_wait_ms -1' in capsys.readouterr().err
