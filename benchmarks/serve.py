@@ -84,7 +84,10 @@ class Server:
                    '--max_batch', str(max_batch), *flags]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True, encoding='utf-8')
-        self.address, log = None, []
+        self.address = None
+
+    def wait_ready(self):
+        log = []
         for line in self.process.stderr:
             log.append(line)
             found = READY.search(line)
@@ -166,6 +169,8 @@ def main(argv=None):
             try:  # both settings up at once, measured in turn, so a load change hits both alike
                 for setting, flags in SETTINGS.items():
                     servers[setting] = Server(model_dir, flags, args.max_batch)
+                for server in servers.values():  # they start side by side
+                    server.wait_ready()
                 for clients in args.clients:
                     for setting, server in servers.items():
                         result = measure(server.address, sentences, clients, args.warmup, args.duration)

@@ -444,7 +444,7 @@ def chromium(tmp_path):
 
 
 def test_web_page_classifies_two_sentences_in_chromium(server, chromium, demo_classifier, tmp_path,
-                                                       record_property):
+                                                       record_property, capsys):
     sentences = ['배송이 빨라서 정말 좋았어요', '다시는 안 삽니다. 최악이에요']
     chromium.send('Runtime.enable')
     chromium.send('Page.navigate', url=server.url + '/')
@@ -473,7 +473,8 @@ def test_web_page_classifies_two_sentences_in_chromium(server, chromium, demo_cl
     with open(screenshot, 'wb') as out:
         out.write(base64.b64decode(chromium.send('Page.captureScreenshot', format='png')['data']))
     record_property('screenshot', screenshot)
-    print(f'screenshot of the page: {screenshot}')
+    with capsys.disabled():  # shown in the test log even when the test passes
+        print(f'\nscreenshot of the served page: {screenshot}')
     assert os.path.getsize(screenshot) > 10_000
 
 
@@ -495,3 +496,17 @@ def test_accepted_connections_send_without_nagle_delay(serve_module):
         return value
 
     assert asyncio.run(nodelay_of_accepted_connection()) != 0
+
+
+def test_serve_benchmark_runs_both_settings(demo_model_dir, tmp_path):
+    need('starlette'), need('uvicorn')
+    rows_file = tmp_path / 'rows.json'
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'benchmarks', 'serve.py')
+    done = subprocess.run([sys.executable, script, '--models', 'demo', '--demo-model', str(demo_model_dir),
+                           '--clients', '2', '--duration', '1', '--warmup', '0.2', '--json', str(rows_file)],
+                          capture_output=True, text=True, encoding='utf-8', timeout=300)
+    assert done.returncode in (0, 1), done.stderr  # 1: batching was not faster, possible in one second
+    rows = json.loads(rows_file.read_text(encoding='utf-8'))['rows']
+    assert [(row['batching'], row['clients']) for row in rows] == [('on', 2), ('off', 2)]
+    assert all(row['requests'] > 0 and row['p50_ms'] <= row['p99_ms'] for row in rows)
+    assert 'dynamic batching on/off throughput at 2 clients' in done.stdout
