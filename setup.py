@@ -18,13 +18,14 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.8',
     packages=find_packages(include=['kobert_gluon', 'kobert_gluon.*']),
-    package_data={'kobert_gluon': ['resources/*.tsv']},
+    package_data={'kobert_gluon': ['resources/*.tsv', 'static/*']},
     install_requires=install_requires,
-    extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2'],
+    extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2', 'websocket-client>=1.6'],
                     'bench': ['torch==2.13.0', 'transformers==5.24.0'],
                     # transformers <-> gluon conversion (kobert_gluon/convert.py); safetensors alone
                     # reads and writes model.safetensors, torch only reads pytorch_model.bin.
                     # protobuf lets transformers read a SentencePiece model (its KoBERT tokenizer).
-                    'convert': ['torch==2.13.0', 'transformers==5.24.0', 'safetensors>=0.4.3', 'protobuf>=4']},
+                    'convert': ['torch==2.13.0', 'transformers==5.24.0', 'safetensors>=0.4.3', 'protobuf>=4'],
+                    'serve': ['starlette>=0.37', 'uvicorn>=0.29']},
     entry_points={'console_scripts': ['kobert-gluon=kobert_gluon.cli:main']},
 )

@@ -411,6 +411,35 @@ def run_convert(args):
         convert.to_transformers(args.to_transformers, args.output, tokenizer=args.tokenizer,
                                 vocab_json=args.vocab_json, num_heads=args.num_heads)
     print(os.path.abspath(args.output))
+# ---------------------------------------------------------------------------- serve
+
+def add_serve_arguments(parser):
+    add_inference_arguments(parser)
+    parser.add_argument('--max-batch', '--max_batch', dest='batch_size', metavar='N', type=positive_int,
+                        default=argparse.SUPPRESS,
+                        help='same as --batch_size: the most sentences merged from concurrent requests '
+                             'into one forward pass')
+    parser.add_argument('--max-wait-ms', '--max_wait_ms', dest='max_wait_ms', type=float, default=5.0,
+                        help='how long the first request of a batch waits for others to join it')
+    add_switch(parser, 'batching', 'merge concurrent requests into shared forward passes (default: on; '
+                                   '--no-batching: one request per pass, the serve benchmark\'s baseline)')
+    parser.add_argument('--host', default='127.0.0.1', help="address to listen on; '0.0.0.0' opens it to the network")
+    parser.add_argument('--port', type=int, default=8000, help='TCP port; 0 picks a free one (logged at start)')
+    parser.add_argument('--max-texts', '--max_texts', dest='max_texts', type=positive_int, default=256,
+                        help='most texts in one request (more: HTTP 413)')
+    parser.add_argument('--max-body-bytes', '--max_body_bytes', dest='max_body_bytes', type=positive_int,
+                        default=1 << 20, help='largest request body in bytes (more: HTTP 413)')
+    parser.epilog = ('int8 without --calibration calibrates on the sentences of the embedded demo set. '
+                     'SIGTERM lets requests in flight finish, then exits 0.')
+
+
+def run_serve(args):
+    from . import serve  # starlette and uvicorn load only here; without them: MissingExtraError
+
+    limits = serve.Limits(args.batch_size, args.max_wait_ms, getattr(args, 'batching', True), args.max_texts,
+                          args.max_body_bytes)
+    classifier = in_precision(load_classifier(args), args, serve.calibration_sample())
+    serve.run(classifier, args.host, args.port, limits)
 
 
 COMMANDS = (
@@ -419,6 +448,7 @@ COMMANDS = (
     ('predict', add_predict_arguments, run_predict, 'label sentences with a trained model'),
     ('export', add_export_arguments, run_export, 'write a SymbolBlock graph + params for serving'),
     ('convert', add_convert_arguments, run_convert, 'transformers (PyTorch) BERT checkpoints <-> this library'),
+    ('serve', add_serve_arguments, run_serve, 'JSON API and Korean web page, with dynamic batching'),
 )
 
 

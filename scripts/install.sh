@@ -4,6 +4,7 @@
 #   bash scripts/install.sh dev        # + test tools
 #   bash scripts/install.sh dev bench  # + PyTorch/transformers for benchmarks/
 #   bash scripts/install.sh convert    # + transformers/safetensors: kobert-gluon convert
+#   bash scripts/install.sh serve      # + starlette/uvicorn for `kobert-gluon serve`
 # gluonnlp 0.10.0's sdist carries a C file made by an old Cython that fails on Python 3.11
 # ("longintrepr.h"); we drop it so Cython regenerates it while building.
 set -euo pipefail
