@@ -17,10 +17,10 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.8',
-    packages=find_packages(include=['kobert_gluon', 'kobert_gluon.*']),
+    packages=find_packages(include=['kobert_gluon', 'kobert_gluon.*', 'kobert', 'kobert.*']),
     package_data={'kobert_gluon': ['resources/*.tsv']},
     install_requires=install_requires,
-    extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2'],
+    extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2', 'ipywidgets>=8'],  # ipywidgets: the NSMC notebook's tqdm.notebook
                     'bench': ['torch==2.13.0', 'transformers==5.24.0']},
     entry_points={'console_scripts': ['kobert-gluon=kobert_gluon.cli:main']},
 )
