@@ -11,7 +11,7 @@ import sys
 import types
 
 from ._version import __version__
-from . import runtime, spm_compat
+from . import runtime, spm_compat, utils
 from .errors import (AssetError, CheckpointError, ConfigError, ConversionError, DataError,
                      DeviceError, DistributedError, KobertGluonError, MissingExtraError,
                      ModelDirectoryError)
@@ -59,4 +59,6 @@ class _Package(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _Package
+# SKT's kobert package installed over the alias replaces the alias's code: only we can tell.
+utils.warn_if_kobert_alias_mixed(check_distributions=False)
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -199,3 +199,23 @@ def broken_model_dir(request, demo_model_dir, tmp_path):
     shutil.copytree(demo_model_dir, model_dir)
     damage(model_dir)
     return model_dir, words
+
+
+# ---------------------------------------------------------------------------- pretrained weights
+
+@pytest.fixture(scope='session')
+def bert_12_768_12_params(tmp_path_factory, kobert_dir):
+    """A params file saved from gluonnlp's own bert_12_768_12 with KoBERT's vocab: SKT's layout
+    (encoder, pooler, NSP classifier, MLM decoder), random weights. About 350 MB."""
+    import gluonnlp as nlp
+    import mxnet as mx
+    from kobert_gluon.tokenizer import get_vocab
+
+    vocab = get_vocab(kobert_dir=str(kobert_dir))
+    model, _ = nlp.model.get_model('bert_12_768_12', vocab=vocab, pretrained=False, use_pooler=True,
+                                   use_decoder=True, use_classifier=True)
+    model.initialize(init=mx.init.Normal(0.02))
+    model(mx.nd.ones((1, 4)), mx.nd.zeros((1, 4)), mx.nd.array([4]), mx.nd.array([[1]]))  # infer shapes
+    path = tmp_path_factory.mktemp('bert_12_768_12') / 'bert_12_768_12.params'
+    model.save_parameters(str(path))
+    return path
