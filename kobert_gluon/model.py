@@ -110,6 +110,15 @@ class BERTClassifier(nn.HybridBlock):
                 self.classifier.add(nn.Dropout(rate=dropout))
             self.classifier.add(nn.Dense(units=num_classes, prefix=prefix))
 
+    def __call__(self, token_ids, segment_ids, valid_length=None):
+        # mxnet's Block.__call__ takes positional inputs only, and a hybridized block keeps the
+        # inputs of its first call: "no valid_length" is every position valid, which masks nothing.
+        if valid_length is None and isinstance(token_ids, mx.nd.NDArray):
+            valid_length = mx.nd.full((token_ids.shape[0],), token_ids.shape[1], ctx=token_ids.context)
+        if valid_length is None:
+            return super().__call__(token_ids, segment_ids)
+        return super().__call__(token_ids, segment_ids, valid_length)
+
     def hybrid_forward(self, F, token_ids, segment_ids, valid_length=None):
         if valid_length is None:
             _, pooled = self.bert(token_ids, segment_ids)

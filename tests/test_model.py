@@ -216,6 +216,8 @@ def test_notebook_params_load_and_valid_length_is_optional(tmp_path, hybridize):
         ours.hybridize()
     np.testing.assert_allclose(ours(token_ids, segment_ids, valid_length).asnumpy(), expected_masked, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours(token_ids, segment_ids).asnumpy(), expected_unmasked, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ours(token_ids, segment_ids, valid_length=None).asnumpy(), expected_unmasked,
+    for unmasked in (ours(token_ids, segment_ids, None), ours(token_ids, segment_ids, valid_length=None)):
+        np.testing.assert_allclose(unmasked.asnumpy(), expected_unmasked, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours(token_ids, segment_ids, valid_length=valid_length).asnumpy(), expected_masked,
                                rtol=1e-5, atol=1e-6)
     assert not np.allclose(expected_masked[1], expected_unmasked[1])  # row 1 is padded: masking matters
