@@ -25,7 +25,7 @@ _LAZY = {
     'BERTDataset': 'data', 'LabelMap': 'data', 'read_table': 'data', 'stratified_split': 'data',
     'get_bert_tokenizer': 'tokenizer', 'get_tokenizer': 'tokenizer', 'get_tokenizer_path': 'tokenizer',
     'get_vocab': 'tokenizer', 'load_tokenizer': 'tokenizer', 'train_sentencepiece': 'tokenizer',
-    'BertConfig': 'model', 'BERTClassifier': 'model', 'get_mxnet_kobert_model': 'model',
+    'BertConfig': 'bert_config', 'BERTClassifier': 'model', 'get_mxnet_kobert_model': 'model',
     'TextClassifier': 'pipeline', 'load': 'pipeline',
     'TrainConfig': 'training', 'train': 'training',
     'export': 'export',

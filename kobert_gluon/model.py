@@ -3,7 +3,6 @@
 Parameters are built with gluonnlp's own classes in the layout of ``bert_12_768_12``, so
 ``save_parameters`` names match and SKT's ``mxnet_kobert_45b6957552.params`` loads as is.
 """
-import dataclasses
 import logging
 
 import mxnet as mx
@@ -12,43 +11,10 @@ from mxnet.gluon import nn
 
 from . import assets
 from .errors import ConfigError, last_line
-from .tokenizer import KOBERT_VOCAB_SIZE, get_vocab
+from .bert_config import MAX_POSITIONS, BertConfig  # noqa: F401  (imported from here before)
+from .tokenizer import get_vocab
 
 logger = logging.getLogger(__name__)
-
-MAX_POSITIONS = 512
-
-
-@dataclasses.dataclass
-class BertConfig:
-    """Size of a BERT; the defaults are KoBERT's (= gluonnlp's bert_12_768_12)."""
-    num_layers: int = 12
-    units: int = 768
-    hidden_size: int = 3072
-    num_heads: int = 12
-    max_length: int = MAX_POSITIONS
-    dropout: float = 0.1
-    vocab_size: int = KOBERT_VOCAB_SIZE
-    token_type_vocab_size: int = 2
-
-    def __post_init__(self):
-        if self.units % self.num_heads:
-            raise ValueError(f'units={self.units} must be divisible by num_heads={self.num_heads}')
-        if self.max_length > MAX_POSITIONS:
-            raise ValueError(f'max_length={self.max_length}: at most {MAX_POSITIONS}')
-
-    @classmethod
-    def kobert(cls, **overrides):
-        return cls(**overrides)
-
-    @classmethod
-    def small(cls, **overrides):
-        """A 2-layer, 128-unit BERT that trains in minutes on two CPU cores."""
-        return cls(**{'num_layers': 2, 'units': 128, 'hidden_size': 512, 'num_heads': 2,
-                      'max_length': 128, **overrides})
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
 
 
 def build_bert(config, use_pooler=True, use_decoder=True, use_classifier=True):

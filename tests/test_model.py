@@ -77,6 +77,7 @@ def test_missing_params_file_says_where_to_put_it(kobert_dir, tmp_path, monkeypa
     with pytest.raises(assets.AssetError, match='mxnet_kobert_45b6957552.params') as error:
         get_mxnet_kobert_model(kobert_dir=str(kobert_dir), cachedir=str(tmp_path))
     assert str(kobert_dir) in str(error.value)
+    assert 'model_file=PATH' in str(error.value) and '--init_from PATH' in str(error.value)  # own weights
 
 
 def test_training_with_data_uses_the_pretrained_12_layer_kobert(gluonnlp_params_file, kobert_dir, tmp_path, monkeypatch):
