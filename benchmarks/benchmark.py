@@ -246,7 +246,7 @@ def mxnet_worker(config, runs):
     def build():
         mx.random.seed(config.seed)
         np.random.seed(config.seed)
-        model = build_classifier(bert_config, num_classes=config.num_classes, dropout=config.dropout, ctx=ctx)
+        model = build_classifier(bert_config, num_classes=config.num_classes, dropout=bert_config.dropout, ctx=ctx)
         model.hybridize(static_alloc=True, static_shape=True)
         return model
 

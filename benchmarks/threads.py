@@ -101,8 +101,11 @@ def measure(args):
         try:
             if neighbour:
                 time.sleep(5)  # let it load mxnet and start computing
-            for _ in range(args.repeats):
-                for name, setting in SETTINGS.items():
+            names = list(SETTINGS)
+            for repeat in range(args.repeats):
+                # Each round starts at another setting: the machine's other load drifts.
+                for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+                    setting = SETTINGS[name]
                     for workload in WORKLOADS:
                         rounds = args.small_rounds if workload == 'small ops' else args.bert_rounds
                         seconds = run(workload, rounds, setting)

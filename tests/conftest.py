@@ -201,6 +201,18 @@ def broken_model_dir(request, demo_model_dir, tmp_path):
     return model_dir, words
 
 
+@pytest.fixture
+def home_and_cwd(tmp_path, monkeypatch):
+    """A private home and working directory, with the old package's folders searched in them."""
+    home, work = tmp_path / 'home', tmp_path / 'work'
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv('HOME', str(home))
+    monkeypatch.chdir(work)
+    monkeypatch.delenv('KOBERT_GLUON_LEGACY_DIRS', raising=False)
+    return home, work
+
+
 # ---------------------------------------------------------------------------- pretrained weights
 
 @pytest.fixture(scope='session')

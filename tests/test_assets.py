@@ -562,14 +562,8 @@ def test_checksum_error_for_kobert_params_says_how_to_use_own_weights(tmp_path):
 # --- the original package's folders ------------------------------------------------------
 
 @pytest.fixture
-def old_folders(tmp_path, monkeypatch):
-    """A private home and working directory; the old folders are searched (conftest turns them off)."""
-    home, work = tmp_path / 'home', tmp_path / 'work'
-    home.mkdir()
-    work.mkdir()
-    monkeypatch.setenv('HOME', str(home))
-    monkeypatch.chdir(work)
-    monkeypatch.delenv('KOBERT_GLUON_LEGACY_DIRS', raising=False)
+def old_folders(home_and_cwd):
+    home, work = home_and_cwd
     return home / 'kobert', work / '.cache'
 
 

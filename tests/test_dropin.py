@@ -220,15 +220,8 @@ def test_pytorch_and_onnx_loaders_point_to_the_conversion(name):
 
 
 @pytest.fixture
-def old_world(tmp_path, monkeypatch):
-    """A private home and working directory with the original package's folders searched."""
-    home, work = tmp_path / 'home', tmp_path / 'work'
-    home.mkdir()
-    work.mkdir()
-    monkeypatch.setenv('HOME', str(home))
-    monkeypatch.chdir(work)
-    monkeypatch.delenv('KOBERT_GLUON_LEGACY_DIRS', raising=False)
-    return home, work
+def old_world(home_and_cwd):
+    return home_and_cwd
 
 
 def test_get_tokenizer_finds_the_v01_home_folder(old_world, kobert_dir):
