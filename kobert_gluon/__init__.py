@@ -23,8 +23,8 @@ spm_compat.install()
 # public name -> the submodule that defines it, imported on first use
 _LAZY = {
     'BERTDataset': 'data', 'LabelMap': 'data', 'read_table': 'data', 'stratified_split': 'data',
-    'get_bert_tokenizer': 'tokenizer', 'get_tokenizer': 'tokenizer', 'get_tokenizer_path': 'tokenizer',
-    'get_vocab': 'tokenizer', 'load_tokenizer': 'tokenizer', 'train_sentencepiece': 'tokenizer',
+    'get_tokenizer': 'utils', 'get_tokenizer_path': 'utils',  # file paths: no mxnet
+    'get_bert_tokenizer': 'tokenizer', 'get_vocab': 'tokenizer', 'load_tokenizer': 'tokenizer', 'train_sentencepiece': 'tokenizer',
     'BertConfig': 'bert_config', 'BERTClassifier': 'model', 'get_mxnet_kobert_model': 'model',
     'TextClassifier': 'pipeline', 'load': 'pipeline',
     'TrainConfig': 'training', 'train': 'training',

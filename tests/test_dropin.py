@@ -19,7 +19,6 @@ import threading
 import pytest
 
 import kobert_gluon
-from kobert_gluon import assets
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = REPO / 'tests' / 'fixtures'
