@@ -22,10 +22,10 @@ class KobertAliasWarning(UserWarning):
     """SKT's ``kobert`` package and kobert_gluon's ``kobert`` alias are both installed."""
 
 
-def get_tokenizer_path(kobert_dir=None, cache_dir=None, format='spiece'):
+def get_tokenizer_path(kobert_dir=None, cache_dir=None, format='spiece', download=True):
     """Path of the SentencePiece model file of the requested KoBERT format."""
     name = {'spiece': 'spiece', 'v0.1': 'sp_model_v01'}[_format_name(format)]
-    return assets.resolve(name, kobert_dir=kobert_dir, cache_dir=cache_dir)
+    return assets.resolve(name, kobert_dir=kobert_dir, cache_dir=cache_dir, download=download)
 
 
 def get_tokenizer(cachedir=None):
