@@ -81,7 +81,9 @@ def test_missing_params_file_says_where_to_put_it(kobert_dir, tmp_path, monkeypa
 
 
 def test_training_with_data_uses_the_pretrained_12_layer_kobert(gluonnlp_params_file, kobert_dir, tmp_path, monkeypatch):
-    """The real job (--data + --kobert_dir): 12 layers, weights from the params file."""
+    """The real job (--data + --kobert_dir): 12 layers, weights from the params file.
+
+    The learning rate is positive (TrainConfig requires it) but far too small to move a weight."""
     import dataclasses
     import shutil
 
@@ -98,7 +100,7 @@ def test_training_with_data_uses_the_pretrained_12_layer_kobert(gluonnlp_params_
     data.write_text('text\tlabel\n' + ''.join(f'문장 {i}번 {"좋다" if i % 2 else "싫다"}\t{i % 2}\n' for i in range(20)),
                     encoding='utf-8')
     classifier = train(TrainConfig(data=str(data), kobert_dir=str(home), max_len=16, batch_size=8, num_epochs=1,
-                                   learning_rate=0.0, output_dir=str(tmp_path / 'run'), ctx='cpu'))
+                                   learning_rate=1e-30, output_dir=str(tmp_path / 'run'), ctx='cpu'))
     assert classifier.bert_config == BertConfig.kobert()
     saved = mx.nd.load(str(path))
     trained = classifier.model.bert._collect_params_with_prefix()
