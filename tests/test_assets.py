@@ -599,3 +599,22 @@ def test_remembered_cache_dir_is_searched_by_later_calls(tmp_path, server):
     path, found = assets.fetch(assets.ASSETS[TEST_NAME], cache_dir=assets.remember_cache_dir(None),
                                base_url=server.url('good'))
     assert (path, found) == (str(given / TEST_FILENAME), False)
+
+
+# --- no test leaves 127.0.0.1 (tests/conftest.py) -----------------------------------------
+
+def test_a_connection_beyond_loopback_fails_the_test_loudly(server):
+    import urllib.request
+    for url in (assets.ASSETS['spiece'].urls[0], 'http://10.0.0.1:80/'):
+        with pytest.raises(pytest.fail.Exception, match='tests must stay on 127.0.0.1'):
+            urllib.request.urlopen(url, timeout=1)
+    with urllib.request.urlopen(server.url('good') + '/' + TEST_FILENAME, timeout=5) as local:
+        assert local.read() == PAYLOAD
+
+
+def test_registry_mirrors_are_off_in_tests_and_subprocesses(monkeypatch, cache_dir):
+    monkeypatch.setenv('KOBERT_GLUON_NO_MIRRORS', '1')  # what conftest sets for every other test
+    with pytest.raises(assets.AssetNotFoundError) as caught:
+        assets.resolve('mxnet_params')
+    assert caught.value.attempts == [('-', 'no URL known')]
+    assert_nothing_cached(cache_dir)
