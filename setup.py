@@ -17,10 +17,11 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.8',
-    packages=find_packages(include=['kobert_gluon', 'kobert_gluon.*']),
+    packages=find_packages(include=['kobert_gluon', 'kobert_gluon.*', 'kobert', 'kobert.*']),
     package_data={'kobert_gluon': ['resources/*.tsv', 'static/*']},
     install_requires=install_requires,
-    extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2', 'websocket-client>=1.6'],
+    # ipywidgets: the NSMC notebook's tqdm.notebook (tests/test_dropin.py runs it)
+    extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2', 'websocket-client>=1.6', 'ipywidgets>=8'],
                     'bench': ['torch==2.13.0', 'transformers==5.24.0'],
                     # transformers <-> gluon conversion (kobert_gluon/convert.py); safetensors alone
                     # reads and writes model.safetensors, torch only reads pytorch_model.bin.
