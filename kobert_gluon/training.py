@@ -32,7 +32,7 @@ from .data import (BERTDataset, LabelMap, check_max_len, label_key, read_table, 
 from .errors import CheckpointError, ConfigError, DataError
 from .fileio import atomic_directory, write_json
 from .metrics import classification_report, format_report
-from .model import MAX_POSITIONS, BertConfig, build_classifier
+from .model import BertConfig, build_classifier
 from .pipeline import TextClassifier
 from .plots import plot_training
 from .tokenizer import load_or_train_tokenizer

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pandas as pd
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

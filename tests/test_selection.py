@@ -14,7 +14,7 @@ from kobert_gluon import training as train_module
 from kobert_gluon.metrics import classification_report
 from kobert_gluon.training import load_splits, train
 
-from helpers import demo_frame, final_params, run_config, tiny_bert, write_small_data
+from helpers import demo_frame, final_params, run_config, write_small_data
 
 
 REAL_EVALUATE = train_module.evaluate
@@ -23,11 +23,6 @@ REAL_EVALUATE = train_module.evaluate
 @pytest.fixture
 def small_data(tmp_path):
     return write_small_data(tmp_path, rows=120)
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    tiny_bert(monkeypatch, dropout=0.1)
 
 
 def test_three_way_split_is_disjoint_covering_stable_and_recorded(tmp_path, small_data):

@@ -2,7 +2,6 @@
 import dataclasses
 import re
 
-import gluonnlp as nlp
 import mxnet as mx
 import numpy as np
 import pandas as pd
@@ -11,11 +10,11 @@ import pytest
 from kobert_gluon import training as train_module
 from kobert_gluon.context import parse_ctx
 from kobert_gluon.data import DataError
-from kobert_gluon.model import BertConfig, build_classifier
+from kobert_gluon.model import build_classifier
 from kobert_gluon.training import (TrainConfig, clip_gradients, exclude_from_weight_decay, learning_rate_at,
                                    train)
 
-from helpers import TINY, assert_same_params, final_params, run_config, tiny_bert, write_small_data
+from helpers import TINY, assert_same_params, final_params, run_config
 
 
 
@@ -106,14 +105,6 @@ def test_head_initialised_from_normal_002():
 
 # ---------------------------------------------------------------------------- whole runs
 
-@pytest.fixture
-def small_data(tmp_path):
-    return write_small_data(tmp_path)
-
-
-@pytest.fixture
-def no_dropout_tiny_bert(monkeypatch):
-    tiny_bert(monkeypatch, dropout=0.0)
 
 
 def test_accumulating_k_batches_equals_one_k_times_larger_batch(tmp_path, small_data, no_dropout_tiny_bert):
