@@ -3,7 +3,7 @@
 
     python benchmarks/serve.py                          # demo model and KoBERT size, 10 s a cell
     python benchmarks/serve.py --duration 5 --models demo --clients 1 16
-    python benchmarks/serve.py --demo-model runs/demo/best
+    python benchmarks/serve.py --demo-model runs/demo-20261126-101500/best
 
 For each model two server processes run on 127.0.0.1: dynamic batching on, and
 ``--no-batching`` (one request per forward pass, the baseline). For 1, 4 and 16 concurrent
