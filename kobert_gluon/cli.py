@@ -352,11 +352,42 @@ def run_export(args):
         print(f'{role}\t{path}')
 
 
+# ---------------------------------------------------------------------------- pretrain
+
+def add_pretrain_arguments(parser):
+    from .pretrain import SAVE_DTYPES, PretrainConfig
+    from .pretrain import BERT_SIZES as PRETRAIN_SIZES
+
+    parser.description = ('Masked-LM (+ optional next-sentence) pretraining of a BERT on a text corpus, '
+                          "from scratch or continuing from KoBERT's or another bert_12_768_12-layout file. "
+                          'The result (OUTPUT_DIR/bert.params) feeds `train --init_from`.')
+    hints = typing.get_type_hints(PretrainConfig)
+    choices = {'bert': PRETRAIN_SIZES, 'save_dtype': SAVE_DTYPES}
+    for item in dataclasses.fields(PretrainConfig):
+        help_text = field_help(item, item.default)
+        if base_type(hints[item.name]) is bool:
+            add_switch(parser, item.name, help_text)
+            continue
+        parser.add_argument(*flag_names(item.name), dest=item.name, type=base_type(hints[item.name]),
+                            choices=choices.get(item.name), default=argparse.SUPPRESS, help=help_text,
+                            required=item.name == 'corpus')
+
+
+def run_pretrain(args):
+    from .pretrain import PretrainConfig, pretrain
+
+    settings = {item.name: getattr(args, item.name) for item in dataclasses.fields(PretrainConfig)
+                if hasattr(args, item.name)}
+    command = ' '.join([PROG] + sys.argv[1:]) if sys.argv and sys.argv[0].endswith(PROG) else None
+    print(pretrain(PretrainConfig(**settings), command=command))
+
+
 COMMANDS = (
     ('train', add_train_arguments, run_train, 'fine-tune a classifier (the Korean demo without --data)'),
     ('evaluate', add_evaluate_arguments, run_evaluate, 'accuracy, macro-F1, per-class report, confusion matrix'),
     ('predict', add_predict_arguments, run_predict, 'label sentences with a trained model'),
     ('export', add_export_arguments, run_export, 'write a SymbolBlock graph + params for serving'),
+    ('pretrain', add_pretrain_arguments, run_pretrain, 'masked-LM pretraining of a BERT on your own Korean text'),
 )
 
 
