@@ -22,6 +22,7 @@ import os
 import shlex
 import shutil
 import time
+from importlib import resources
 from typing import Optional
 
 import gluonnlp as nlp
@@ -30,13 +31,13 @@ import numpy as np
 from mxnet import gluon
 from tqdm.auto import tqdm
 
-from . import assets
+from . import assets, checkpoint
 from ._version import __version__
 from .corpus import Position, check_corpus, read_chunks, sample_lines, tokenized_chunks
 from .errors import CheckpointError, ConfigError, DataError
 from .fileio import atomic_directory, atomic_path, read_json, write_json
 from .model import BertConfig, build_bert, load_params
-from .tokenizer import SPECIAL_TOKENS, get_vocab, train_sentencepiece
+from .tokenizer import SPECIAL_TOKENS, get_bert_tokenizer, get_vocab, train_sentencepiece
 from .training import exclude_from_weight_decay, field, learning_rate_at
 
 logger = logging.getLogger(__name__)
@@ -46,9 +47,11 @@ TOKENIZER_CHOICES = ('auto', 'kobert', 'train')
 SAVE_DTYPES = ('float32', 'float16')
 PARAMS_FILE = 'bert.params'
 RECORD_FILE = 'pretrain.json'
+STATE_FILE = 'state.json'
 TOKENIZER_DIR = 'tokenizer'
 TRAINED_TOKENIZER = 'tokenizer.spiece'
 RECORD_FORMAT = 'kobert_gluon.pretrained_bert'
+SHIPPED_DIR = ('resources', 'pretrained')
 NOT_NEXT, RANDOM_NEXT = 0, 1  # next-sentence labels as in BERT's create_pretraining_data
 # Pieces below this id are the specials [UNK] [PAD] [CLS] [SEP] [MASK]: never masked, never drawn.
 FIRST_ORDINARY_ID = len(SPECIAL_TOKENS)
@@ -75,7 +78,8 @@ class PretrainConfig:
     kobert_dir: Optional[str] = field(None, 'directory holding the KoBERT files')
     max_len: int = field(128, 'tokens per sequence, [CLS] and [SEP] included')
     batch_size: int = field(32, 'sequences per optimizer step')
-    num_steps: int = field(1000, 'optimizer steps (the corpus is read again as often as needed)')
+    num_steps: int = field(1000, 'optimizer steps (the corpus is read again as often as needed); 0: save the '
+                                 'initial weights (a from-scratch start with this tokenizer)')
     learning_rate: float = field(1e-4, 'peak learning rate')
     warmup_ratio: float = field(0.1, 'share of steps with linearly rising learning rate')
     weight_decay: float = field(0.01, 'bertadam weight decay (not on LayerNorm or biases)')
@@ -100,7 +104,9 @@ class PretrainConfig:
         if not self.corpus:
             raise ConfigError('corpus: a text file is required (--corpus FILE)')
         check_corpus(self.corpus)
-        for name in ('batch_size', 'num_steps', 'max_predictions', 'chunk_lines', 'num_workers',
+        if self.num_steps < 0:
+            raise ConfigError(f'num_steps={self.num_steps}: must be 0 (only initialise and save) or more')
+        for name in ('batch_size', 'max_predictions', 'chunk_lines', 'num_workers',
                      'save_every', 'log_interval', 'tokenizer_sentences'):
             if getattr(self, name) < 1:
                 raise ConfigError(f'{name}={getattr(self, name)}: must be at least 1')
@@ -352,60 +358,75 @@ def save_bert_params(model, path, dtype='float32'):
         mx.nd.save(tmp, arrays)
 
 
-def read_record(params_path):
-    """The pretrain.json beside a bert.params, or None when there is none."""
-    path = os.path.join(os.path.dirname(os.path.abspath(params_path)), RECORD_FILE)
+def shipped_params():
+    return str(resources.files(__package__).joinpath(*SHIPPED_DIR, PARAMS_FILE))
+
+
+def fine_tuning_start(init_from, demo=False):
+    """(params file or None, its pretrain record or None) that fine-tuning starts from.
+
+    ``'none'`` means random weights. Without ``init_from`` the demo (no data) starts from the
+    checkpoint shipped in the package; other runs from nothing here (KoBERT's file is found by
+    the caller).
+    """
+    if init_from == 'none' or (init_from is None and not demo):
+        return None, None
+    path = init_from or shipped_params()
+    if init_from is None and not os.path.isfile(path):
+        return None, None
     if not os.path.isfile(path):
+        raise ConfigError(f'init_from={path}: no such file')
+    return path, read_record(path)
+
+
+def read_record(params_path):
+    """The pretrain.json beside a bert.params (md5s checked), or None when there is none."""
+    directory = os.path.dirname(os.path.abspath(params_path))
+    path = os.path.join(directory, RECORD_FILE)
+    if os.path.basename(params_path) != PARAMS_FILE or not os.path.isfile(path):
         return None
     record = read_json(path)
     if record.get('format') != RECORD_FORMAT:
-        return None
+        raise ConfigError(f'{path}: not a {RECORD_FORMAT} record')
+    for role, file in (('params', params_path), ('tokenizer', record_tokenizer_path(params_path, record))):
+        if not os.path.isfile(file):
+            raise ConfigError(f'{path}: names {file}, which is missing')
+        if assets.md5sum(file) != record[role]['md5']:
+            raise ConfigError(f'{file}: md5 differs from the one in {path}')
     return record
 
 
-def record_tokenizer(params_path, record):
+def record_tokenizer_path(params_path, record):
     return os.path.join(os.path.dirname(os.path.abspath(params_path)), TOKENIZER_DIR, record['tokenizer']['file'])
+
+
+def record_tokenizer(params_path, record):
+    """(tokenizer, vocab, files) of a pretrain result, as load_tokenizer returns them."""
+    path = record_tokenizer_path(params_path, record)
+    vocab = get_vocab(path)
+    return get_bert_tokenizer(path, vocab), vocab, {'tokenizer': path}
 
 
 # ---------------------------------------------------------------------------- checkpoints
 
 def save_checkpoint(directory, model, trainer, state):
+    """``last/``: weights, optimizer state (no pickle) and where the corpus was left, atomically."""
     with atomic_directory(directory) as tmp:
         save_bert_params(model, os.path.join(tmp, PARAMS_FILE))
-        save_trainer_state(trainer, tmp)
-        write_json(os.path.join(tmp, 'state.json'), state)
+        checkpoint.save_trainer_state(trainer, tmp)
+        write_json(os.path.join(tmp, STATE_FILE), state)
 
 
 def load_checkpoint(directory, model, trainer, ctx):
-    load_params(model, os.path.join(directory, PARAMS_FILE), ctx)
-    load_trainer_state(trainer, directory)
-    state = read_json(os.path.join(directory, 'state.json'))
+    state = checkpoint.read_checkpoint_json(os.path.join(directory, STATE_FILE))
     if 'position' not in state or 'step' not in state:
-        raise CheckpointError(f'{directory}/state.json: not a pretraining checkpoint')
+        raise CheckpointError(f'{os.path.join(directory, STATE_FILE)}: not a pretraining checkpoint')
+    try:
+        load_params(model, os.path.join(directory, PARAMS_FILE), ctx)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from error
+    checkpoint.load_trainer_state(trainer, directory)
     return state
-
-
-# TEMPORARY until kobert_gluon/checkpoint.py lands on main (same names and behaviour).
-def save_trainer_state(trainer, directory):
-    updater = trainer._updaters[0]
-    arrays = {f'{index}:{k}': array for index, state in updater.states.items() for k, array in enumerate(state)}
-    mx.nd.save(os.path.join(directory, 'optimizer.params'), arrays)
-    write_json(os.path.join(directory, 'optimizer.json'),
-               {'num_update': trainer._optimizer.num_update,
-                'counts': {str(k): v for k, v in trainer._optimizer._index_update_count.items()}})
-
-
-def load_trainer_state(trainer, directory):
-    arrays = mx.nd.load(os.path.join(directory, 'optimizer.params'))
-    meta = read_json(os.path.join(directory, 'optimizer.json'))
-    states = {}
-    for key, array in sorted(arrays.items(), key=lambda kv: tuple(map(int, kv[0].split(':')))):
-        states.setdefault(int(key.split(':')[0]), []).append(array)
-    updater = trainer._updaters[0]
-    updater.states = {index: tuple(state) for index, state in states.items()}
-    updater.states_synced = dict.fromkeys(states, True)
-    trainer._optimizer.num_update = meta['num_update']
-    trainer._optimizer._index_update_count.update({int(k): v for k, v in meta['counts'].items()})
 
 
 # ---------------------------------------------------------------------------- the recipe
@@ -440,7 +461,7 @@ def pretrain(config, command=None):
     last_dir = os.path.join(config.output_dir, 'last')
     state = {'step': 0, 'seconds': 0.0, 'history': [],
              'position': {'epoch': 0, 'offset': 0, 'unit': 0, 'batch': 0}}
-    if config.resume and os.path.isfile(os.path.join(last_dir, 'state.json')):
+    if config.resume and os.path.isfile(os.path.join(last_dir, STATE_FILE)):
         state = load_checkpoint(last_dir, model, trainer, ctx)
         logger.info('resuming %s at step %d', last_dir, state['step'])
 

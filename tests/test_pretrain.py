@@ -265,8 +265,8 @@ def test_continued_pretraining_round_trips(corpus_file, kobert_spiece, kobert_di
         stored = 'word_embed.0.weight' if name == 'decoder.3.weight' else name  # tied, stored once
         np.testing.assert_array_equal(param.data().asnumpy(), saved[stored], err_msg=name)
 
-    classifier, _ = prepare_model(TrainConfig(bert='small', init_from=params_path, kobert_dir=str(kobert_dir)),
-                                  vocab, 2, [mx.cpu()])
+    classifier = prepare_model(TrainConfig(bert='small', init_from=params_path, kobert_dir=str(kobert_dir)),
+                               BertConfig(**record['bert']), 2, [mx.cpu()])
     for name, param in classifier.bert._collect_params_with_prefix().items():
         np.testing.assert_array_equal(param.data().asnumpy(), saved[name], err_msg=name)
 
