@@ -18,7 +18,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.8',
     packages=find_packages(include=['kobert_gluon', 'kobert_gluon.*']),
-    package_data={'kobert_gluon': ['resources/*.tsv']},
+    package_data={'kobert_gluon': ['resources/*.tsv', 'resources/pretrained/*.*', 'resources/pretrained/tokenizer/*']},
     install_requires=install_requires,
     extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2'],
                     'bench': ['torch==2.13.0', 'transformers==5.24.0']},

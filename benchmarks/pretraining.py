@@ -69,12 +69,13 @@ def run_json(command, env=None):
 
 
 def finetune_worker(args):
-    """Fine-tune on the split; print the last epoch's test accuracy and macro-F1."""
+    """Fine-tune as configured; print the test accuracy and macro-F1 of the model it keeps."""
     from kobert_gluon.training import TrainConfig, train
     settings = json.loads(args.worker)
-    classifier = train(TrainConfig(log_interval=10 ** 9, ctx='cpu', **settings))
-    last = classifier.history['epochs'][-1]
-    print(json.dumps({'accuracy': last['test']['accuracy'], 'macro_f1': last['test']['macro_f1'],
+    demo = settings.pop('demo', False)
+    config = (TrainConfig.demo if demo else TrainConfig)(log_interval=10 ** 9, ctx='cpu', **settings)
+    classifier = train(config)
+    print(json.dumps({'accuracy': classifier.test_report['accuracy'], 'macro_f1': classifier.test_report['macro_f1'],
                       'seconds': sum(e['seconds'] for e in classifier.history['epochs'])}))
 
 
@@ -92,65 +93,88 @@ def tfidf_row(train, test):
             'seconds': time.time() - started}
 
 
+def pretrain_command(corpus, output, *flags):
+    return [sys.executable, '-m', 'kobert_gluon.cli', 'pretrain', '--corpus', corpus, '--output_dir', output,
+            '--max_len', '32', '--batch_size', '64', '--ctx', 'cpu', '--num_procs', '1', *flags]
+
+
 def benchmark(args):
-    train, test = emotion_split(args.shared)
-    kobert_dir = os.path.join(args.shared, 'kobert')
+    """Rows are computed into WORKDIR/results.json (``--only`` picks some), then the table is printed."""
+    from kobert_gluon.pretrain import read_record, record_tokenizer_path, shipped_params
     workdir = args.workdir or tempfile.mkdtemp(prefix='pretraining-bench-')
+    os.makedirs(workdir, exist_ok=True)
+    results_path = os.path.join(workdir, 'results.json')
+    results = {}
+    if os.path.isfile(results_path):
+        with open(results_path, encoding='utf-8') as saved:
+            results = json.load(saved)
+    train, test = emotion_split(args.shared)
     train_csv, test_csv = os.path.join(workdir, 'train.csv'), os.path.join(workdir, 'test.csv')
     train.to_csv(train_csv, index=False)
     test.to_csv(test_csv, index=False)
-    rows = [('TF-IDF char 1-4 + logistic regression', tfidf_row(train, test), '')]
+    start = args.start or shipped_params()
+    tokenizer = args.tokenizer or record_tokenizer_path(start, read_record(start))
 
-    pretrained = args.pretrained
-    pretrain_seconds = 0.0
-    if not pretrained:
+    def finetune(name, init_from):
+        settings = {'data': train_csv, 'test_data': test_csv, 'text_column': 'Sentence', 'label_column': 'Emotion',
+                    'bert': 'small', 'init_from': init_from, 'num_epochs': args.epochs, 'learning_rate': 5e-4,
+                    'bucketing': True, 'batch_size': 64, 'valid_size': 0.0, 'overwrite': True,
+                    'output_dir': os.path.join(workdir, 'finetune-' + name)}
+        return run_json([sys.executable, __file__, '--worker', json.dumps(settings)])[0]
+
+    def scratch():
+        # 0 steps: the Normal(0.02) initial weights, saved with the same tokenizer as the other rows
+        output = os.path.join(workdir, 'scratch')
+        subprocess.run(pretrain_command(train_csv, output, '--tokenizer', tokenizer, '--num_steps', '0'),
+                       check=True, stdout=subprocess.DEVNULL)
+        return finetune('scratch', os.path.join(output, 'bert.params'))
+
+    def continued():
         corpus = write_corpus(args.shared, 'nsmc+emotion', os.path.join(workdir, 'corpus.txt'))
-        output = os.path.join(workdir, 'pretrain')
-        command = [sys.executable, '-m', 'kobert_gluon.cli', 'pretrain', '--corpus', corpus,
-                   '--output_dir', output, '--tokenizer', 'kobert', '--kobert_dir', kobert_dir,
-                   '--num_steps', str(args.pretrain_steps), '--batch_size', '64', '--max_len', '64',
-                   '--learning_rate', '5e-4', '--warmup_ratio', '0.05', '--ctx', 'cpu', '--log_interval', '100']
-        logger.info('pretraining: %s', ' '.join(command))
+        output = os.path.join(workdir, 'continued')
         started = time.time()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        pretrain_seconds = time.time() - started
-        pretrained = os.path.join(output, 'bert.params')
+        subprocess.run(pretrain_command(corpus, output, '--init_from', start, '--tokenizer', tokenizer,
+                                        '--num_steps', str(args.pretrain_steps), '--learning_rate', '2e-4',
+                                        '--warmup_ratio', '0.05'), check=True, stdout=subprocess.DEVNULL)
+        return {**finetune('continued', os.path.join(output, 'bert.params')),
+                'pretrain_seconds': time.time() - started}
 
-    common = {'data': train_csv, 'test_data': test_csv, 'text_column': 'Sentence', 'label_column': 'Emotion',
-              'bert': 'small', 'kobert_dir': kobert_dir, 'num_epochs': args.epochs, 'learning_rate': 5e-4,
-              'bucketing': True, 'batch_size': 64}
-    for name, extra in (('small BERT from scratch', {}),
-                        ('small BERT + MLM pretraining', {'init_from': pretrained})):
-        settings = {**common, **extra, 'output_dir': os.path.join(workdir, name.split()[-1])}
-        logger.info('fine-tuning: %s', name)
-        result, _ = run_json([sys.executable, __file__, '--worker', json.dumps(settings)])
-        rows.append((name, result, f'{pretrain_seconds:.0f} s pretraining + ' if extra and pretrain_seconds else ''))
+    def demo(name, init_from):
+        settings = {'demo': True, 'init_from': init_from, 'overwrite': True,
+                    'output_dir': os.path.join(workdir, 'demo-' + name)}
+        return run_json([sys.executable, __file__, '--worker', json.dumps(settings)])[0]
 
-    for name, init in (('demo, random init', 'none'), ('demo, shipped checkpoint', None)):
-        settings = {'output_dir': os.path.join(workdir, 'demo-' + str(init)), 'demo': True, 'init_from': init}
-        result, _ = run_json([sys.executable, __file__, '--demo_worker', json.dumps(settings)])
-        rows.append((name, result, ''))
-    print_table(rows, args, len(train), len(test))
-
-
-def demo_worker(args):
-    from kobert_gluon.training import TrainConfig, train
-    settings = json.loads(args.demo_worker)
-    settings.pop('demo')
-    classifier = train(TrainConfig.demo(ctx='cpu', **settings))
-    last = classifier.history['epochs'][-1]
-    print(json.dumps({'accuracy': last['test']['accuracy'], 'macro_f1': last['test']['macro_f1'],
-                      'seconds': sum(e['seconds'] for e in classifier.history['epochs'])}))
+    rows = {'tfidf': lambda: tfidf_row(train, test), 'scratch': scratch,
+            'shipped': lambda: finetune('shipped', start), 'continued': continued,
+            'demo-random': lambda: demo('random', 'none'), 'demo-shipped': lambda: demo('shipped', None)}
+    for name in args.only.split(',') if args.only else rows:
+        logger.info('row: %s', name)
+        results[name] = rows[name]()
+        with open(results_path, 'w', encoding='utf-8') as out:
+            json.dump(results, out, indent=2)
+    print_table(results, args, len(train), len(test))
 
 
-def print_table(rows, args, num_train, num_test):
+ROW_NAMES = {'scratch': 'small BERT from scratch (random init)',
+             'shipped': 'small BERT from the shipped checkpoint (MLM on NSMC reviews)',
+             'continued': 'small BERT: shipped checkpoint + MLM on NSMC + emotion train sentences',
+             'tfidf': 'TF-IDF char 1-4-grams + logistic regression',
+             'demo-random': 'demo set (600 sentences): random init',
+             'demo-shipped': 'demo set (600 sentences): shipped checkpoint'}
+
+
+def print_table(results, args, num_train, num_test):
     print(f'emotion set: {num_train} train / {num_test} test sentences (stratified, seed {SPLIT_SEED}); '
-          f'BERT rows: 2 x 128, KoBERT tokenizer, {args.epochs} epochs, batch 64, lr 5e-4, bucketing; '
-          f'last epoch reported; load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores')
+          f'BERT rows: 2 x 128, the shipped NSMC tokenizer, {args.epochs} epochs, batch 64, lr 5e-4, bucketing, '
+          f'no validation split (the last epoch is reported); load average now {os.getloadavg()[0]:.1f} '
+          f'on {os.cpu_count()} cores')
     print('| setup | test accuracy | macro-F1 | time |')
     print('|---|---:|---:|---|')
-    for name, row, prefix in rows:
-        print(f"| {name} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} | {prefix}{row['seconds']:.0f} s |")
+    for key, name in ROW_NAMES.items():
+        if key in results:
+            row = results[key]
+            extra = f"{row['pretrain_seconds']:.0f} s pretraining + " if 'pretrain_seconds' in row else ''
+            print(f"| {name} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} | {extra}{row['seconds']:.0f} s |")
 
 
 def memory(args):
@@ -209,21 +233,22 @@ def main():
     parser.add_argument('mode', nargs='?', default='benchmark', choices=('benchmark', 'corpus', 'memory'))
     parser.add_argument('--shared', default=os.environ.get('KOBERT_GLUON_SHARED', '../shared'),
                         help='folder with kobert/ and data/ (default: $KOBERT_GLUON_SHARED or ../shared)')
-    parser.add_argument('--pretrain_steps', type=int, default=3000, help='pretraining steps of batch 64')
-    parser.add_argument('--pretrained', help='reuse this bert.params instead of pretraining')
-    parser.add_argument('--epochs', type=int, default=3, help='fine-tuning epochs of both BERT rows')
+    parser.add_argument('--pretrain_steps', type=int, default=300,
+                        help='steps (batch 64) of continued pretraining on NSMC + emotion train text')
+    parser.add_argument('--epochs', type=int, default=2, help='fine-tuning epochs of the BERT rows')
     parser.add_argument('--workdir', help='keep intermediate files here (default: a temporary folder)')
     parser.add_argument('--which', choices=('nsmc', 'nsmc+emotion'), default='nsmc', help='corpus mode: text')
     parser.add_argument('--out', help='corpus mode: output file')
     parser.add_argument('--megabytes', type=int, default=300, help='memory mode: generated corpus size')
-    for hidden in ('--worker', '--demo_worker', '--memory_worker'):
+    parser.add_argument('--start', help='bert.params of a pretrain result to use instead of the shipped one')
+    parser.add_argument('--tokenizer', help="the BERT rows' tokenizer (default: the --start checkpoint's)")
+    parser.add_argument('--only', help='comma-separated rows to (re)compute: ' + ','.join(ROW_NAMES))
+    for hidden in ('--worker', '--memory_worker'):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
     if args.worker:
         return finetune_worker(args)
-    if args.demo_worker:
-        return demo_worker(args)
     if args.memory_worker:
         return memory_worker(args)
     if args.mode == 'corpus':

@@ -310,3 +310,39 @@ def test_cli_pretrains_and_reports_bad_corpus_in_one_line(corpus_file, kobert_sp
     code = cli.main(['pretrain', '--corpus', str(missing), '--output_dir', str(tmp_path / 'bad')])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and str(missing) in err[0] and err[0].startswith('kobert-gluon: error:')
+
+
+def test_fine_tuning_from_a_pretrain_result_brings_its_tokenizer_and_size(corpus_file, nsmc_lines, tmp_path):
+    from kobert_gluon.assets import md5sum
+    from kobert_gluon.training import TrainConfig, train
+
+    # own tokenizer trained on the corpus, and a size that is not BertConfig.small()
+    config = tiny_config(corpus_file, 'train', tmp_path / 'pre', tokenizer_vocab_size=600, num_steps=2)
+    params_path = pretrain.pretrain(config)
+    record = json.loads((tmp_path / 'pre' / 'pretrain.json').read_text())
+    labeled = tmp_path / 'labeled.tsv'
+    labeled.write_text('text\tlabel\n' + ''.join(f'{text}\t{i % 2}\n' for i, text in enumerate(nsmc_lines[:60])),
+                       encoding='utf-8')
+    classifier = train(TrainConfig(data=str(labeled), bert='small', init_from=params_path, num_epochs=1,
+                                   max_len=32, valid_size=0.0, ctx='cpu', output_dir=str(tmp_path / 'fine')))
+    assert classifier.bert_config.to_dict() == record['bert'] and record['bert']['units'] == TINY['units']
+    assert md5sum(classifier.tokenizer_files['tokenizer']) == record['tokenizer']['md5']
+    assert len(classifier.tokenizer.vocab) == record['bert']['vocab_size'] < VOCAB_SIZE
+
+    # a record that no longer matches its files is refused, naming the file
+    with open(params_path, 'ab') as params_file:
+        params_file.write(b'x')
+    with pytest.raises(ValueError, match='bert.params: md5 differs'):
+        pretrain.fine_tuning_start(params_path)
+
+
+def test_demo_starts_from_the_shipped_checkpoint_unless_told_otherwise():
+    params, record = pretrain.fine_tuning_start(None, demo=True)
+    if params is None:
+        pytest.skip('no checkpoint shipped in kobert_gluon/resources/pretrained')
+    directory = os.path.dirname(params)
+    size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(directory) for f in files)
+    assert size <= 5 * 2 ** 20
+    assert record['corpus']['file'] == 'nsmc.txt' and record['steps'] > 0
+    assert pretrain.fine_tuning_start('none', demo=True) == (None, None)
+    assert pretrain.fine_tuning_start(None, demo=False) == (None, None)
