@@ -21,5 +21,6 @@ from .tokenizer import (get_bert_tokenizer, get_tokenizer, get_tokenizer_path,  
 from .model import BertConfig, BERTClassifier, get_mxnet_kobert_model  # noqa: E402
 from .pipeline import TextClassifier, load  # noqa: E402
 from .training import TrainConfig, train  # noqa: E402
+from .pretrain import PretrainConfig  # noqa: E402  (run it with kobert_gluon.pretrain.pretrain)
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
