@@ -332,6 +332,9 @@ def build_pretraining_model(bert_config, ctx, init_from=None):
     """
     model = build_bert(bert_config, use_pooler=True, use_decoder=True, use_classifier=True)
     model.initialize(init=mx.init.Normal(0.02), ctx=ctx)
+    # Some shapes are only inferred on a first forward pass; a 0-step run saves right away.
+    model(mx.nd.array([[2, 3]], ctx=ctx), mx.nd.zeros((1, 2), ctx=ctx), mx.nd.array([2], ctx=ctx),
+          mx.nd.zeros((1, 1), ctx=ctx))
     if init_from:
         saved = set(mx.nd.load(init_from))
         missing = [name for name in model._collect_params_with_prefix() if name not in saved]

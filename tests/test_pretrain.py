@@ -346,3 +346,12 @@ def test_demo_starts_from_the_shipped_checkpoint_unless_told_otherwise():
     assert record['corpus']['file'] == 'nsmc.txt' and record['steps'] > 0
     assert pretrain.fine_tuning_start('none', demo=True) == (None, None)
     assert pretrain.fine_tuning_start(None, demo=False) == (None, None)
+
+
+def test_zero_steps_saves_the_initial_weights_with_the_tokenizer(corpus_file, kobert_spiece, tmp_path):
+    params_path = pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path, num_steps=0, seed=5))
+    again = pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'again', num_steps=0, seed=5))
+    first, second = read_params(params_path), read_params(again)
+    assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
+    weights = first['word_embed.0.weight']
+    assert weights.shape == (VOCAB_SIZE, TINY['units']) and abs(weights.std() - 0.02) < 0.002
