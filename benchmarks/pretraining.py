@@ -147,7 +147,7 @@ def benchmark(args):
     rows = {'tfidf': lambda: tfidf_row(train, test), 'scratch': scratch,
             'shipped': lambda: finetune('shipped', start), 'continued': continued,
             'demo-random': lambda: demo('random', 'none'), 'demo-shipped': lambda: demo('shipped', None)}
-    for name in args.only.split(',') if args.only else rows:
+    for name in rows if args.only is None else [n for n in args.only.split(',') if n]:
         logger.info('row: %s', name)
         results[name] = rows[name]()
         with open(results_path, 'w', encoding='utf-8') as out:
@@ -242,7 +242,8 @@ def main():
     parser.add_argument('--megabytes', type=int, default=300, help='memory mode: generated corpus size')
     parser.add_argument('--start', help='bert.params of a pretrain result to use instead of the shipped one')
     parser.add_argument('--tokenizer', help="the BERT rows' tokenizer (default: the --start checkpoint's)")
-    parser.add_argument('--only', help='comma-separated rows to (re)compute: ' + ','.join(ROW_NAMES))
+    parser.add_argument('--only', help="comma-separated rows to (re)compute: " + ','.join(ROW_NAMES)
+                        + " ('': none, only print the table of WORKDIR/results.json)")
     for hidden in ('--worker', '--memory_worker'):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
