@@ -337,7 +337,10 @@ def build_pretraining_model(bert_config, ctx, init_from=None):
           mx.nd.zeros((1, 1), ctx=ctx))
     if init_from:
         saved = set(mx.nd.load(init_from))
-        missing = [name for name in model._collect_params_with_prefix() if name not in saved]
+        names = {}  # the decoder's weight is the embedding's: one parameter, two names
+        for name, param in model._collect_params_with_prefix().items():
+            names.setdefault(id(param), []).append(name)
+        missing = [aliases[0] for aliases in names.values() if not saved.intersection(aliases)]
         heads = ('decoder.', 'classifier.', 'pooler.')
         if [name for name in missing if not name.startswith(heads)]:
             raise ConfigError(f'{init_from}: not a BERT of this size in bert_12_768_12 layout '

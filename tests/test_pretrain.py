@@ -1,5 +1,6 @@
 """Pretraining: BERT's masking, the streamed and sharded corpus, the training loop, its outputs."""
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -234,7 +235,7 @@ def test_resume_of_a_killed_run_equals_an_uninterrupted_one(corpus_file, kobert_
     assert [h['mlm_loss'] for h in histories[0]] == [h['mlm_loss'] for h in histories[1]]
 
 
-def test_continued_pretraining_round_trips(corpus_file, kobert_spiece, kobert_dir, tmp_path):
+def test_continued_pretraining_round_trips(corpus_file, kobert_spiece, kobert_dir, tmp_path, caplog):
     import gluonnlp as nlp
     from kobert_gluon.training import TrainConfig, prepare_model
 
@@ -250,6 +251,7 @@ def test_continued_pretraining_round_trips(corpus_file, kobert_spiece, kobert_di
     start.save_parameters(str(tmp_path / 'start.params'))
     initial = read_params(tmp_path / 'start.params')
 
+    caplog.set_level(logging.INFO, logger='kobert_gluon')
     config = tiny_config(corpus_file, kobert_spiece, tmp_path / 'run', init_from=str(tmp_path / 'start.params'),
                          num_steps=3, next_sentence=False, **{k: None for k in TINY})
     params_path = pretrain.pretrain(config)
@@ -259,6 +261,12 @@ def test_continued_pretraining_round_trips(corpus_file, kobert_spiece, kobert_di
 
     record = json.loads((tmp_path / 'run' / 'pretrain.json').read_text())
     assert record['bert'] == small.to_dict() and record['init_from']['file'] == 'start.params'
+    started_heads = [r.getMessage() for r in caplog.records if 'start from random weights' in r.getMessage()]
+    assert len(started_heads) == 1 and 'decoder.0.weight' in started_heads[0]
+    assert 'decoder.3.weight' not in started_heads[0]  # tied to the embedding, which the file has
+    caplog.clear()
+    pretrain.build_pretraining_model(small, mx.cpu(), params_path)  # a pretrain result has every head
+    assert not [r for r in caplog.records if 'start from random weights' in r.getMessage()]
     vocab = get_vocab(kobert_spiece)
     model, _ = get_mxnet_kobert_model(model_file=params_path, config=BertConfig(**record['bert']), vocab=vocab)
     for name, param in model._collect_params_with_prefix().items():
