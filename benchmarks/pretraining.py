@@ -1,20 +1,24 @@
 """Does masked-LM pretraining help a small BERT? Emotion-set accuracy with and without it.
 
 One stratified 80/20 split of the shared emotion set (data.stratified_split, seed 42) serves
-every row:
+every row; every BERT row is BertConfig.small (2 x 128) with the same tokenizer and is fine-tuned
+with the same settings for ``--epochs`` epochs (no validation split; the last epoch's test report):
 
-- ``small BERT from scratch``: 2 x 128 BERT, KoBERT tokenizer, random init, fine-tuned;
-- ``small BERT + MLM pretraining``: the same after ``kobert-gluon pretrain`` on the NSMC review
-  text + the emotion *training* sentences (text only, no labels; the test sentences are left out);
-- ``TF-IDF char 1-4 + logistic regression``: scikit-learn, same split.
+- ``scratch``: random Normal(0.02) weights (``pretrain --num_steps 0``);
+- ``shipped``: the checkpoint given with ``--start`` (MLM on the NSMC review text, made as below);
+- ``continued``: that checkpoint after ``--pretrain_steps`` more MLM steps on the NSMC text plus the
+  emotion *training* sentences (text only, no labels; the test sentences are left out);
+- ``tfidf``: TF-IDF character 1-4-grams + logistic regression (scikit-learn);
+- ``demo-random`` / ``demo-shipped``: ``kobert-gluon train`` without data (the embedded demo set),
+  from random weights and from the ``--start`` checkpoint.
 
-Both BERT rows fine-tune the same number of epochs with the same settings; the pretraining
-run gets a fixed number of steps (its wall time is printed). Also: the embedded demo's test
-accuracy from random init and from the shipped checkpoint (kobert_gluon/resources/pretrained).
+    python benchmarks/pretraining.py corpus --which nsmc --out nsmc.txt
+    OMP_NUM_THREADS=1 kobert-gluon pretrain --corpus nsmc.txt --output_dir nsmc-small --tokenizer train \
+        --max_len 32 --batch_size 64 --num_steps 700 --learning_rate 5e-4 --warmup_ratio 0.05 --save_dtype float16
+    python benchmarks/pretraining.py --start nsmc-small/bert.params --workdir bench --epochs 1
+    python benchmarks/pretraining.py memory --megabytes 200      # streaming: peak RSS, 1 MB vs 200 MB corpus
 
-    python benchmarks/pretraining.py --pretrain_steps 3000 --epochs 3
-    python benchmarks/pretraining.py corpus --which nsmc --out nsmc.txt   # a corpus file only
-    python benchmarks/pretraining.py memory --megabytes 300               # streaming peak RSS
+Rows are cached in WORKDIR/results.json; ``--only ROW,ROW`` recomputes some, ``--only ''`` prints the table.
 """
 import argparse
 import json
@@ -113,6 +117,9 @@ def benchmark(args):
     train.to_csv(train_csv, index=False)
     test.to_csv(test_csv, index=False)
     start = args.start or shipped_params()
+    if not os.path.isfile(start):
+        sys.exit(f'{start}: no pretrained checkpoint; make one with `kobert-gluon pretrain` (see the docstring) '
+                 'and pass --start DIR/bert.params')
     tokenizer = args.tokenizer or record_tokenizer_path(start, read_record(start))
 
     def finetune(name, init_from):
@@ -146,7 +153,7 @@ def benchmark(args):
 
     rows = {'tfidf': lambda: tfidf_row(train, test), 'scratch': scratch,
             'shipped': lambda: finetune('shipped', start), 'continued': continued,
-            'demo-random': lambda: demo('random', 'none'), 'demo-shipped': lambda: demo('shipped', None)}
+            'demo-random': lambda: demo('random', 'none'), 'demo-shipped': lambda: demo('shipped', start)}
     for name in rows if args.only is None else [n for n in args.only.split(',') if n]:
         logger.info('row: %s', name)
         results[name] = rows[name]()
@@ -156,11 +163,11 @@ def benchmark(args):
 
 
 ROW_NAMES = {'scratch': 'small BERT from scratch (random init)',
-             'shipped': 'small BERT from the shipped checkpoint (MLM on NSMC reviews)',
-             'continued': 'small BERT: shipped checkpoint + MLM on NSMC + emotion train sentences',
+             'shipped': 'small BERT after MLM on NSMC reviews (--start)',
+             'continued': 'small BERT after MLM on NSMC, then on NSMC + emotion train sentences',
              'tfidf': 'TF-IDF char 1-4-grams + logistic regression',
              'demo-random': 'demo set (600 sentences): random init',
-             'demo-shipped': 'demo set (600 sentences): shipped checkpoint'}
+             'demo-shipped': 'demo set (600 sentences): from the NSMC checkpoint (--start)'}
 
 
 def print_table(results, args, num_train, num_test):

@@ -344,16 +344,18 @@ def test_fine_tuning_from_a_pretrain_result_brings_its_tokenizer_and_size(corpus
         pretrain.fine_tuning_start(params_path)
 
 
-def test_demo_starts_from_the_shipped_checkpoint_unless_told_otherwise():
+def test_demo_starts_from_a_shipped_checkpoint_only_when_one_is_shipped(corpus_file, kobert_spiece, tmp_path,
+                                                                        monkeypatch):
+    absent = tmp_path / 'absent' / 'bert.params'
+    monkeypatch.setattr(pretrain, 'shipped_params', lambda: str(absent))
+    assert pretrain.fine_tuning_start(None, demo=True) == (None, None)  # nothing shipped: random weights
+
+    shipped = pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'shipped', num_steps=1))
+    monkeypatch.setattr(pretrain, 'shipped_params', lambda: shipped)
     params, record = pretrain.fine_tuning_start(None, demo=True)
-    if params is None:
-        pytest.skip('no checkpoint shipped in kobert_gluon/resources/pretrained')
-    directory = os.path.dirname(params)
-    size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(directory) for f in files)
-    assert size <= 5 * 2 ** 20
-    assert record['corpus']['file'] == 'nsmc.txt' and record['steps'] > 0
+    assert params == shipped and record['steps'] == 1
     assert pretrain.fine_tuning_start('none', demo=True) == (None, None)
-    assert pretrain.fine_tuning_start(None, demo=False) == (None, None)
+    assert pretrain.fine_tuning_start(None, demo=False) == (None, None)  # runs with data: KoBERT's or none
 
 
 def test_zero_steps_saves_the_initial_weights_with_the_tokenizer(corpus_file, kobert_spiece, tmp_path):
