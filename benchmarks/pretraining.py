@@ -102,16 +102,20 @@ def pretrain_command(corpus, output, *flags):
             '--max_len', '32', '--batch_size', '64', '--ctx', 'cpu', '--num_procs', '1', *flags]
 
 
+def read_results(path):
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding='utf-8') as saved:
+        return json.load(saved)
+
+
 def benchmark(args):
     """Rows are computed into WORKDIR/results.json (``--only`` picks some), then the table is printed."""
     from kobert_gluon.pretrain import read_record, record_tokenizer_path, shipped_params
     workdir = args.workdir or tempfile.mkdtemp(prefix='pretraining-bench-')
     os.makedirs(workdir, exist_ok=True)
     results_path = os.path.join(workdir, 'results.json')
-    results = {}
-    if os.path.isfile(results_path):
-        with open(results_path, encoding='utf-8') as saved:
-            results = json.load(saved)
+    results = read_results(results_path)
     train, test = emotion_split(args.shared)
     train_csv, test_csv = os.path.join(workdir, 'train.csv'), os.path.join(workdir, 'test.csv')
     train.to_csv(train_csv, index=False)
@@ -143,8 +147,8 @@ def benchmark(args):
         subprocess.run(pretrain_command(corpus, output, '--init_from', start, '--tokenizer', tokenizer,
                                         '--num_steps', str(args.pretrain_steps), '--learning_rate', '2e-4',
                                         '--warmup_ratio', '0.05'), check=True, stdout=subprocess.DEVNULL)
-        return {**finetune('continued', os.path.join(output, 'bert.params')),
-                'pretrain_seconds': time.time() - started}
+        pretrain_seconds = time.time() - started
+        return {**finetune('continued', os.path.join(output, 'bert.params')), 'pretrain_seconds': pretrain_seconds}
 
     def demo(name, init_from):
         settings = {'demo': True, 'init_from': init_from, 'overwrite': True,
@@ -157,6 +161,7 @@ def benchmark(args):
     for name in rows if args.only is None else [n for n in args.only.split(',') if n]:
         logger.info('row: %s', name)
         results[name] = rows[name]()
+        results = {**read_results(results_path), name: results[name]}  # another run may have added rows
         with open(results_path, 'w', encoding='utf-8') as out:
             json.dump(results, out, indent=2)
     print_table(results, args, len(train), len(test))
@@ -172,8 +177,9 @@ ROW_NAMES = {'scratch': 'small BERT from scratch (random init)',
 
 def print_table(results, args, num_train, num_test):
     print(f'emotion set: {num_train} train / {num_test} test sentences (stratified, seed {SPLIT_SEED}); '
-          f'BERT rows: 2 x 128, the shipped NSMC tokenizer, {args.epochs} epochs, batch 64, lr 5e-4, bucketing, '
-          f'no validation split (the last epoch is reported); load average now {os.getloadavg()[0]:.1f} '
+          f'BERT rows: 2 x 128, the NSMC checkpoint\'s tokenizer, {args.epochs} epoch(s), batch 64, lr 5e-4, '
+          f'bucketing, no validation split (the last epoch is reported); demo rows: the demo preset (8 epochs, '
+          f'model selected on a validation split); load average now {os.getloadavg()[0]:.1f} '
           f'on {os.cpu_count()} cores')
     print('| setup | test accuracy | macro-F1 | time |')
     print('|---|---:|---:|---|')
