@@ -89,6 +89,8 @@ class PretrainConfig:
     max_predictions: int = field(20, 'most predicted tokens per sequence')
     whole_word_mask: bool = field(False, 'choose whole words (a ▁ piece and the pieces after it)')
     next_sentence: bool = field(False, 'next-sentence prediction on pairs from documents (blank-line separated)')
+    split_lines: bool = field(False, 'with --next_sentence: pairs from single lines instead, each cut in two at a '
+                                     'random piece (a corpus without documents, e.g. one review per line)')
     chunk_lines: int = field(2048, 'lines tokenized and shuffled together')
     num_procs: int = field(2, 'tokenizer worker processes (0: tokenize in this process)')
     rank: int = field(0, 'this worker\'s shard: line i is read by rank i % num_workers')
@@ -200,10 +202,27 @@ def pair_examples(documents, max_len, cls_id, sep_id, rng):
             if len(documents) > 1 and rng.random() < 0.5:
                 other = (index + 1 + rng.integers(len(documents) - 1)) % len(documents)
                 second, label = documents[other][rng.integers(len(documents[other]))], RANDOM_NEXT
-            first, second = _truncate_pair(list(first), list(second), max_len - 3)
-            tokens = np.array([cls_id] + first + [sep_id] + second + [sep_id])
-            segments = np.array([0] * (len(first) + 2) + [1] * (len(second) + 1), dtype=np.int32)
-            yield tokens, segments, label
+            yield _pair(list(first), list(second), label, max_len, cls_id, sep_id)
+
+
+def split_line_examples(lines, max_len, cls_id, sep_id, rng):
+    """Each line cut in two at a random piece; half keep their own second part, half get the
+    second part of another line of the chunk (label RANDOM_NEXT). One-piece lines give none."""
+    lines = [ids for ids in lines if len(ids) >= 2]
+    for index, ids in enumerate(lines):
+        cut = rng.integers(1, len(ids))
+        first, second, label = ids[:cut], ids[cut:], NOT_NEXT
+        if len(lines) > 1 and rng.random() < 0.5:
+            other = lines[(index + 1 + rng.integers(len(lines) - 1)) % len(lines)]
+            second, label = other[rng.integers(1, len(other)):], RANDOM_NEXT
+        yield _pair(list(first), list(second), label, max_len, cls_id, sep_id)
+
+
+def _pair(first, second, label, max_len, cls_id, sep_id):
+    first, second = _truncate_pair(first, second, max_len - 3)
+    tokens = np.array([cls_id] + first + [sep_id] + second + [sep_id])
+    segments = np.array([0] * (len(first) + 2) + [1] * (len(second) + 1), dtype=np.int32)
+    return tokens, segments, label
 
 
 def _truncate_pair(first, second, limit):
@@ -261,7 +280,7 @@ class BatchStream:
         while True:
             found = False
             chunks = read_chunks(config.corpus, config.chunk_lines, config.rank, config.num_workers,
-                                 config.next_sentence, start)
+                                 config.next_sentence and not config.split_lines, start)
             for chunk, ids in tokenized_chunks(chunks, self.tokenizer_path, config.num_procs):
                 rng = np.random.default_rng([config.seed, epoch, chunk.start.unit])
                 for number, batch in enumerate(self.chunk_batches(ids, rng)):
@@ -279,7 +298,9 @@ class BatchStream:
 
     def chunk_batches(self, ids, rng):
         config = self.config
-        if config.next_sentence:
+        if config.next_sentence and config.split_lines:
+            examples = list(split_line_examples(ids, config.max_len, self.cls_id, self.sep_id, rng))
+        elif config.next_sentence:
             examples = list(pair_examples(ids, config.max_len, self.cls_id, self.sep_id, rng))
         else:
             examples = list(single_examples(ids, config.max_len, self.cls_id, self.sep_id))

@@ -365,3 +365,19 @@ def test_zero_steps_saves_the_initial_weights_with_the_tokenizer(corpus_file, ko
     assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
     weights = first['word_embed.0.weight']
     assert weights.shape == (VOCAB_SIZE, TINY['units']) and abs(weights.std() - 0.02) < 0.002
+
+
+def test_split_lines_pairs_cut_each_line_in_two(kobert_spiece):
+    rng = np.random.default_rng(0)
+    lines = [np.arange(100 + 10 * i, 100 + 10 * i + 3 + i % 7, dtype=np.int32) for i in range(200)]
+    examples = list(pretrain.split_line_examples(lines, 64, CLS_ID, SEP_ID, rng))
+    assert len(examples) == len(lines)
+    labels = [label for _, _, label in examples]
+    assert 0.4 < np.mean(labels) < 0.6
+    for line, (tokens, segments, label) in zip(lines, examples):
+        first_sep = list(tokens).index(SEP_ID)
+        first, second = tokens[1:first_sep], tokens[first_sep + 1:-1]
+        assert len(first) >= 1 and len(second) >= 1 and (segments == (np.arange(len(tokens)) > first_sep)).all()
+        np.testing.assert_array_equal(first, line[:len(first)])
+        continues = np.array_equal(second, line[len(first):])
+        assert continues == (label == pretrain.NOT_NEXT)  # a random second part never continues the line
