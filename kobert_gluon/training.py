@@ -32,7 +32,7 @@ from .data import (BERTDataset, LabelMap, check_max_len, label_key, read_table, 
 from .errors import CheckpointError, ConfigError, DataError
 from .fileio import atomic_directory, write_json
 from .metrics import classification_report, format_report
-from .model import MAX_POSITIONS, BertConfig, build_classifier
+from .model import BertConfig, build_classifier
 from .pipeline import TextClassifier
 from .plots import plot_training
 from .tokenizer import load_or_train_tokenizer
@@ -176,17 +176,29 @@ def exclude_from_weight_decay(params):
     return excluded
 
 
+def clip_gradients(params, max_grad_norm, group_size):
+    """Clip the mean gradient of the ``group_size`` sentences summed in ``params`` at
+    ``max_grad_norm``; returns the mean gradient's norm before clipping.
+
+    The gradients are sums (the loss is summed, and accumulation adds batches up), so the
+    sum is clipped at ``max_grad_norm * group_size``; ``trainer.update(group_size)`` then
+    divides by group_size, which makes k accumulated batches of b equal one batch of k*b.
+    """
+    norm = nlp.utils.clip_grad_global_norm(params, max_grad_norm * group_size)
+    return float(norm.asscalar() if isinstance(norm, mx.nd.NDArray) else norm) / group_size
+
+
+def checkpoint_seed(seed, epoch, batches_done):
+    """The seed MXNet continues with after a mid-epoch checkpoint: a run resumed there starts
+    from the same seed, so it draws exactly the dropout masks the uninterrupted run drew."""
+    digest = hashlib.sha256(f'{seed}/{epoch}/{batches_done}'.encode()).digest()
+    return int.from_bytes(digest[:4], 'little') & 0x7FFFFFFF
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
     mx.random.seed(seed)
-
-
-def batch_seed(seed, epoch, batch_id):
-    """Dropout masks depend only on (seed, epoch, batch), so a run resumed mid-epoch draws
-    exactly the masks an uninterrupted one would have."""
-    digest = hashlib.sha256(f'{seed}/{epoch}/{batch_id}'.encode()).digest()
-    return int.from_bytes(digest[:4], 'little') & 0x7FFFFFFF
 
 
 # ---------------------------------------------------------------------------- data
@@ -474,8 +486,8 @@ def _train(config, run_dir, ctx, dtype):
     for epoch in range(state['epoch'] + 1, config.num_epochs + 1):
         if state['stopped_early']:
             break
-        # Seeding per epoch gives a resumed run exactly the batch order of an uninterrupted one;
-        # batches trained before a mid-epoch checkpoint are skipped in that same order.
+        # Seeding per epoch gives a resumed run exactly the batch order and dropout masks of an
+        # uninterrupted one; batches trained before a mid-epoch checkpoint are skipped.
         seed_everything(config.seed * 1000 + epoch)
         train_loader = make_loader(train_data, config, shuffle=True, pad_id=pad_id)
         skip = state['batches_done']
@@ -486,8 +498,9 @@ def _train(config, run_dir, ctx, dtype):
         group_size = 0  # sentences whose gradients are summed in the parameters so far
         for batch_id, (token_ids, valid_length, segment_ids, label) in enumerate(train_loader):
             if batch_id < skip:
+                if batch_id + 1 == skip:
+                    mx.random.seed(checkpoint_seed(config.seed, epoch, skip))
                 continue
-            mx.random.seed(batch_seed(config.seed, epoch, batch_id))
             batch_size = label.shape[0]
             with mx.autograd.record():
                 losses, logits = [], []
@@ -517,10 +530,7 @@ def _train(config, run_dir, ctx, dtype):
                 trainer.allreduce_grads()
                 if dtype == 'float16':
                     amp.unscale(trainer)  # clip the true gradients, not the loss-scaled ones
-                # Gradients are sums over group_size sentences: clipping the sum at
-                # max_norm * group_size clips the mean gradient at max_norm, and update()
-                # divides by group_size, so k accumulated batches of b equal one batch of k*b.
-                nlp.utils.clip_grad_global_norm(trainable, config.max_grad_norm * group_size)
+                clip_gradients(trainable, config.max_grad_norm, group_size)
                 trainer.update(group_size)
                 for p in trainable:
                     p.zero_grad()
@@ -529,6 +539,7 @@ def _train(config, run_dir, ctx, dtype):
                     state['batches_done'] = batch_id + 1
                     state['epoch_totals'] = {**totals, 'seconds': time.time() - started}
                     save_checkpoint(last_dir, classifier, trainer, state, settings)
+                    mx.random.seed(checkpoint_seed(config.seed, epoch, batch_id + 1))
 
             state['history']['steps'].append({'step': state['step'], 'epoch': epoch,
                                               'loss': batch_loss, 'lr': trainer.learning_rate})
