@@ -128,6 +128,8 @@ class PretrainConfig:
             raise ConfigError(f'tokenizer={self.tokenizer!r}: no such file; or one of {TOKENIZER_CHOICES}')
         if self.init_from and not os.path.isfile(self.init_from):
             raise ConfigError(f'init_from={self.init_from}: no such file')
+        if self.split_lines and not self.next_sentence:
+            raise ConfigError('split_lines makes next-sentence pairs: it needs --next_sentence')
         if self.max_len < (5 if self.next_sentence else 3):
             raise ConfigError(f'max_len={self.max_len}: too short for [CLS] ... [SEP]')
 
