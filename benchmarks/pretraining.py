@@ -16,7 +16,7 @@ with the same settings for ``--epochs`` epochs (no validation split; the last ep
     OMP_NUM_THREADS=1 kobert-gluon pretrain --corpus nsmc.txt --output_dir nsmc-small --tokenizer train \
         --max_len 32 --batch_size 64 --num_steps 700 --learning_rate 5e-4 --warmup_ratio 0.05 --save_dtype float16
     python benchmarks/pretraining.py --start nsmc-small/bert.params --workdir bench --epochs 1
-    python benchmarks/pretraining.py memory --megabytes 200      # streaming: peak RSS, 1 MB vs 200 MB corpus
+    python benchmarks/pretraining.py memory --megabytes 400      # streaming: peak RSS, 1 MB vs 400 MB corpus
 
 Rows are cached in WORKDIR/results.json; ``--only ROW,ROW`` recomputes some, ``--only ''`` prints the table.
 """
