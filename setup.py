@@ -18,7 +18,8 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.8',
     packages=find_packages(include=['kobert_gluon', 'kobert_gluon.*', 'kobert', 'kobert.*']),
-    package_data={'kobert_gluon': ['resources/*.tsv', 'static/*']},
+    package_data={'kobert_gluon': ['resources/*.tsv', 'static/*', 'resources/pretrained/*.*',
+                                   'resources/pretrained/tokenizer/*']},
     install_requires=install_requires,
     # ipywidgets: the NSMC notebook's tqdm.notebook (tests/test_dropin.py runs it)
     extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2', 'websocket-client>=1.6', 'ipywidgets>=8'],

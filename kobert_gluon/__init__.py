@@ -27,7 +27,7 @@ _LAZY = {
     'get_bert_tokenizer': 'tokenizer', 'get_vocab': 'tokenizer', 'load_tokenizer': 'tokenizer', 'train_sentencepiece': 'tokenizer',
     'BertConfig': 'bert_config', 'BERTClassifier': 'model', 'get_mxnet_kobert_model': 'model',
     'TextClassifier': 'pipeline', 'load': 'pipeline',
-    'TrainConfig': 'training', 'train': 'training',
+    'TrainConfig': 'training', 'train': 'training', 'PretrainConfig': 'pretrain',
     'export': 'export',
 }
 _ERRORS = ['KobertGluonError', 'AssetError', 'CheckpointError', 'ConfigError', 'ConversionError',

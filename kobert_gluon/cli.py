@@ -158,17 +158,22 @@ def add_train_arguments(parser):
     parser.add_argument('--config', dest='config_file', metavar='JSON',
                         help='JSON object of the settings below (e.g. a run\'s train_config.json); '
                              'flags override it')
-    demo = TrainConfig.demo()
-    hints = typing.get_type_hints(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
+    add_config_arguments(parser, TrainConfig, FIELD_CHOICES, preset=TrainConfig.demo())
+
+
+def add_config_arguments(parser, config_class, choices, preset=None, required=()):
+    """One flag per field of the config dataclass, named as the field (``--max_len``, ``--max-len``);
+    only the flags given are set (default SUPPRESS), so a preset or a config file fills the rest."""
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
         value_type = base_type(hints[field.name])
-        help_text = field_help(field, getattr(demo, field.name))
+        help_text = field_help(field, getattr(preset, field.name) if preset else field.default)
         if value_type is bool:
             add_switch(parser, field.name, help_text)
         else:
             parser.add_argument(*flag_names(field.name), dest=field.name, type=value_type,
-                                choices=FIELD_CHOICES.get(field.name), default=argparse.SUPPRESS,
-                                help=help_text)
+                                choices=choices.get(field.name), default=argparse.SUPPRESS,
+                                help=help_text, required=field.name in required)
 
 
 def flag_names(name, prefix='--'):
@@ -442,6 +447,28 @@ def run_serve(args):
     serve.run(classifier, args.host, args.port, limits)
 
 
+# ---------------------------------------------------------------------------- pretrain
+
+def add_pretrain_arguments(parser):
+    from .pretrain import SAVE_DTYPES, PretrainConfig
+    from .pretrain import BERT_SIZES as PRETRAIN_SIZES
+
+    parser.description = ('Masked-LM (+ optional next-sentence) pretraining of a BERT on a text corpus, '
+                          "from scratch or continuing from KoBERT's or another bert_12_768_12-layout file. "
+                          'The result (OUTPUT_DIR/bert.params) feeds `train --init_from`.')
+    add_config_arguments(parser, PretrainConfig, {'bert': PRETRAIN_SIZES, 'save_dtype': SAVE_DTYPES},
+                         required=('corpus',))
+
+
+def run_pretrain(args):
+    from .pretrain import PretrainConfig, pretrain
+
+    settings = {item.name: getattr(args, item.name) for item in dataclasses.fields(PretrainConfig)
+                if hasattr(args, item.name)}
+    command = ' '.join([PROG] + sys.argv[1:]) if sys.argv and sys.argv[0].endswith(PROG) else None
+    print(pretrain(PretrainConfig(**settings), command=command))
+
+
 COMMANDS = (
     ('train', add_train_arguments, run_train, 'fine-tune a classifier (the Korean demo without --data)'),
     ('evaluate', add_evaluate_arguments, run_evaluate, 'accuracy, macro-F1, per-class report, confusion matrix'),
@@ -449,6 +476,7 @@ COMMANDS = (
     ('export', add_export_arguments, run_export, 'write a SymbolBlock graph + params for serving'),
     ('convert', add_convert_arguments, run_convert, 'transformers (PyTorch) BERT checkpoints <-> this library'),
     ('serve', add_serve_arguments, run_serve, 'JSON API and Korean web page, with dynamic batching'),
+    ('pretrain', add_pretrain_arguments, run_pretrain, 'masked-LM pretraining of a BERT on your own Korean text'),
 )
 
 

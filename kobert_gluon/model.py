@@ -54,10 +54,11 @@ def get_mxnet_kobert_model(use_pooler=True, use_decoder=True, use_classifier=Tru
     return net, vocab
 
 
-def load_params(block, path, ctx, ignore_extra=False):
+def load_params(block, path, ctx, ignore_extra=False, allow_missing=False):
     """``load_parameters`` with an error that says which file does not fit which model."""
     try:
-        block.load_parameters(path, ctx=ctx, ignore_extra=ignore_extra, cast_dtype=True)
+        block.load_parameters(path, ctx=ctx, ignore_extra=ignore_extra, allow_missing=allow_missing,
+                              cast_dtype=True)
     except (AssertionError, mx.base.MXNetError, ValueError, OSError) as error:
         raise ValueError(f'{path}: parameters do not fit this model ({last_line(error)})') from error
 

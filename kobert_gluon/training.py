@@ -67,7 +67,9 @@ class TrainConfig:
                                    'best/ is the last epoch)')
     num_classes: Optional[int] = field(None, 'expected number of classes; checked against the labels')
     init_from: Optional[str] = field(None, 'pretrained BERT params file (bert_12_768_12 layout) to start from, '
-                                           "instead of KoBERT's own")
+                                           "instead of KoBERT's own; a `kobert-gluon pretrain` result brings its "
+                                           "tokenizer and size along; 'none': random weights. Without --data: the "
+                                           'small BERT pretrained on NSMC reviews shipped in the package')
     kobert_dir: Optional[str] = field(None, 'directory holding the KoBERT files (else KOBERT_HOME, the cache, a download)')
     bert: str = field('auto', "'kobert' (12 layers, pretrained), 'small' (2 layers, from scratch), or 'auto': kobert when --data is given")
     max_len: int = field(64, 'tokens per sentence, [CLS] and [SEP] included')
@@ -310,9 +312,15 @@ def bert_config_for(config, vocab):
     return bert_config
 
 
+def start_from(config):
+    """(params file or None, its pretrain record or None) the BERT starts from."""
+    from .pretrain import fine_tuning_start
+    return fine_tuning_start(config.init_from, demo=not config.data)
+
+
 def prepare_model(config, bert_config, num_classes, ctx):
-    pretrained = config.init_from
-    if pretrained is None and bert_size(config) == 'kobert':
+    pretrained, _ = start_from(config)
+    if pretrained is None and config.init_from is None and bert_size(config) == 'kobert':
         from .assets import resolve
         pretrained = resolve('mxnet_params', kobert_dir=config.kobert_dir)
     model = build_classifier(bert_config, num_classes, config.dropout, ctx, bert_params=pretrained)
@@ -409,10 +417,18 @@ def _train(config, run_dir, ctx, dtype):
         write_json(os.path.join(run_dir, rundir.CONFIG_FILE), settings)
     seed_everything(config.seed)
     splits = load_splits(config)
-    tokenizer, vocab, tokenizer_files = load_or_train_tokenizer(
-        [text for text, _ in splits.train], os.path.join(run_dir, 'tokenizer.spiece'), kobert_dir=config.kobert_dir,
-        download=bert_size(config) == 'kobert', vocab_size=config.tokenizer_vocab_size)
-    bert_config = bert_config_for(config, vocab)
+    init_params, record = start_from(config)
+    if record:  # a pretrain result: fine-tune with the tokenizer and size it was pretrained with
+        from .pretrain import record_tokenizer
+        tokenizer, vocab, tokenizer_files = record_tokenizer(init_params, record)
+        bert_config = BertConfig(**record['bert'])
+        logger.info('starting from %s (%d x %d BERT pretrained on %s)', init_params, bert_config.num_layers,
+                    bert_config.units, record['corpus']['file'])
+    else:
+        tokenizer, vocab, tokenizer_files = load_or_train_tokenizer(
+            [text for text, _ in splits.train], os.path.join(run_dir, 'tokenizer.spiece'),
+            kobert_dir=config.kobert_dir, download=bert_size(config) == 'kobert', vocab_size=config.tokenizer_vocab_size)
+        bert_config = bert_config_for(config, vocab)
     inputs = run_inputs(config, splits, tokenizer_files, bert_config)
     if config.resume:
         rundir.check_inputs(run_dir, inputs)

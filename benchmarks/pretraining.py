@@ -1,0 +1,283 @@
+"""Does masked-LM pretraining help a small BERT? Emotion-set accuracy with and without it.
+
+One stratified 80/20 split of the shared emotion set (data.stratified_split, seed 42) serves
+every row; every BERT row is BertConfig.small (2 x 128) with the same tokenizer and is fine-tuned
+with the same settings for ``--epochs`` epochs (no validation split; the last epoch's test report):
+
+- ``scratch``: random Normal(0.02) weights (``pretrain --num_steps 0``);
+- ``shipped``: the checkpoint given with ``--start`` (MLM on the NSMC review text, made as below);
+- ``continued``: that checkpoint after ``--pretrain_steps`` more MLM steps on the NSMC text plus the
+  emotion *training* sentences (text only, no labels; the test sentences are left out);
+- ``tfidf``: TF-IDF character 1-4-grams + logistic regression (scikit-learn);
+- ``demo-random`` / ``demo-shipped``: ``kobert-gluon train`` without data (the embedded demo set),
+  from random weights and from the ``--start`` checkpoint.
+
+    python benchmarks/pretraining.py corpus --which nsmc --out nsmc.txt
+    OMP_NUM_THREADS=1 kobert-gluon pretrain --corpus nsmc.txt --output_dir nsmc-small --tokenizer train \
+        --max_len 32 --batch_size 64 --num_steps 700 --learning_rate 5e-4 --warmup_ratio 0.05 --save_dtype float16
+    python benchmarks/pretraining.py --start nsmc-small/bert.params --workdir bench --epochs 1
+    python benchmarks/pretraining.py memory --megabytes 400      # streaming: peak RSS, 1 MB vs 400 MB corpus
+
+Rows are cached in WORKDIR/results.json; ``--only ROW,ROW`` recomputes some, ``--only ''`` prints the table.
+"""
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+logger = logging.getLogger('pretraining')
+
+NSMC_FILES = ('ratings_train_small.txt', 'ratings_test_small.txt')
+EMOTION_CSV = os.path.join('data', 'emotion', 'single_turn_emotion_cp949.csv')
+SPLIT_SEED, TEST_SIZE = 42, 0.2
+
+
+def nsmc_text(shared):
+    import pandas as pd
+    for name in NSMC_FILES:
+        frame = pd.read_csv(os.path.join(shared, 'data', 'nsmc', name), sep='\t', quoting=3,
+                            keep_default_na=False, dtype=str)
+        yield from (text for text in frame['document'] if text.strip())
+
+
+def emotion_split(shared):
+    import pandas as pd
+    from kobert_gluon.data import stratified_split
+    frame = pd.read_csv(os.path.join(shared, EMOTION_CSV), encoding='cp949')
+    return stratified_split(frame, 'Emotion', TEST_SIZE, SPLIT_SEED)
+
+
+def write_corpus(shared, which, out):
+    """One sentence per line: NSMC reviews, plus (nsmc+emotion) the emotion training sentences."""
+    texts = list(nsmc_text(shared))
+    if which == 'nsmc+emotion':
+        texts += list(emotion_split(shared)[0]['Sentence'])
+    with open(out, 'w', encoding='utf-8') as corpus:
+        corpus.writelines(' '.join(text.split()) + '\n' for text in texts)
+    logger.info('%s: %d lines (%s)', out, len(texts), which)
+    return out
+
+
+def run_json(command, env=None):
+    """Run a worker process; its last stdout line is a JSON result."""
+    started = time.time()
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if result.returncode:
+        sys.exit(f'{command} failed:\n{result.stderr[-3000:]}')
+    return json.loads(result.stdout.strip().splitlines()[-1]), time.time() - started
+
+
+def finetune_worker(args):
+    """Fine-tune as configured; print the test accuracy and macro-F1 of the model it keeps."""
+    from kobert_gluon.training import TrainConfig, train
+    settings = json.loads(args.worker)
+    demo = settings.pop('demo', False)
+    config = (TrainConfig.demo if demo else TrainConfig)(log_interval=10 ** 9, ctx='cpu', **settings)
+    classifier = train(config)
+    print(json.dumps({'accuracy': classifier.test_report['accuracy'], 'macro_f1': classifier.test_report['macro_f1'],
+                      'seconds': sum(e['seconds'] for e in classifier.history['epochs'])}))
+
+
+def tfidf_row(train, test):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    started = time.time()
+    vectorizer = TfidfVectorizer(analyzer='char', ngram_range=(1, 4), sublinear_tf=True, min_df=2)
+    features = vectorizer.fit_transform(train['Sentence'])
+    model = LogisticRegression(max_iter=2000, C=2.0).fit(features, train['Emotion'])
+    predicted = model.predict(vectorizer.transform(test['Sentence']))
+    return {'accuracy': accuracy_score(test['Emotion'], predicted),
+            'macro_f1': f1_score(test['Emotion'], predicted, average='macro'),
+            'seconds': time.time() - started}
+
+
+def pretrain_command(corpus, output, *flags):
+    return [sys.executable, '-m', 'kobert_gluon.cli', 'pretrain', '--corpus', corpus, '--output_dir', output,
+            '--max_len', '32', '--batch_size', '64', '--ctx', 'cpu', '--num_procs', '1', *flags]
+
+
+def read_results(path):
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding='utf-8') as saved:
+        return json.load(saved)
+
+
+def benchmark(args):
+    """Rows are computed into WORKDIR/results.json (``--only`` picks some), then the table is printed."""
+    from kobert_gluon.pretrain import read_record, record_tokenizer_path, shipped_params
+    workdir = args.workdir or tempfile.mkdtemp(prefix='pretraining-bench-')
+    os.makedirs(workdir, exist_ok=True)
+    results_path = os.path.join(workdir, 'results.json')
+    results = read_results(results_path)
+    train, test = emotion_split(args.shared)
+    train_csv, test_csv = os.path.join(workdir, 'train.csv'), os.path.join(workdir, 'test.csv')
+    train.to_csv(train_csv, index=False)
+    test.to_csv(test_csv, index=False)
+    start = args.start or shipped_params()
+    if not os.path.isfile(start):
+        sys.exit(f'{start}: no pretrained checkpoint; make one with `kobert-gluon pretrain` (see the docstring) '
+                 'and pass --start DIR/bert.params')
+    tokenizer = args.tokenizer or record_tokenizer_path(start, read_record(start))
+
+    def finetune(name, init_from):
+        settings = {'data': train_csv, 'test_data': test_csv, 'text_column': 'Sentence', 'label_column': 'Emotion',
+                    'bert': 'small', 'init_from': init_from, 'num_epochs': args.epochs, 'learning_rate': 5e-4,
+                    'bucketing': True, 'batch_size': 64, 'valid_size': 0.0, 'overwrite': True,
+                    'output_dir': os.path.join(workdir, 'finetune-' + name)}
+        return run_json([sys.executable, __file__, '--worker', json.dumps(settings)])[0]
+
+    def scratch():
+        # 0 steps: the Normal(0.02) initial weights, saved with the same tokenizer as the other rows
+        output = os.path.join(workdir, 'scratch')
+        subprocess.run(pretrain_command(train_csv, output, '--tokenizer', tokenizer, '--num_steps', '0'),
+                       check=True, stdout=subprocess.DEVNULL)
+        return finetune('scratch', os.path.join(output, 'bert.params'))
+
+    def continued():
+        corpus = write_corpus(args.shared, 'nsmc+emotion', os.path.join(workdir, 'corpus.txt'))
+        output = os.path.join(workdir, 'continued')
+        started = time.time()
+        subprocess.run(pretrain_command(corpus, output, '--init_from', start, '--tokenizer', tokenizer,
+                                        '--num_steps', str(args.pretrain_steps), '--learning_rate', '2e-4',
+                                        '--warmup_ratio', '0.05'), check=True, stdout=subprocess.DEVNULL)
+        pretrain_seconds = time.time() - started
+        return {**finetune('continued', os.path.join(output, 'bert.params')), 'pretrain_seconds': pretrain_seconds}
+
+    def demo(name, init_from):
+        settings = {'demo': True, 'init_from': init_from, 'overwrite': True,
+                    'output_dir': os.path.join(workdir, 'demo-' + name)}
+        return run_json([sys.executable, __file__, '--worker', json.dumps(settings)])[0]
+
+    rows = {'tfidf': lambda: tfidf_row(train, test), 'scratch': scratch,
+            'shipped': lambda: finetune('shipped', start), 'continued': continued,
+            'demo-random': lambda: demo('random', 'none'), 'demo-shipped': lambda: demo('shipped', start)}
+    for name in rows if args.only is None else [n for n in args.only.split(',') if n]:
+        logger.info('row: %s', name)
+        results[name] = rows[name]()
+        results = {**read_results(results_path), name: results[name]}  # another run may have added rows
+        with open(results_path, 'w', encoding='utf-8') as out:
+            json.dump(results, out, indent=2)
+    print_table(results, args, len(train), len(test))
+
+
+ROW_NAMES = {'scratch': 'small BERT from scratch (random init)',
+             'shipped': 'small BERT after MLM on NSMC reviews (--start)',
+             'continued': 'small BERT after MLM on NSMC, then on NSMC + emotion train sentences',
+             'tfidf': 'TF-IDF char 1-4-grams + logistic regression',
+             'demo-random': 'demo set (600 sentences): random init',
+             'demo-shipped': 'demo set (600 sentences): from the NSMC checkpoint (--start)'}
+
+
+def print_table(results, args, num_train, num_test):
+    print(f'emotion set: {num_train} train / {num_test} test sentences (stratified, seed {SPLIT_SEED}); '
+          f'BERT rows: 2 x 128, the NSMC checkpoint\'s tokenizer, {args.epochs} epoch(s), batch 64, lr 5e-4, '
+          f'bucketing, no validation split (the last epoch is reported); demo rows: the demo preset (8 epochs, '
+          f'model selected on a validation split); load average now {os.getloadavg()[0]:.1f} '
+          f'on {os.cpu_count()} cores')
+    print('| setup | test accuracy | macro-F1 | time |')
+    print('|---|---:|---:|---|')
+    for key, name in ROW_NAMES.items():
+        if key in results:
+            row = results[key]
+            extra = f"{row['pretrain_seconds']:.0f} s pretraining + " if 'pretrain_seconds' in row else ''
+            print(f"| {name} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} | {extra}{row['seconds']:.0f} s |")
+
+
+def memory(args):
+    """Peak RSS of a pretraining run on a generated corpus of ``--megabytes`` vs a tiny one."""
+    from kobert_gluon.tokenizer import train_sentencepiece
+    workdir = args.workdir or tempfile.mkdtemp(prefix='pretraining-memory-')
+    lines = list(nsmc_text(args.shared))
+    tokenizer = train_sentencepiece(lines[:20000], os.path.join(workdir, 'tok.spiece'), 2000)
+    rows = []
+    for megabytes in (1, args.megabytes):
+        corpus = os.path.join(workdir, f'corpus-{megabytes}.txt')
+        generate_corpus(corpus, list(lines), megabytes)
+        command = [sys.executable, __file__, '--memory_worker', json.dumps(
+            {'corpus': corpus, 'tokenizer': tokenizer, 'output_dir': os.path.join(workdir, f'run-{megabytes}')})]
+        result, seconds = run_json(command)
+        rows.append((megabytes, result, seconds))
+    print('| corpus MB | peak RSS MB, streaming process (VmHWM) | peak RSS MB, largest tokenizer worker '
+          '(ru_maxrss, counts pages shared at fork) | sequences | s |')
+    print('|---:|---:|---:|---:|---:|')
+    for megabytes, result, seconds in rows:
+        print(f"| {megabytes} | {result['self_mb']:.0f} | {result['children_mb']:.0f} | {result['lines']} | {seconds:.0f} |")
+
+
+def generate_corpus(path, lines, megabytes):
+    """Shuffled copies of the NSMC reviews up to ``megabytes`` MB (a 'large' corpus)."""
+    import random
+    rng = random.Random(0)
+    target, written = megabytes * 1024 * 1024, 0
+    with open(path, 'w', encoding='utf-8') as corpus:
+        while written < target:
+            rng.shuffle(lines)
+            block = '\n'.join(lines) + '\n'
+            corpus.write(block)
+            written += len(block.encode('utf-8'))
+
+
+def memory_worker(args):
+    """Stream the whole corpus through tokenizing and batching (every batch, no model step)."""
+    from kobert_gluon.pretrain import BatchStream, PretrainConfig
+    from kobert_gluon.tokenizer import get_vocab
+    settings = json.loads(args.memory_worker)
+    config = PretrainConfig(corpus=settings['corpus'], tokenizer=settings['tokenizer'],
+                            output_dir=settings['output_dir'], max_len=64, batch_size=64, num_procs=2)
+    stream = BatchStream(config, settings['tokenizer'], get_vocab(settings['tokenizer']))
+    sequences = 0
+    for batch, position in stream({'epoch': 0, 'offset': 0, 'unit': 0, 'batch': 0}):
+        if position['epoch'] > 0:
+            break
+        sequences += len(batch['token_ids'])
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak over a fork + exec into ru_maxrss.
+    children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({'self_mb': peak_rss_mb(), 'children_mb': children_mb, 'lines': sequences}))
+
+
+def peak_rss_mb():
+    with open('/proc/self/status', encoding='ascii') as status:
+        for line in status:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('mode', nargs='?', default='benchmark', choices=('benchmark', 'corpus', 'memory'))
+    parser.add_argument('--shared', default=os.environ.get('KOBERT_GLUON_SHARED', '../shared'),
+                        help='folder with kobert/ and data/ (default: $KOBERT_GLUON_SHARED or ../shared)')
+    parser.add_argument('--pretrain_steps', type=int, default=300,
+                        help='steps (batch 64) of continued pretraining on NSMC + emotion train text')
+    parser.add_argument('--epochs', type=int, default=2, help='fine-tuning epochs of the BERT rows')
+    parser.add_argument('--workdir', help='keep intermediate files here (default: a temporary folder)')
+    parser.add_argument('--which', choices=('nsmc', 'nsmc+emotion'), default='nsmc', help='corpus mode: text')
+    parser.add_argument('--out', help='corpus mode: output file')
+    parser.add_argument('--megabytes', type=int, default=300, help='memory mode: generated corpus size')
+    parser.add_argument('--start', help='bert.params of a pretrain result to use instead of the shipped one')
+    parser.add_argument('--tokenizer', help="the BERT rows' tokenizer (default: the --start checkpoint's)")
+    parser.add_argument('--only', help="comma-separated rows to (re)compute: " + ','.join(ROW_NAMES)
+                        + " ('': none, only print the table of WORKDIR/results.json)")
+    for hidden in ('--worker', '--memory_worker'):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stderr)
+    if args.worker:
+        return finetune_worker(args)
+    if args.memory_worker:
+        return memory_worker(args)
+    if args.mode == 'corpus':
+        return write_corpus(args.shared, args.which, args.out)
+    return memory(args) if args.mode == 'memory' else benchmark(args)
+
+
+if __name__ == '__main__':
+    main()
