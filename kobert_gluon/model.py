@@ -126,9 +126,16 @@ def check_bert_layout(bert, path):
         raise ConfigError(f'{path}: not an MXNet parameter file ({last_line(error)})') from error
     if not isinstance(saved, dict):
         raise ConfigError(f'{path}: holds unnamed arrays, not the parameters of a BERT model')
-    expected = {name: param.shape for name, param in bert._collect_params_with_prefix().items()}
+    structural = bert._collect_params_with_prefix()
+    expected = {name: param.shape for name, param in structural.items()}
+    # A shared parameter (the MLM decoder's weight is the word embedding) may be saved under
+    # one of its names only, as save_parameters(deduplicate=True) does; MXNet loads it so.
+    aliases = {}
+    for name, param in structural.items():
+        aliases.setdefault(id(param), []).append(name)
     problems = []
-    missing = sorted(set(expected) - set(saved))
+    missing = sorted(name for name, param in structural.items()
+                     if not any(alias in saved for alias in aliases[id(param)]))
     if missing:
         problems.append(f'{len(missing)} missing ({_listed(missing)})')
     wrong = [f'{name} {tuple(saved[name].shape)} instead of {_shape_text(expected[name])}'

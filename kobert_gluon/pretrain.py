@@ -31,7 +31,7 @@ import numpy as np
 from mxnet import gluon
 from tqdm.auto import tqdm
 
-from . import assets, checkpoint
+from . import assets, checkpoint, rundir
 from ._version import __version__
 from .corpus import Position, check_corpus, read_chunks, sample_lines, tokenized_chunks
 from .errors import CheckpointError, ConfigError, DataError
@@ -63,7 +63,8 @@ class PretrainConfig:
     """Every setting of a pretraining run; the CLI's flags are these field names."""
     corpus: Optional[str] = field(None, 'UTF-8 text file: one sentence per line (documents separated by blank '
                                         'lines for --next_sentence); streamed, any size')
-    output_dir: str = field('runs/pretrain', 'run directory: bert.params, tokenizer/, pretrain.json, last/')
+    output_dir: Optional[str] = field(None, 'run directory: bert.params, tokenizer/, pretrain.json, last/ '
+                                            '(none: a new runs/pretrain-<date-time>)')
     init_from: Optional[str] = field(None, 'BERT params file in bert_12_768_12 layout to continue from '
                                            "(KoBERT's mxnet_kobert_*.params or a pretrain result)")
     bert: str = field('small', "'small' (2 layers x 128) or 'kobert' (12 x 768); the four flags below override")
@@ -101,6 +102,7 @@ class PretrainConfig:
     ctx: str = field('auto', "'auto', 'cpu', 'gpu' or 'gpu:1' (one device)")
     save_dtype: str = field('float32', "dtype of bert.params on disk: 'float32' or 'float16' (half the size)")
     resume: bool = field(False, 'continue from output_dir/last')
+    overwrite: bool = field(False, 'delete a previous run in --output_dir and start over')
 
     def validate(self):
         if not self.corpus:
@@ -461,12 +463,21 @@ def load_checkpoint(directory, model, trainer, ctx):
 # ---------------------------------------------------------------------------- the recipe
 
 def pretrain(config, command=None):
-    """Run the configured pretraining; returns the path of the saved bert.params."""
+    """Run the configured pretraining; returns the path of the saved bert.params.
+
+    The run directory is protected as in fine-tuning: one run at a time, never overwritten
+    without --resume or --overwrite."""
     from .context import parse_ctx
 
     config.validate()
     ctx = parse_ctx(config.ctx)[0]
-    os.makedirs(config.output_dir, exist_ok=True)
+    config = dataclasses.replace(config, output_dir=config.output_dir or rundir.unique_run_dir('pretrain'))
+    with rundir.locked(config.output_dir):
+        rundir.prepare(config.output_dir, config.resume, config.overwrite)
+        return _pretrain(config, ctx, command)
+
+
+def _pretrain(config, ctx, command):
     tokenizer_path = prepare_tokenizer(config)
     vocab = get_vocab(tokenizer_path)
     bert_config = bert_config_for(config, len(vocab))

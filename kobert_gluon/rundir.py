@@ -32,8 +32,8 @@ CONFIG_FILE = 'train_config.json'
 INPUTS_FILE = 'run_inputs.json'
 SPLIT_FILE = 'split.json'
 STATE_FILE = 'state.json'
-# Any of these means the directory already holds (part of) a run.
-RUN_FILES = (CONFIG_FILE, 'labels.json', 'last', 'best', STATE_FILE)
+# Any of these means the directory already holds (part of) a run (pretraining's too).
+RUN_FILES = (CONFIG_FILE, 'labels.json', 'last', 'best', STATE_FILE, 'bert.params', 'pretrain.json')
 
 
 def unique_run_dir(name, root='runs'):

@@ -325,6 +325,13 @@ def test_cli_pretrains_and_reports_bad_corpus_in_one_line(corpus_file, kobert_sp
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and str(missing) in err[0] and err[0].startswith('kobert-gluon: error:')
 
+    before = (tmp_path / 'cli' / 'bert.params').read_bytes()
+    code = cli.main(['pretrain', '--corpus', str(corpus_file), '--output_dir', str(tmp_path / 'cli'),
+                     '--tokenizer', kobert_spiece, '--num_steps', '1', '--ctx', 'cpu', *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and 'already holds a run' in err[-1]
+    assert (tmp_path / 'cli' / 'bert.params').read_bytes() == before
+
 
 def test_fine_tuning_from_a_pretrain_result_brings_its_tokenizer_and_size(corpus_file, nsmc_lines, tmp_path):
     from kobert_gluon.assets import md5sum
