@@ -19,6 +19,7 @@ from .data import read_table
 from .errors import DataError, last_line
 from .export import DEFAULT_NAME, export
 from .fileio import atomic_path, read_json, write_json
+from .launch import LAUNCH_ENGINES
 from .metrics import classification_report, format_report
 from .pipeline import ModelDirectoryError, TextClassifier
 from .precision import PRECISIONS
@@ -352,11 +353,35 @@ def run_export(args):
         print(f'{role}\t{path}')
 
 
+# ---------------------------------------------------------------------------- launch
+
+def add_launch_arguments(parser):
+    parser.description = (
+        'Run a command as N workers of a distributed job on this host, e.g. '
+        'kobert-gluon launch --engine dist_sync -n 2 -- kobert-gluon train --distributed dist_sync ...; '
+        'a failing or killed process stops the whole job with an error naming it.')
+    parser.add_argument('--engine', choices=LAUNCH_ENGINES, default='dist_sync',
+                        help="dist_sync: MXNet's scheduler, servers and workers; horovod: horovodrun with Gloo")
+    parser.add_argument('-n', '--num-workers', '--num_workers', dest='num_workers', type=positive_int, default=2,
+                        help='worker processes')
+    parser.add_argument('--servers', type=positive_int, default=1, help='dist_sync: parameter servers')
+    parser.add_argument('--port', type=positive_int, help='dist_sync: scheduler port on 127.0.0.1; default: a free one')
+    parser.add_argument('--timeout', type=float, help='stop the job after this many seconds; default: none')
+    parser.add_argument('command', nargs=argparse.REMAINDER, help='the worker command, after --')
+
+
+def run_launch(args):
+    from .launch import launch
+    command = args.command[1:] if args.command[:1] == ['--'] else args.command
+    launch(command, args.engine, args.num_workers, args.servers, args.port, args.timeout)
+
+
 COMMANDS = (
     ('train', add_train_arguments, run_train, 'fine-tune a classifier (the Korean demo without --data)'),
     ('evaluate', add_evaluate_arguments, run_evaluate, 'accuracy, macro-F1, per-class report, confusion matrix'),
     ('predict', add_predict_arguments, run_predict, 'label sentences with a trained model'),
     ('export', add_export_arguments, run_export, 'write a SymbolBlock graph + params for serving'),
+    ('launch', add_launch_arguments, run_launch, 'run a command as N distributed workers on this host'),
 )
 
 

@@ -1,0 +1,179 @@
+"""Distributed fine-tuning: sharding, the engines against one process, the launcher's failures.
+
+The multi-process tests start 2 workers on 127.0.0.1 (Horovod with Gloo; dist_sync with one
+scheduler and one server) through kobert_gluon.launch, and compare with a single process fed
+the union of the ranks' batches.
+"""
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import gluon
+
+import distributed_worker as worker
+from kobert_gluon import distributed
+from kobert_gluon.distributed import Engine, aggregate_report, create_engine, shard_batches
+from kobert_gluon.errors import ConfigError, DistributedError, MissingExtraError
+from kobert_gluon.launch import launch
+from kobert_gluon.metrics import classification_report
+
+WORKER = os.path.join(os.path.dirname(__file__), 'distributed_worker.py')
+LAUNCH_TIMEOUT = 120  # a hang fails the test instead of blocking the suite
+
+
+def require_horovod():
+    if importlib.util.find_spec('horovod') is None:
+        if os.environ.get('CI'):
+            pytest.fail('horovod is not installed; CI installs it with scripts/install.sh horovod')
+        pytest.skip('horovod is not installed (bash scripts/install.sh horovod)')
+
+
+# ---------------------------------------------------------------------------- sharding
+
+@pytest.mark.parametrize('num_samples, batch_size, num_workers', [(52, 8, 2), (53, 8, 2), (17, 4, 3), (7, 5, 1),
+                                                                 (34, 8, 2)])
+def test_shards_are_disjoint_cover_the_set_and_have_equal_batch_counts(num_samples, batch_size, num_workers):
+    plans = [shard_batches(num_samples, batch_size, rank, num_workers, seed=3) for rank in range(num_workers)]
+    assert len({len(plan) for plan in plans}) == 1
+    seen = [i for plan in plans for indices, _ in plan for i in indices]
+    assert sorted(seen) == list(range(num_samples))
+    for step in zip(*plans):
+        assert all(indices for indices, _ in step)  # no rank ever has an empty batch
+        assert len({size for _, size in step}) == 1 and step[0][1] == sum(len(indices) for indices, _ in step)
+
+
+@pytest.mark.parametrize('num_samples, batch_size, num_workers', [(52, 8, 2), (17, 4, 3), (34, 8, 2)])
+def test_ranks_together_see_the_single_process_batches(num_samples, batch_size, num_workers):
+    single = shard_batches(num_samples, batch_size * num_workers, seed=9)
+    plans = [shard_batches(num_samples, batch_size, rank, num_workers, seed=9) for rank in range(num_workers)]
+    joined = [sorted(i for indices, _ in step for i in indices) for step in zip(*plans)]
+    if len(joined) < len(single):  # 34 = 2 x 16 + 2: the short tail of 2 joins the batch before it
+        single = single[:-2] + [(single[-2][0] + single[-1][0], None)]
+    assert joined == [sorted(indices) for indices, _ in single]
+
+
+def test_one_process_draws_the_batches_of_a_seeded_shuffling_data_loader():
+    dataset = gluon.data.ArrayDataset(np.arange(37))
+    np.random.seed(1042)
+    expected = [batch.asnumpy().tolist() for batch in gluon.data.DataLoader(dataset, batch_size=8, shuffle=True)]
+    assert [indices for indices, _ in shard_batches(37, 8, seed=1042)] == expected
+
+
+def test_each_epoch_reshuffles_from_the_seed():
+    first, second = (shard_batches(40, 8, 1, 2, seed=epoch) for epoch in (1, 2))
+    assert first != second
+    assert shard_batches(40, 8, 1, 2, seed=1) == first
+    assert [i for indices, _ in shard_batches(10, 4, 1, 2) for i in indices] == [1, 3, 5, 7, 9]
+
+
+def test_fewer_sentences_than_workers_is_an_error():
+    with pytest.raises(ValueError, match='3 sentences cannot be shared among 4 workers'):
+        shard_batches(3, 2, 0, 4)
+
+
+def test_one_process_report_is_the_plain_report():
+    rng = np.random.RandomState(0)
+    labels, predictions = rng.randint(0, 4, 50), rng.randint(0, 4, 50)
+    assert aggregate_report(Engine(), labels, predictions, 4) == classification_report(labels, predictions, 4)
+
+
+# ---------------------------------------------------------------------------- engine selection
+
+def test_horovod_missing_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'horovod.mxnet', None)  # import fails as if not installed
+    with pytest.raises(MissingExtraError, match=r'kobert_gluon\[horovod\]'):
+        create_engine('horovod')
+
+
+def test_dist_sync_outside_a_launcher_says_what_is_missing(monkeypatch):
+    for name in distributed.DMLC_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(DistributedError, match='DMLC_ROLE.*kobert-gluon launch --engine dist_sync'):
+        create_engine('dist_sync')
+
+
+def test_worker_without_distributed_flag_is_refused(monkeypatch):
+    monkeypatch.setenv('DMLC_ROLE', 'worker')
+    with pytest.raises(ConfigError, match='add --distributed dist_sync'):
+        create_engine('none')
+    with pytest.raises(ConfigError, match="distributed='mpi'"):
+        create_engine('mpi')
+
+
+# ---------------------------------------------------------------------------- engines vs one process
+
+@pytest.fixture(scope='module')
+def single_process():
+    """The reference: rank 0's initial weights, the union of the ranks' batches each step."""
+    model = worker.build_model(worker.INIT_SEED)
+    report = worker.train_and_evaluate(Engine(), model, worker.BATCH_SIZE * 2)
+    return [p.data().asnumpy() for p in model.collect_params().values()], report
+
+
+@pytest.mark.parametrize('engine', ['dist_sync', 'horovod'])
+def test_two_workers_equal_one_process_on_the_union_of_their_batches(engine, single_process, tmp_path):
+    if engine == 'horovod':
+        require_horovod()
+    launch([sys.executable, WORKER, engine, str(tmp_path)], engine, num_workers=2, timeout=LAUNCH_TIMEOUT)
+    reference_weights, reference_report = single_process
+    weights = []
+    for rank in range(2):
+        model = worker.build_model(0)
+        model.load_parameters(str(tmp_path / f'rank{rank}.params'))
+        weights.append([p.data().asnumpy() for p in model.collect_params().values()])
+        result = json.loads((tmp_path / f'rank{rank}.json').read_text())
+        assert result['num_workers'] == 2
+        assert result['report'] == reference_report  # summed confusion matrices: exactly equal
+    initial = [p.data().asnumpy() for p in worker.build_model(worker.INIT_SEED).collect_params().values()]
+    for rank0, rank1, reference in zip(*weights, reference_weights):
+        np.testing.assert_array_equal(rank0, rank1)
+        np.testing.assert_allclose(rank0, reference, rtol=0, atol=1e-5)
+    moved = max(np.abs(r - i).max() for r, i in zip(reference_weights, initial))
+    assert moved > 1e-3  # the comparison is not between untrained models
+
+
+# ---------------------------------------------------------------------------- the launcher
+
+def python_command(code):
+    return [sys.executable, '-c', code]
+
+
+def test_failing_worker_stops_the_others_with_a_clear_error(tmp_path):
+    # Worker "fail" exits 3 once the other has written its pid; the other would sleep for a minute.
+    code = (f'import os, sys, time, pathlib\n'
+            f'pids = pathlib.Path({str(tmp_path)!r})\n'
+            f'mine = pids / str(os.getpid()); mine.write_text("")\n'
+            f'while len(list(pids.iterdir())) < 2: time.sleep(0.05)\n'
+            f'if min(p.name for p in pids.iterdir()) == mine.name: sys.exit(3)\n'
+            f'time.sleep(60)\n')
+    started = time.monotonic()
+    with pytest.raises(DistributedError, match=r'worker \d \(pid \d+\) exited with status 3; stopped the other 3'):
+        launch(python_command(code), 'dist_sync', num_workers=2, timeout=LAUNCH_TIMEOUT)
+    assert time.monotonic() - started < 30
+    for pid in (int(p.name) for p in tmp_path.iterdir()):
+        assert not os.path.exists(f'/proc/{pid}') or 'Z' in open(f'/proc/{pid}/stat').read().split()[2]
+
+
+def test_killed_worker_is_named(tmp_path):
+    code = 'import os, signal, time\nif os.environ["DMLC_ROLE"] == "worker": os.kill(os.getpid(), signal.SIGKILL)'
+    with pytest.raises(DistributedError, match='was killed by SIGKILL'):
+        launch(python_command(code), 'dist_sync', num_workers=1, timeout=LAUNCH_TIMEOUT)
+
+
+def test_launch_timeout_stops_a_hung_job():
+    started = time.monotonic()
+    with pytest.raises(DistributedError, match='still running after --timeout 2 s'):
+        launch(python_command('import time; time.sleep(60)'), 'dist_sync', num_workers=1, timeout=2)
+    assert time.monotonic() - started < 15
+
+
+def test_launch_command_line_errors():
+    from kobert_gluon.cli import main
+    assert main(['launch', '--engine', 'dist_sync', '-n', '2']) == 2
+    assert main(['launch', '--engine', 'dist_sync', '-n', '0', '--', 'true']) == 2
