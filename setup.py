@@ -21,6 +21,10 @@ setup(
     package_data={'kobert_gluon': ['resources/*.tsv']},
     install_requires=install_requires,
     extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2'],
-                    'bench': ['torch==2.13.0', 'transformers==5.24.0']},
+                    'bench': ['torch==2.13.0', 'transformers==5.24.0'],
+                    # Build it against the installed mxnet: scripts/install.sh horovod does, with
+                    # HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1
+                    # HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 --no-build-isolation.
+                    'horovod': ['horovod==0.28.1']},
     entry_points={'console_scripts': ['kobert-gluon=kobert_gluon.cli:main']},
 )
