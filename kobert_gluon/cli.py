@@ -19,6 +19,7 @@ from .data import read_table
 from .errors import DataError, last_line
 from .export import DEFAULT_NAME, export
 from .fileio import atomic_path, read_json, write_json
+from .distributed import ENGINES
 from .launch import LAUNCH_ENGINES
 from .metrics import classification_report, format_report
 from .pipeline import ModelDirectoryError, TextClassifier
@@ -31,7 +32,7 @@ PROG = 'kobert-gluon'
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXPECTED_ERRORS = (DataError, ModelDirectoryError, AssetError, ValueError, KeyError, OSError, RuntimeError)
-FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES}
+FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES, 'distributed': ENGINES}
 FORMATS = ('tsv', 'jsonl')
 # A tab or line break inside a sentence would shift the TSV columns; JSONL keeps the text as is.
 TSV_UNSAFE = str.maketrans('\t\r\n', '   ')

@@ -16,6 +16,7 @@ server and worker processes started with the ``DMLC_*`` variables, see launch.py
 Each rank reads its own part of every global batch (:func:`shard_batches`), and evaluation sums
 the ranks' confusion matrices (:func:`aggregate_report`), so metrics equal one process's.
 """
+import contextlib
 import logging
 import os
 
@@ -47,6 +48,10 @@ class Engine:
         """Only the root logs, draws progress bars and writes files."""
         return self.rank == 0
 
+    def devices(self, ctx):
+        """The devices this rank trains on, of the ``ctx`` list asked for."""
+        return ctx
+
     def make_trainer(self, params, optimizer, optimizer_params):
         return gluon.Trainer(params, optimizer, optimizer_params, update_on_kvstore=False)
 
@@ -59,6 +64,10 @@ class Engine:
 
     def barrier(self):
         """Return once every rank has called it."""
+
+    def rank_seed(self, seed):
+        """``seed`` on rank 0, another one on each other rank (dropout masks of their own)."""
+        return seed + 7919 * self.rank
 
     def __repr__(self):
         return f'{type(self).__name__}(rank={self.rank}, num_workers={self.num_workers})'
@@ -79,6 +88,10 @@ class HorovodEngine(Engine):
         self.hvd = hvd
         self.rank, self.num_workers, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
         self._calls = 0
+
+    def devices(self, ctx):
+        # One device per process: DistributedTrainer reduces only the first device's gradients.
+        return [mx.gpu(self.local_rank)] if ctx[0].device_type == 'gpu' else ctx[:1]
 
     def make_trainer(self, params, optimizer, optimizer_params):
         trainer = self.hvd.DistributedTrainer(params, optimizer, optimizer_params)
@@ -152,6 +165,30 @@ class KVStoreEngine(Engine):
         self.kvstore._barrier()
 
 
+def start(engine, model, trainer, max_len, ctx):
+    """Give every rank rank 0's weights before the first step.
+
+    The classifier head learns its input size on the first forward pass, so one pass on a
+    dummy sentence comes first: a deferred parameter would be broadcast later, racing the
+    first gradients. Every engine does it, so one process draws the same random numbers (the
+    head's initial weights) as a distributed run.
+    """
+    token_ids = mx.nd.ones((1, max_len), ctx=ctx, dtype='int32')
+    with mx.autograd.pause():
+        model(token_ids, mx.nd.zeros_like(token_ids), mx.nd.array([max_len], ctx=ctx, dtype='int32'))
+    engine.synchronize(model.collect_params(), trainer)
+
+
+@contextlib.contextmanager
+def root_first(engine):
+    """The block runs on rank 0 first, then on the other ranks, which find what rank 0 wrote."""
+    if not engine.is_root:
+        engine.barrier()
+    yield
+    if engine.is_root:
+        engine.barrier()
+
+
 def create_engine(name):
     """The engine ``name`` (one of ENGINES); the distributed ones join their peers here."""
     if name not in ENGINES:
@@ -164,6 +201,8 @@ def create_engine(name):
         return Engine()
     engine = HorovodEngine() if name == 'horovod' else KVStoreEngine(name)
     logger.info('%s: rank %d of %d workers', name, engine.rank, engine.num_workers)
+    if not engine.is_root:  # only rank 0 logs; warnings and errors still come from every rank
+        logging.getLogger(__package__).setLevel(logging.WARNING)
     return engine
 
 
@@ -190,13 +229,6 @@ def shard_batches(num_samples, batch_size, rank=0, num_workers=1, seed=None):
         starts.pop()
     ends = starts[1:] + [num_samples]
     return [(order[start:end][rank::num_workers].tolist(), end - start) for start, end in zip(starts, ends)]
-
-
-def shard_loader(dataset, batch_size, engine, seed=None):
-    """A DataLoader over this rank's batches (see :func:`shard_batches`) and each step's global size."""
-    plan = shard_batches(len(dataset), batch_size, engine.rank, engine.num_workers, seed)
-    loader = gluon.data.DataLoader(dataset, batch_sampler=[indices for indices, _ in plan])
-    return loader, [size for _, size in plan]
 
 
 # ---------------------------------------------------------------------------- metrics

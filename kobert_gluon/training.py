@@ -20,10 +20,11 @@ from mxnet.contrib import amp
 from tqdm.auto import tqdm
 
 from . import assets, precision
+from .distributed import ENGINES, Engine, aggregate_report, check_same_weights, create_engine, root_first, shard_batches, start
 from .context import parse_ctx
 from .data import BERTDataset, DataError, LabelMap, read_table, stratified_split
 from .fileio import atomic_directory, read_json, write_json
-from .metrics import classification_report, format_report
+from .metrics import format_report
 from .model import MAX_POSITIONS, BertConfig, build_classifier
 from .pipeline import TextClassifier
 from .tokenizer import get_bert_tokenizer, get_vocab, train_sentencepiece
@@ -53,7 +54,7 @@ class TrainConfig:
     kobert_dir: Optional[str] = field(None, 'directory holding the KoBERT files (else KOBERT_HOME, the cache, a download)')
     bert: str = field('auto', "'kobert' (12 layers, pretrained), 'small' (2 layers, from scratch), or 'auto': kobert when --data is given")
     max_len: int = field(64, 'tokens per sentence, [CLS] and [SEP] included')
-    batch_size: int = field(64, 'sentences per optimizer step (before accumulation)')
+    batch_size: int = field(64, 'sentences per optimizer step (before accumulation) on each worker')
     num_epochs: int = field(5, 'passes over the training set')
     learning_rate: float = field(5e-5, 'peak learning rate')
     warmup_ratio: float = field(0.1, 'share of steps with linearly rising learning rate')
@@ -70,6 +71,8 @@ class TrainConfig:
     tokenizer_vocab_size: int = field(3000, 'pieces of a tokenizer trained on --data when KoBERT files are absent')
     output_dir: str = field('runs/kobert-classifier', 'run directory: checkpoints, best/ and last/ models, plots')
     resume: bool = field(False, 'continue from output_dir/last')
+    distributed: str = field('none', "'none', 'horovod' (under horovodrun) or 'dist_sync' (under kobert-gluon "
+                                     "launch); the global batch is batch_size x workers x accumulate")
 
     @classmethod
     def demo(cls, **overrides):
@@ -89,6 +92,11 @@ class TrainConfig:
             raise ValueError(f'dtype={self.dtype!r}: expected one of {DTYPES} for training')
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f'warmup_ratio={self.warmup_ratio}: must be in [0, 1)')
+        if self.distributed not in ENGINES:
+            raise ValueError(f'distributed={self.distributed!r}: expected one of {ENGINES}')
+        if self.distributed != 'none' and self.bucketing:
+            raise ValueError('bucketing is not available with --distributed (each rank must take the same '
+                             'number of batches)')
 
 
 def learning_rate_at(step, num_train_steps, num_warmup_steps, peak):
@@ -151,18 +159,25 @@ def prepare_tokenizer(config, train_rows):
     return get_bert_tokenizer(spiece, vocab), vocab, {'tokenizer': spiece}
 
 
-def make_loader(dataset, config, shuffle, pad_id):
-    if config.bucketing:
-        lengths = [int(item[1]) for item in dataset]
-        sampler = nlp.data.FixedBucketSampler(lengths, batch_size=config.batch_size, num_buckets=10,
-                                              ratio=0, shuffle=shuffle)
-        # Rounding widths to a multiple of 8 bounds how many shapes the graph is built for.
-        batchify = nlp.data.batchify.Tuple(nlp.data.batchify.Pad(axis=0, pad_val=pad_id, dtype='int32', round_to=8),
-                                           nlp.data.batchify.Stack('int32'),
-                                           nlp.data.batchify.Pad(axis=0, pad_val=0, dtype='int32', round_to=8),
-                                           nlp.data.batchify.Stack('int32'))
-        return gluon.data.DataLoader(dataset, batch_sampler=sampler, batchify_fn=batchify)
-    return gluon.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle)
+def make_loader(dataset, config, pad_id, engine, seed=None):
+    """This rank's batches, shuffled from ``seed`` (None: in file order), and each step's
+    global batch size (the sentences of all ranks together)."""
+    if not config.bucketing:
+        plan = shard_batches(len(dataset), config.batch_size, engine.rank, engine.num_workers, seed)
+        return (gluon.data.DataLoader(dataset, batch_sampler=[indices for indices, _ in plan]),
+                [global_size for _, global_size in plan])
+    lengths = [int(item[1]) for item in dataset]  # one process only: TrainConfig.validate
+    sampler = nlp.data.FixedBucketSampler(lengths, batch_size=config.batch_size, num_buckets=10,
+                                          ratio=0, shuffle=seed is not None)
+    if seed is not None:
+        np.random.seed(seed)  # the sampler shuffles with numpy's global generator
+    batches = list(sampler)
+    # Rounding widths to a multiple of 8 bounds how many shapes the graph is built for.
+    batchify = nlp.data.batchify.Tuple(nlp.data.batchify.Pad(axis=0, pad_val=pad_id, dtype='int32', round_to=8),
+                                       nlp.data.batchify.Stack('int32'),
+                                       nlp.data.batchify.Pad(axis=0, pad_val=0, dtype='int32', round_to=8),
+                                       nlp.data.batchify.Stack('int32'))
+    return gluon.data.DataLoader(dataset, batch_sampler=batches, batchify_fn=batchify), [len(b) for b in batches]
 
 
 # ---------------------------------------------------------------------------- model
@@ -184,14 +199,14 @@ def prepare_model(config, vocab, num_classes, ctx):
     return model, bert_config
 
 
-def evaluate(model, loader, ctx, num_classes):
-    """Report over the whole ``loader`` (every batch, not a sample)."""
+def evaluate(model, loader, ctx, num_classes, engine=None):
+    """Report over the whole ``loader`` (every batch, not a sample), and over every rank's."""
     labels, predictions = [], []
     for token_ids, valid_length, segment_ids, label in loader:
         logits = forward(model, token_ids, segment_ids, valid_length, ctx[0])
         predictions.append(logits.argmax(axis=1).astype('int32').asnumpy())
         labels.append(label.asnumpy())
-    return classification_report(np.concatenate(labels), np.concatenate(predictions), num_classes)
+    return aggregate_report(engine or Engine(), np.concatenate(labels), np.concatenate(predictions), num_classes)
 
 
 def forward(model, token_ids, segment_ids, valid_length, ctx):
@@ -219,20 +234,24 @@ def load_checkpoint(directory, model, trainer, ctx):
 def train(config):
     """Fine-tune a BERTClassifier as configured; returns the best epoch's model (also in best/)."""
     config.validate()
-    ctx = parse_ctx(config.ctx)  # fail on a missing GPU before any work
+    engine = create_engine(config.distributed)  # only its rank 0 logs and writes files
+    ctx = engine.devices(parse_ctx(config.ctx))  # fail on a missing GPU before any work
     dtype = precision.resolve(config.dtype, ctx[0], training=True)
     os.makedirs(config.output_dir, exist_ok=True)
     seed_everything(config.seed)
 
     train_rows, test_rows, label_map = load_splits(config)
-    tokenizer, vocab, tokenizer_files = prepare_tokenizer(config, train_rows)
+    with root_first(engine):  # a tokenizer trained into the run directory is trained once
+        tokenizer, vocab, tokenizer_files = prepare_tokenizer(
+            config if engine.is_root else dataclasses.replace(config, resume=True), train_rows)
     train_data = BERTDataset(train_rows, 0, 1, tokenizer, config.max_len, not config.bucketing, False)
     test_data = BERTDataset(test_rows, 0, 1, tokenizer, config.max_len, not config.bucketing, False)
     pad_id = vocab[vocab.padding_token]
-    test_loader = make_loader(test_data, config, shuffle=False, pad_id=pad_id)
-    label_map.save(os.path.join(config.output_dir, 'labels.json'))
-    logger.info('train %d / test %d sentences, %d classes %s, ctx %s',
-                len(train_data), len(test_data), len(label_map), label_map.names, ctx)
+    test_loader, _ = make_loader(test_data, config, pad_id, engine)
+    if engine.is_root:
+        label_map.save(os.path.join(config.output_dir, 'labels.json'))
+    logger.info('train %d / test %d sentences, %d classes %s, ctx %s, %d worker(s)',
+                len(train_data), len(test_data), len(label_map), label_map.names, ctx, engine.num_workers)
 
     precision.init_training(dtype)  # AMP rewrites operators, so it must precede the model
     model, bert_config = prepare_model(config, vocab, len(label_map), ctx)
@@ -242,14 +261,13 @@ def train(config):
     exclude_from_weight_decay(params)
     params.setattr('grad_req', 'add')  # gradients accumulate until we zero them after a step
     trainable = [p for p in params.values() if p.grad_req != 'null']
-    trainer = gluon.Trainer(params, 'bertadam', {'learning_rate': config.learning_rate,
-                                                 'epsilon': config.epsilon, 'wd': config.weight_decay},
-                            update_on_kvstore=False)
+    trainer = engine.make_trainer(params, 'bertadam', {'learning_rate': config.learning_rate,
+                                                       'epsilon': config.epsilon, 'wd': config.weight_decay})
     if dtype == 'float16':
         amp.init_trainer(trainer)  # dynamic loss scaling
     loss_function = gluon.loss.SoftmaxCELoss()
 
-    steps_per_epoch = -(-len(make_loader(train_data, config, True, pad_id)) // config.accumulate)
+    steps_per_epoch = -(-len(make_loader(train_data, config, pad_id, engine, config.seed)[1]) // config.accumulate)
     num_train_steps = steps_per_epoch * config.num_epochs
     num_warmup_steps = int(num_train_steps * config.warmup_ratio)
 
@@ -258,14 +276,18 @@ def train(config):
     if config.resume and os.path.isfile(os.path.join(last_dir, 'state.json')):
         state = load_checkpoint(last_dir, model, trainer, ctx)
         logger.info('resuming %s after epoch %d (step %d)', last_dir, state['epoch'], state['step'])
+    start(engine, model, trainer, config.max_len, ctx[0])
 
     for epoch in range(state['epoch'] + 1, config.num_epochs + 1):
         # Seeding per epoch makes a resumed run draw exactly the batches and dropout masks
         # that an uninterrupted one would have.
-        seed_everything(config.seed * 1000 + epoch)
-        train_loader = make_loader(train_data, config, shuffle=True, pad_id=pad_id)
+        # Every rank shuffles with the same seed (each takes its share of every global batch);
+        # dropout masks differ between ranks.
+        seed_everything(engine.rank_seed(config.seed * 1000 + epoch))
+        train_loader, global_sizes = make_loader(train_data, config, pad_id, engine, config.seed * 1000 + epoch)
         epoch_loss, correct, seen, started = 0.0, 0, 0, time.time()
-        progress = tqdm(train_loader, desc=f'epoch {epoch}/{config.num_epochs}', leave=False)
+        progress = tqdm(train_loader, desc=f'epoch {epoch}/{config.num_epochs}', leave=False,
+                        disable=not engine.is_root)
         group_size = 0  # sentences whose gradients are summed in the parameters so far
         for batch_id, (token_ids, valid_length, segment_ids, label) in enumerate(progress):
             batch_size = label.shape[0]
@@ -281,7 +303,7 @@ def train(config):
                     mx.autograd.backward(scaled)
             else:
                 mx.autograd.backward(losses)
-            group_size += batch_size
+            group_size += global_sizes[batch_id]  # what every rank together adds
 
             if (batch_id + 1) % config.accumulate == 0 or batch_id + 1 == len(train_loader):
                 state['step'] += 1
@@ -290,7 +312,7 @@ def train(config):
                 trainer.allreduce_grads()
                 if dtype == 'float16':
                     amp.unscale(trainer)  # clip the true gradients, not the loss-scaled ones
-                # Gradients are sums over group_size sentences: clipping the sum at
+                # Gradients are sums over group_size sentences (of every rank): clipping the sum at
                 # max_norm * group_size clips the mean gradient at max_norm, and update()
                 # divides by group_size, so k accumulated batches of b equal one batch of k*b.
                 nlp.utils.clip_grad_global_norm(trainable, config.max_grad_norm * group_size)
@@ -313,21 +335,26 @@ def train(config):
                 logger.info('epoch %d batch %d/%d loss %.4f lr %.3e acc %.4f', epoch, batch_id + 1,
                             len(train_loader), batch_loss, trainer.learning_rate, correct / seen)
 
-        report = evaluate(model, test_loader, ctx, len(label_map))
+        check_same_weights(engine, params)
+        report = evaluate(model, test_loader, ctx, len(label_map), engine)
+        epoch_loss, correct, seen = engine.allreduce_sum('train_totals', [epoch_loss, correct, seen])
         state['history']['epochs'].append({'epoch': epoch, 'train_loss': epoch_loss / seen,
                                            'train_accuracy': correct / seen, 'seconds': time.time() - started,
                                            'test': report})
         logger.info('epoch %d: train loss %.4f acc %.4f, %.1f s; test\n%s', epoch, epoch_loss / seen,
                     correct / seen, time.time() - started, format_report(report, label_map.names))
         state['epoch'] = epoch
-        if report['accuracy'] > state['best_accuracy']:
-            state['best_accuracy'] = report['accuracy']
-            classifier.save(best_dir)
-        save_checkpoint(last_dir, classifier, trainer, state)
-        write_plots(state['history'], config.output_dir, label_map.names)
+        new_best = report['accuracy'] > state['best_accuracy']
+        state['best_accuracy'] = max(report['accuracy'], state['best_accuracy'])
+        if engine.is_root:
+            if new_best:
+                classifier.save(best_dir)
+            save_checkpoint(last_dir, classifier, trainer, state)
+            write_plots(state['history'], config.output_dir, label_map.names)
 
-    write_json(os.path.join(config.output_dir, 'train_config.json'), dataclasses.asdict(config))
-    model.load_parameters(os.path.join(best_dir, 'model.params'), ctx=ctx)
+    if engine.is_root:  # the other ranks return the last epoch's weights
+        write_json(os.path.join(config.output_dir, 'train_config.json'), dataclasses.asdict(config))
+        model.load_parameters(os.path.join(best_dir, 'model.params'), ctx=ctx)
     logger.info('best test accuracy %.4f; model saved in %s', state['best_accuracy'], best_dir)
     classifier.history = state['history']
     return classifier
