@@ -145,7 +145,8 @@ class KVStoreEngine(Engine):
         # zeros for the weights when the first push was zero gradients. So initialise the
         # kvstore now (there is no public call for it), wait until every rank holds the
         # pulled weights, and only then let anyone push.
-        trainer._init_kvstore()
+        if not trainer._kv_initialized:
+            trainer._init_kvstore()
         trainer._init_params()
         for param in params.values():
             param.data().wait_to_read()

@@ -6,9 +6,11 @@ the union of the ranks' batches.
 """
 import importlib.util
 import json
+import re
 import os
 import signal
 import sys
+import threading
 import time
 
 import mxnet as mx
@@ -177,3 +179,133 @@ def test_launch_command_line_errors():
     from kobert_gluon.cli import main
     assert main(['launch', '--engine', 'dist_sync', '-n', '2']) == 2
     assert main(['launch', '--engine', 'dist_sync', '-n', '0', '--', 'true']) == 2
+
+
+# ---------------------------------------------------------------------------- kobert-gluon train
+
+# The workers run the CLI with a smaller "small" BERT whose dropout is off too (the head's is
+# --dropout 0), so that a batch split among ranks draws no other masks than one process.
+TINY_BERT = dict(dropout=0.0, num_layers=1, units=32, hidden_size=64, num_heads=2)
+TRAIN_WORKER = f'''
+import sys
+from kobert_gluon import model
+small = model.BertConfig.small.__func__
+model.BertConfig.small = classmethod(lambda cls, **settings: small(cls, **{{**{TINY_BERT!r}, **settings}}))
+from kobert_gluon.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+RUN_SETTINGS = dict(bert='small', max_len=24, batch_size=8, num_epochs=2, learning_rate=1e-3, epsilon=1e-6,
+                    dropout=0.0, log_interval=100, text_column='text', label_column='label', tokenizer_vocab_size=200)
+
+
+@pytest.fixture(scope='module')
+def train_file(tmp_path_factory):
+    from importlib import resources
+    demo = resources.files('kobert_gluon').joinpath('resources', 'demo_sentiment.tsv').read_text(encoding='utf-8')
+    path = tmp_path_factory.mktemp('data') / 'sentences.tsv'
+    path.write_text('\n'.join(demo.splitlines()[:101]) + '\n', encoding='utf-8')  # 80 train / 20 test rows
+    return path
+
+
+def train_command(train_file, output_dir, engine, *extra):
+    settings = {**RUN_SETTINGS, 'data': str(train_file), 'output_dir': str(output_dir), 'distributed': engine}
+    flags = [item for name, value in settings.items() for item in (f'--{name}', str(value))]
+    return [sys.executable, '-c', TRAIN_WORKER, 'train', *flags, *extra]
+
+
+def saved_weights(model_dir):
+    return {name: array.asnumpy() for name, array in mx.nd.load(str(model_dir / 'model.params')).items()}
+
+
+@pytest.fixture(scope='module')
+def single_process_run(train_file, tmp_path_factory):
+    """One process, batches of 2 x 8: the union of the two ranks' batches at every step."""
+    from kobert_gluon import model
+    from kobert_gluon.training import TrainConfig, train
+    output_dir = tmp_path_factory.mktemp('single')
+    small = model.BertConfig.small.__func__
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model.BertConfig, 'small',
+                      classmethod(lambda cls, **settings: small(cls, **{**TINY_BERT, **settings})))
+        train(TrainConfig(**{**RUN_SETTINGS, 'batch_size': 16, 'data': str(train_file),
+                             'output_dir': str(output_dir)}))
+    return output_dir
+
+
+def single_process_report(run_dir, train_file):
+    """Evaluation of the run's last weights in this one process, on the whole test split."""
+    from kobert_gluon.distributed import Engine
+    from kobert_gluon.pipeline import TextClassifier
+    from kobert_gluon.training import TrainConfig, evaluate, load_splits, make_loader
+    from kobert_gluon.data import BERTDataset
+    config = TrainConfig(**{**RUN_SETTINGS, 'data': str(train_file)})
+    classifier = TextClassifier.load(run_dir / 'last' / 'model')
+    _, test_rows, label_map = load_splits(config)
+    test_data = BERTDataset(test_rows, 0, 1, classifier.tokenizer, config.max_len, True, False)
+    loader, _ = make_loader(test_data, config, classifier.tokenizer.vocab[classifier.tokenizer.vocab.padding_token], Engine())
+    return evaluate(classifier.model, loader, [mx.cpu()], len(label_map))
+
+
+def assert_matches_single_process(run_dir, single_run, train_file):
+    weights, reference = saved_weights(run_dir / 'last' / 'model'), saved_weights(single_run / 'last' / 'model')
+    assert weights.keys() == reference.keys()
+    for name in weights:
+        np.testing.assert_allclose(weights[name], reference[name], rtol=0, atol=1e-5, err_msg=name)
+    state = json.loads((run_dir / 'last' / 'state.json').read_text(encoding='utf-8'))
+    assert [epoch['epoch'] for epoch in state['history']['epochs']] == [1, 2]
+    assert state['history']['epochs'][-1]['test'] == single_process_report(run_dir, train_file)
+
+
+@pytest.mark.parametrize('engine', ['dist_sync', 'horovod'])
+def test_distributed_training_equals_one_process(engine, train_file, single_process_run, tmp_path, capfd):
+    if engine == 'horovod':
+        require_horovod()
+    launch(train_command(train_file, tmp_path, engine), engine, num_workers=2, timeout=LAUNCH_TIMEOUT)
+    stderr = capfd.readouterr().err
+    assert stderr.count('epoch 2: train loss') == 1, stderr[-3000:]  # only rank 0 logs
+    assert {p.name for p in tmp_path.iterdir()} >= {'best', 'last', 'labels.json', 'train_config.json', 'loss_lr.png'}
+    assert_matches_single_process(tmp_path, single_process_run, train_file)
+
+
+def worker_pids():
+    """Processes this one started with DMLC_ROLE=worker."""
+    pids = []
+    for entry in os.listdir('/proc'):
+        try:
+            with open(f'/proc/{entry}/stat') as stat:
+                parent = int(stat.read().rsplit(')', 1)[1].split()[1])
+            with open(f'/proc/{entry}/environ', 'rb') as environ:
+                is_worker = b'DMLC_ROLE=worker\0' in environ.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == os.getpid() and is_worker:
+            pids.append(int(entry))
+    return pids
+
+
+def test_killed_worker_ends_the_job_then_resume_continues(train_file, single_process_run, tmp_path, capfd):
+    command = train_command(train_file, tmp_path, 'dist_sync')
+    outcome = {}
+
+    def run():
+        try:
+            launch(command, 'dist_sync', num_workers=2, timeout=LAUNCH_TIMEOUT)
+        except DistributedError as error:
+            outcome['error'] = error
+
+    job = threading.Thread(target=run)
+    job.start()
+    state_file = tmp_path / 'last' / 'state.json'
+    while not state_file.exists() and job.is_alive():
+        time.sleep(0.02)
+    victim = max(worker_pids())  # after epoch 1 of 2 is saved
+    os.kill(victim, signal.SIGKILL)
+    job.join(60)
+    assert not job.is_alive()
+    assert re.fullmatch(rf'worker \d \(pid {victim}\) was killed by SIGKILL; stopped the other 3 processes',
+                        str(outcome.get('error')))
+    assert json.loads(state_file.read_text(encoding='utf-8'))['epoch'] == 1  # it stopped mid-run
+
+    launch(command + ['--resume'], 'dist_sync', num_workers=2, timeout=LAUNCH_TIMEOUT)
+    assert 'resuming' in capfd.readouterr().err
+    assert_matches_single_process(tmp_path, single_process_run, train_file)
