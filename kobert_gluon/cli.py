@@ -1,8 +1,10 @@
 """The ``kobert-gluon`` command: train, evaluate, predict, export.
 
 This is the only module that prints. Expected failures (a bad file, a bad setting, a broken
-model directory, a missing GPU) end as one ``kobert-gluon: error: ...`` line on stderr and exit
-status 2, like argparse's own usage errors; ``--debug`` shows the traceback instead.
+model directory, a missing GPU: every KobertGluonError, plus OSError and MXNetError) end as one
+``kobert-gluon: error: ...`` line on stderr and exit status 2, like argparse's own usage errors.
+Anything else is a bug in this library: it says so, with exit status 3. ``--debug`` shows the
+traceback instead.
 """
 import argparse
 import contextlib
@@ -13,26 +15,29 @@ import os
 import sys
 import typing
 
-from .assets import AssetError
+import mxnet as mx
+
 from .context import parse_ctx
-from .data import read_table
-from .errors import DataError, last_line
+from .data import read_table, rows_digest
+from .distributed import ENGINES
+from .errors import ConfigError, DataError, KobertGluonError, last_line
 from .export import DEFAULT_NAME, export
 from .fileio import atomic_path, read_json, write_json
-from .distributed import ENGINES
-from .launch import LAUNCH_ENGINES
+from .launch import LAUNCH_ENGINES, launch
 from .metrics import classification_report, format_report
-from .pipeline import ModelDirectoryError, TextClassifier
+from .pipeline import TextClassifier
 from .precision import PRECISIONS
-from .training import BERT_SIZES, DTYPES, TrainConfig, train
+from .rundir import CONFIG_FILE
+from .training import BERT_SIZES, DTYPES, SELECT_METRICS, TrainConfig, check_setting, train
 
 logger = logging.getLogger(__name__)
 
 PROG = 'kobert-gluon'
 EXIT_ERROR = 2
+EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
-EXPECTED_ERRORS = (DataError, ModelDirectoryError, AssetError, ValueError, KeyError, OSError, RuntimeError)
-FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES, 'distributed': ENGINES}
+EXPECTED_ERRORS = (KobertGluonError, OSError, mx.base.MXNetError)
+FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES, 'select_metric': SELECT_METRICS, 'distributed': ENGINES}
 FORMATS = ('tsv', 'jsonl')
 # A tab or line break inside a sentence would shift the TSV columns; JSONL keeps the text as is.
 TSV_UNSAFE = str.maketrans('\t\r\n', '   ')
@@ -56,6 +61,12 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:
             print(f'{PROG}: interrupted', file=sys.stderr)
             return EXIT_INTERRUPTED
+        except Exception as error:  # a bug of ours, not the user's mistake
+            if debug:
+                raise
+            print(f'{PROG}: internal error, please report ({type(error).__name__}: {last_line(error)}); '
+                  'rerun with --debug for the traceback', file=sys.stderr)
+            return EXIT_INTERNAL_ERROR
 
 
 @contextlib.contextmanager
@@ -134,8 +145,8 @@ def in_precision(classifier, args, texts):
     if args.dtype == 'float32' or not (texts or args.calibration):  # nothing to compute
         return classifier
     if args.calibration:
-        with open(args.calibration, encoding='utf-8-sig') as source:
-            texts = [line for line in read_lines(source) if line.strip()]
+        with open(args.calibration, 'rb') as source:
+            texts = [line for line in read_lines(source, args.calibration) if line.strip()]
     return classifier.with_precision(args.dtype, texts)
 
 
@@ -194,8 +205,13 @@ def field_help(field, demo_value):
 
 
 def train_config(args):
-    """TrainConfig from --config and the flags given; the demo preset when there is no data."""
+    """TrainConfig from --config and the flags given; the demo preset when there is no data.
+
+    ``--resume`` starts from the run's own train_config.json, so it needs no other flag."""
     settings = read_settings(args.config_file) if args.config_file else {}
+    recorded = os.path.join(getattr(args, 'output_dir', None) or '', CONFIG_FILE)
+    if getattr(args, 'resume', False) and args.output_dir and os.path.isfile(recorded):
+        settings.update(read_settings(recorded))
     settings.update({field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)
                      if hasattr(args, field.name)})
     return TrainConfig(**settings) if settings.get('data') else TrainConfig.demo(**settings)
@@ -206,31 +222,21 @@ def read_settings(path):
     try:
         settings = read_json(path)
     except json.JSONDecodeError as error:
-        raise ValueError(f'{path}: not valid JSON ({error})') from None
+        raise ConfigError(f'{path}: not valid JSON ({error})') from None
     if not isinstance(settings, dict):
-        raise ValueError(f'{path}: expected a JSON object of TrainConfig settings')
+        raise ConfigError(f'{path}: expected a JSON object of TrainConfig settings')
     hints = typing.get_type_hints(TrainConfig)
     unknown = sorted(set(settings) - set(hints))
     if unknown:
-        raise ValueError(f'{path}: unknown settings {unknown}; known: {sorted(hints)}')
+        raise ConfigError(f'{path}: unknown settings {unknown}; known: {sorted(hints)}')
     for name, value in settings.items():
-        check_setting(path, name, value, hints[name])
+        check_setting(name, value, hints[name], where=f'{path}: ')
     return settings
 
 
-def check_setting(path, name, value, hint):
-    expected = base_type(hint)
-    if value is None and expected is not hint:  # Optional[...] accepts null
-        return
-    accepted = (int, float) if expected is float else (expected,)
-    if not isinstance(value, accepted) or (expected is not bool and isinstance(value, bool)):
-        raise ValueError(f'{path}: {name}={value!r} should be {expected.__name__}')
-
-
 def run_train(args):
-    config = train_config(args)
-    train(config)
-    print(os.path.join(config.output_dir, 'best'))
+    classifier = train(train_config(args))
+    print(os.path.join(classifier.run_dir, 'best'))
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -252,11 +258,27 @@ def run_evaluate(args):
     texts = list(frame[args.text_column])
     predictions = in_precision(classifier, args, texts).logits(texts, args.batch_size).argmax(axis=1)
     report = classification_report(labels, predictions, classifier.num_classes)
+    log_which_split(classifier, args.data, texts, frame[args.label_column])
     print(format_report(report, classifier.label_map.names))
     if args.output:
         write_json(args.output, {'model': os.path.abspath(args.model), 'data': os.path.abspath(args.data),
                                  'sentences': len(labels), 'labels': classifier.label_map.names, **report})
         logger.info('report written to %s', args.output)
+
+
+def log_which_split(classifier, path, texts, labels):
+    """Say whether ``path`` holds the model's test split, or rows it was trained or selected on."""
+    split = (classifier.training or {}).get('split') or {}
+    digest = rows_digest(texts, labels)
+    matches = [name for name, part in split.items() if part.get('sha256') == digest]
+    if 'test' in matches:
+        logger.info('%s is the test split recorded with this model (%d rows)', path, len(texts))
+    elif matches:
+        logger.warning('%s is the %s split this model was %s on: these figures are optimistic', path, matches[0],
+                       'trained' if matches[0] == 'train' else 'selected')
+    elif split:
+        logger.info('%s is not the test split recorded with this model (%d rows there, %d here)',
+                    path, split.get('test', {}).get('rows', 0), len(texts))
 
 
 # ---------------------------------------------------------------------------- predict
@@ -286,18 +308,24 @@ def read_sentences(args):
     if args.sentences:
         return list(args.sentences)
     if args.input and args.input != '-':
-        with open(args.input, encoding='utf-8-sig') as source:
-            return read_lines(source)
+        with open(args.input, 'rb') as source:
+            return read_lines(source, args.input)
     if sys.stdin.isatty():
         logger.info('reading sentences from stdin, one per line; end with Ctrl-D')
-    return read_lines(utf8(sys.stdin))
+    return read_lines(sys.stdin.buffer, 'stdin')
 
 
-def read_lines(stream):
-    """One sentence per line, empty lines kept so output rows line up with input lines."""
-    lines = [line.rstrip('\r\n') for line in stream]
-    if lines and lines[0].startswith('\ufeff'):
-        lines[0] = lines[0][1:]
+def read_lines(stream, name):
+    """One sentence per line of a binary stream, decoded as UTF-8 (a BOM is dropped); empty
+    lines are kept so output rows line up with input lines."""
+    lines = []
+    for number, raw in enumerate(stream, start=1):
+        try:
+            line = raw.decode('utf-8-sig' if number == 1 else 'utf-8')
+        except UnicodeDecodeError as error:
+            raise DataError(f'{name}: line {number} is not valid UTF-8 (byte 0x{raw[error.start]:02x} at '
+                            f'position {error.start}); save the file as UTF-8') from None
+        lines.append(line.rstrip('\r\n'))
     return lines
 
 
@@ -372,7 +400,6 @@ def add_launch_arguments(parser):
 
 
 def run_launch(args):
-    from .launch import launch
     command = args.command[1:] if args.command[:1] == ['--'] else args.command
     launch(command, args.engine, args.num_workers, args.servers, args.port, args.timeout)
 

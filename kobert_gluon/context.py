@@ -2,6 +2,8 @@
 import mxnet as mx
 from mxnet.runtime import Features
 
+from .errors import ConfigError, DeviceError
+
 CUDA_HINT = ('install a CUDA build of mxnet that matches your driver, e.g. '
              '`pip install mxnet-cu112==1.9.1` (CUDA 11.2) in place of `mxnet`')
 
@@ -19,15 +21,27 @@ def parse_ctx(spec='auto'):
         return [mx.cpu()]
     kind, _, ids = spec.partition(':')
     if kind != 'gpu':
-        raise ValueError(f"--ctx {spec!r}: expected 'auto', 'cpu', 'gpu' or 'gpu:0,1'")
+        raise ConfigError(f"--ctx {spec!r}: expected 'auto', 'cpu', 'gpu' or 'gpu:0,1'")
     try:
         device_ids = [int(i) for i in ids.split(',')] if ids else [0]
     except ValueError:
-        raise ValueError(f"--ctx {spec!r}: GPU ids must be integers, e.g. 'gpu:0,1'") from None
+        raise ConfigError(f"--ctx {spec!r}: GPU ids must be integers, e.g. 'gpu:0,1'") from None
     if not cuda_build():
-        raise RuntimeError(f'--ctx {spec}: this mxnet ({mx.__version__}) is a CPU-only build; {CUDA_HINT}')
+        raise DeviceError(f'--ctx {spec}: this mxnet ({mx.__version__}) is a CPU-only build; {CUDA_HINT}')
     available = mx.context.num_gpus()
     absent = [i for i in device_ids if i >= available]
     if absent:
-        raise RuntimeError(f'--ctx {spec}: GPU {absent[0]} requested but {available} GPU(s) are visible')
+        raise DeviceError(f'--ctx {spec}: GPU {absent[0]} requested but {available} GPU(s) are visible')
     return [mx.gpu(i) for i in device_ids]
+
+
+def check_ctx(ctx):
+    """``ctx`` as given, once it is known to exist here (a GPU on a CPU-only build is not)."""
+    if not isinstance(ctx, mx.Context):
+        raise ConfigError(f'ctx={ctx!r}: expected an mx.Context such as mx.cpu() or mx.gpu(0)')
+    if ctx.device_type == 'gpu':
+        if not cuda_build():
+            raise DeviceError(f'ctx={ctx}: this mxnet ({mx.__version__}) is a CPU-only build; {CUDA_HINT}')
+        if ctx.device_id >= mx.context.num_gpus():
+            raise DeviceError(f'ctx={ctx}: {mx.context.num_gpus()} GPU(s) are visible')
+    return ctx

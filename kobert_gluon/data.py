@@ -3,6 +3,7 @@
 ``BERTDataset`` keeps the exact signature of the KoBERT notebooks so copied code runs
 unchanged; everything else here exists to get a user's file into the rows it expects.
 """
+import hashlib
 import logging
 import numbers
 import os
@@ -13,10 +14,13 @@ import pandas as pd
 from mxnet.gluon.data import Dataset
 from tqdm.auto import tqdm
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .fileio import read_json, write_json
 
 logger = logging.getLogger(__name__)
+
+MAX_POSITIONS = 512  # BERT's position table; KoBERT has exactly this many
+MIN_MAX_LEN = 3  # [CLS] + one piece + [SEP]
 
 # utf-8-sig also reads plain utf-8; cp949 is a superset of euc-kr (the Korean Windows default).
 CSV_ENCODINGS = ('utf-8-sig', 'cp949')
@@ -49,16 +53,32 @@ def read_table(path, text_column, label_column=None, encoding=None):
     if frame.empty:
         raise DataError(f'{path}: no usable rows (all {dropped} rows have empty text or label)')
     frame[text_column] = frame[text_column].astype(str)
+    for row, text in enumerate(frame[text_column]):
+        check_text(text, f'{path}: row {row + 1}')
     return frame
+
+
+def check_text(text, where):
+    """sentencepiece accepts only text that encodes as UTF-8; lone surrogates do not."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError as error:
+        raise DataError(f'{where}: text is not valid Unicode ({error.reason} at character {error.start})') from None
+    return text
 
 
 def _read_any(path, encoding):
     suffix = os.path.splitext(path)[1].lower()
+    if os.path.getsize(path) == 0:
+        raise DataError(f'{path}: the file is empty')
     if suffix in EXCEL_SUFFIXES:
         try:
-            return pd.read_excel(path)
+            frame = pd.read_excel(path, dtype=object)
         except Exception as error:
             raise DataError(f'{path}: cannot read as an Excel file ({error})') from error
+        # Every cell as text, as the CSV reader gives it: a number typed into a text column
+        # is still a sentence, and a label stored as 1.0 is the label 1.
+        return frame.apply(lambda column: column.map(_excel_text))
     sep = '\t' if suffix in TSV_SUFFIXES else ','
     for candidate in ([encoding] if encoding else CSV_ENCODINGS):
         try:
@@ -66,10 +86,20 @@ def _read_any(path, encoding):
                                keep_default_na=False, dtype=str)
         except UnicodeDecodeError:
             continue
+        except pd.errors.EmptyDataError:
+            raise DataError(f'{path}: no header row and no data (the file has no columns)') from None
         except pd.errors.ParserError as error:
             raise DataError(f'{path}: cannot parse ({error})') from error
     tried = encoding or ', '.join(CSV_ENCODINGS)
     raise DataError(f'{path}: cannot decode the file as text (tried {tried}); pass encoding=...')
+
+
+def _excel_text(value):
+    if _is_missing(value) or isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _is_missing(value):
@@ -87,14 +117,14 @@ class LabelMap:
     """
 
     def __init__(self, names):
-        self.names = [str(n) for n in names]
+        self.names = [label_key(n) for n in names]
         self._ids = {name: i for i, name in enumerate(self.names)}
         if len(self._ids) != len(self.names):
-            raise ValueError(f'duplicate label names: {self.names}')
+            raise DataError(f'duplicate label names: {self.names}')
 
     @classmethod
     def from_values(cls, values):
-        unique = {str(v).strip() for v in values}
+        unique = {label_key(v) for v in values}
         numeric = all(_is_int_string(u) for u in unique)
         return cls(sorted(unique, key=int if numeric else None))
 
@@ -104,7 +134,7 @@ class LabelMap:
     def encode(self, values, source='labels'):
         ids = []
         for row, value in enumerate(values):
-            key = str(value).strip()
+            key = label_key(value)
             if key not in self._ids:
                 raise DataError(f'{source}: row {row}: unknown label {value!r}; known labels are {self.names}')
             ids.append(self._ids[key])
@@ -129,18 +159,51 @@ def _is_int_string(text):
     return text.lstrip('-').isdigit()
 
 
+def label_key(value):
+    """One spelling per label: 1, 1.0, '1.0' and ' 1 ' are all '1' (XLSX reads numbers as
+    floats, TSV as text); other labels are their stripped text."""
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if np.isfinite(number) and number.is_integer() and not _is_int_string(text):
+        return str(int(number))
+    return text
+
+
 def stratified_split(frame, label_column, test_size=0.2, seed=42):
     """Seeded split that keeps each label's share in both parts."""
-    if not 0 < test_size < 1:
-        raise ValueError(f'test_size={test_size}: must be between 0 and 1')
+    keep, held = split_positions(frame[label_column], test_size, seed)
+    return frame.iloc[keep].reset_index(drop=True), frame.iloc[held].reset_index(drop=True)
+
+
+def rows_digest(texts, labels):
+    """sha256 of a set of (text, label) rows, independent of their order and of how the
+    label is spelled (1 / 1.0): the same rows in any file give the same digest."""
+    lines = sorted(f'{text}\t{label_key(label)}' for text, label in zip(texts, labels))
+    return hashlib.sha256('\n'.join(lines).encode('utf-8', 'surrogatepass')).hexdigest()
+
+
+def split_positions(labels, size, seed):
+    """(kept, held out) row positions, both sorted; ``size`` of each label's rows is held out.
+
+    The same labels, size and seed give the same positions on every machine.
+    """
+    if not 0 < size < 1:
+        raise ConfigError(f'split size {size}: must be between 0 and 1')
     rng = np.random.RandomState(seed)
-    test_rows = []
-    for _, rows in sorted(frame.groupby(label_column).groups.items(), key=lambda kv: str(kv[0])):
-        rows = np.array(rows)
+    keys = np.array([label_key(v) for v in labels], dtype=object)
+    held = []
+    for key in sorted(set(keys)):
+        rows = np.flatnonzero(keys == key)
         rng.shuffle(rows)
-        test_rows.extend(rows[:int(round(len(rows) * test_size))])
-    is_test = frame.index.isin(test_rows)
-    return frame[~is_test].reset_index(drop=True), frame[is_test].reset_index(drop=True)
+        held.extend(rows[:int(round(len(rows) * size))])
+    is_held = np.zeros(len(keys), dtype=bool)
+    is_held[held] = True
+    return np.flatnonzero(~is_held), np.flatnonzero(is_held)
 
 
 class BERTDataset(Dataset):
@@ -152,8 +215,9 @@ class BERTDataset(Dataset):
     """
 
     def __init__(self, dataset, sent_idx, label_idx, bert_tokenizer, max_len, pad, pair):
-        if max_len > 512:
-            raise ValueError(f'max_len={max_len}: BERT models here have at most 512 positions')
+        check_max_len(max_len, MAX_POSITIONS, 'BERTDataset')
+        if len(dataset) == 0:
+            raise DataError('BERTDataset: the dataset has no rows')
         rows = _as_rows(dataset)
         sent_positions = _positions(dataset, sent_idx, pair)
         label_position = _positions(dataset, label_idx, False)[0] if label_idx is not None else None
@@ -177,6 +241,17 @@ class BERTDataset(Dataset):
         return len(self.sentences)
 
 
+def check_max_len(max_len, positions, where):
+    """max_len must leave room for one piece and fit the model's position table: positions
+    past the table are silently clamped to its last row by MXNet's embedding lookup."""
+    if not isinstance(max_len, numbers.Integral) or isinstance(max_len, bool):
+        raise ConfigError(f'{where}: max_len={max_len!r} must be an integer')
+    if not MIN_MAX_LEN <= max_len <= positions:
+        raise ConfigError(f'{where}: max_len={max_len} must be between {MIN_MAX_LEN} and {positions} '
+                          f'(the model has {positions} positions)')
+    return max_len
+
+
 def _as_rows(dataset):
     if isinstance(dataset, pd.DataFrame):
         return dataset.itertuples(index=False, name=None)
@@ -187,7 +262,7 @@ def _positions(dataset, index, pair):
     """Normalise column names/positions to row positions and check they exist."""
     indices = list(index) if pair else [index]
     if pair and len(indices) != 2:
-        raise ValueError(f'pair=True needs sent_idx with two columns, got {index!r}')
+        raise ConfigError(f'pair=True needs sent_idx with two columns, got {index!r}')
     if isinstance(dataset, pd.DataFrame):
         columns = list(dataset.columns)
         positions = [columns.index(i) if i in columns else i for i in indices]
@@ -197,16 +272,16 @@ def _positions(dataset, index, pair):
         width = len(dataset[0]) if len(dataset) else 0
     for given, position in zip(indices, positions):
         if not isinstance(position, numbers.Integral) or not -width <= position < width:
-            raise IndexError(f'BERTDataset: column {given!r} is out of range for rows with {width} columns')
+            raise DataError(f'BERTDataset: column {given!r} is out of range for rows with {width} columns')
     return positions
 
 
 def _sentence(row, row_number, position):
     value = _cell(row, row_number, position)
     if not isinstance(value, str):
-        raise TypeError(f'BERTDataset: row {row_number}, column {position}: sentence is '
+        raise DataError(f'BERTDataset: row {row_number}, column {position}: sentence is '
                         f'{type(value).__name__} ({value!r}), expected str')
-    return value
+    return check_text(value, f'BERTDataset: row {row_number}, column {position}')
 
 
 def _label(row, row_number, position):
@@ -217,7 +292,7 @@ def _label(row, row_number, position):
         return np.int32(value)
     if isinstance(value, str) and _is_int_string(value.strip()):
         return np.int32(int(value))
-    raise TypeError(f'BERTDataset: row {row_number}, column {position}: label {value!r} is not an '
+    raise DataError(f'BERTDataset: row {row_number}, column {position}: label {value!r} is not an '
                     f'integer; map label names to ids first (kobert_gluon.data.LabelMap)')
 
 
@@ -225,5 +300,5 @@ def _cell(row, row_number, position):
     try:
         return row[position]
     except IndexError:
-        raise IndexError(f'BERTDataset: row {row_number} has {len(row)} columns, '
+        raise DataError(f'BERTDataset: row {row_number} has {len(row)} columns, '
                          f'no column {position}') from None

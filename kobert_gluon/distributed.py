@@ -242,6 +242,13 @@ def aggregate_report(engine, labels, predictions, num_classes):
     return classification_report(pairs // num_classes, pairs % num_classes, num_classes)
 
 
+def sum_over_ranks(engine, counts):
+    """A dict of numbers (loss, correct, seen, ...) summed over the ranks; ints stay ints."""
+    names = sorted(counts)
+    totals = engine.allreduce_sum('counts', [counts[name] for name in names])
+    return {name: type(counts[name])(total) for name, total in zip(names, totals)}
+
+
 def check_same_weights(engine, params):
     """DistributedError unless every rank holds rank 0's weights (compared by per-parameter sums)."""
     if engine.num_workers == 1:

@@ -28,6 +28,7 @@ import numpy as np
 
 from ._version import __version__
 from .assets import md5sum
+from .errors import ConfigError, ModelDirectoryError
 from .fileio import atomic_directory, write_json
 from .pipeline import TOKENIZER_DIR, TextClassifier
 
@@ -110,16 +111,16 @@ def _describe(classifier_or_model_dir):
 
 def _check_name(name):
     if not name or name in ('.', '..') or os.sep in name or (os.altsep and os.altsep in name):
-        raise ValueError(f'export name {name!r}: must be a plain file name prefix such as {DEFAULT_NAME!r}')
+        raise ConfigError(f'export name {name!r}: must be a plain file name prefix such as {DEFAULT_NAME!r}')
 
 
 def _check_replaceable(output_dir):
     if not os.path.exists(output_dir):
         return
     if not os.path.isdir(output_dir):
-        raise ValueError(f'{output_dir}: exists and is not a directory')
+        raise ConfigError(f'{output_dir}: exists and is not a directory')
     if os.listdir(output_dir) and not os.path.isfile(os.path.join(output_dir, EXPORT_FILE)):
-        raise ValueError(f'{output_dir}: refusing to replace a non-empty directory that is not a '
+        raise ConfigError(f'{output_dir}: refusing to replace a non-empty directory that is not a '
                          f'previous export (it has no {EXPORT_FILE}); choose a new or empty directory')
 
 
@@ -155,7 +156,7 @@ def _verify(directory, name, inputs, expected):
                                            os.path.join(directory, f'{name}-0000.params'))
     actual = net(*(mx.nd.array(array, dtype=INPUT_DTYPE) for array in inputs)).asnumpy()
     if not np.allclose(actual, expected, atol=VERIFY_TOLERANCE, rtol=VERIFY_TOLERANCE):
-        raise RuntimeError(f'the exported graph gives different logits (max difference '
+        raise ModelDirectoryError(f'the exported graph gives different logits (max difference '
                            f'{np.abs(actual - expected).max():.3g}); nothing was written')
 
 

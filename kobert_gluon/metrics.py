@@ -1,13 +1,15 @@
 """Classification metrics from a confusion matrix (no scikit-learn at run time)."""
 import numpy as np
 
+from .errors import DataError
+
 
 def confusion_matrix(labels, predictions, num_classes):
     """Rows are true labels, columns predictions."""
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)
     if labels.size and (labels.max() >= num_classes or labels.min() < 0):
-        raise ValueError(f'label {labels.max()} is outside 0..{num_classes - 1} (num_classes={num_classes})')
+        raise DataError(f'label {labels.max()} is outside 0..{num_classes - 1} (num_classes={num_classes})')
     return np.bincount(labels * num_classes + predictions, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 

@@ -20,9 +20,10 @@ from tqdm.auto import tqdm
 
 from . import precision
 from ._version import __version__
-from .errors import ModelDirectoryError, last_line
+from .errors import ConfigError, ModelDirectoryError, last_line
 from .assets import md5sum
-from .data import LabelMap
+from .context import check_ctx
+from .data import LabelMap, check_max_len, check_text
 from .fileio import atomic_directory, read_json, write_json
 from .model import BertConfig, BERTClassifier, build_bert, load_params
 from .tokenizer import get_bert_tokenizer, get_vocab
@@ -39,7 +40,7 @@ class TextClassifier:
     """A BERTClassifier together with everything needed to turn text into its inputs."""
 
     def __init__(self, model, tokenizer, label_map, bert_config, max_len, tokenizer_files,
-                 dropout=0.1, ctx=None):
+                 dropout=0.1, ctx=None, training=None):
         self.model = model
         self.tokenizer = tokenizer
         self.label_map = label_map
@@ -49,6 +50,7 @@ class TextClassifier:
         self.dropout = dropout
         self.ctx = ctx or mx.cpu()
         self.dtype = 'float32'
+        self.training = training  # what the training run recorded (the split's hashes), if known
         self._transform = nlp.data.BERTSentenceTransform(tokenizer, max_seq_length=max_len, pad=False, pair=False)
         self._pad_id = tokenizer.vocab[tokenizer.vocab.padding_token]
 
@@ -58,12 +60,7 @@ class TextClassifier:
 
     def encode(self, texts):
         """Per-sentence (token_ids, valid_length, segment_ids), truncated at max_len."""
-        if isinstance(texts, str):
-            raise TypeError('texts must be a list of strings, not one string')
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f'texts[{i}] is {type(text).__name__}, expected str')
-        return [self._transform([text]) for text in texts]
+        return [self._transform([text]) for text in as_texts(texts)]
 
     def batches(self, encoded, batch_size, width=None):
         """numpy int32 batches padded to their own longest sentence (or to ``width``)."""
@@ -83,6 +80,7 @@ class TextClassifier:
 
     def logits(self, texts, batch_size=64):
         """Logits in input order. Sentences are batched by length, so little padding is computed."""
+        check_batch_size(batch_size)
         encoded = self.encode(texts)
         order = sorted(range(len(encoded)), key=lambda i: int(encoded[i][1]))
         outputs = [np.zeros((0, self.num_classes), dtype=np.float32)]
@@ -126,8 +124,8 @@ class TextClassifier:
         A blank text (empty or whitespace only) has nothing to classify: it keeps its place
         with ``label`` and ``probabilities`` set to None instead of a confident guess.
         """
-        texts = list(texts)
-        scored = [i for i, text in enumerate(texts) if not isinstance(text, str) or text.strip()]
+        texts = as_texts(texts)
+        scored = [i for i, text in enumerate(texts) if text.strip()]
         probabilities = self.predict_proba([texts[i] for i in scored], batch_size)
         records = [{'text': text, 'label': None, 'probabilities': None} for text in texts]
         for i, row in zip(scored, probabilities):
@@ -143,7 +141,8 @@ class TextClassifier:
                 'max_len': self.max_len, 'num_classes': self.num_classes, 'dropout': self.dropout,
                 'labels': self.label_map.to_dict(),
                 'tokenizer': {role: {'file': os.path.basename(path), 'md5': md5sum(path)}
-                              for role, path in self.tokenizer_files.items()}}
+                              for role, path in self.tokenizer_files.items()},
+                **({'training': self.training} if self.training else {})}
 
     def save(self, directory):
         """Write the model directory atomically (readers never see half of one)."""
@@ -158,11 +157,15 @@ class TextClassifier:
 
     @classmethod
     def load(cls, directory, ctx=None):
-        ctx = ctx or mx.cpu()
+        ctx = check_ctx(ctx or mx.cpu())
         config = _read_config(directory)
         files = _tokenizer_files(directory, config)
         vocab = get_vocab(files['tokenizer'], files.get('vocab_json'))
         bert_config = _bert_config(directory, config)
+        try:
+            check_max_len(config['max_len'], bert_config.max_length, os.path.join(directory, CONFIG_FILE))
+        except ConfigError as error:
+            raise ModelDirectoryError(str(error)) from None
         label_map = LabelMap(sorted(config['labels'], key=config['labels'].get))
         bert = build_bert(bert_config, use_pooler=True, use_decoder=False, use_classifier=False)
         model = BERTClassifier(bert, num_classes=config['num_classes'], dropout=config['dropout'])
@@ -170,7 +173,7 @@ class TextClassifier:
         _load_weights(model, directory, ctx)
         model.hybridize(static_alloc=True)
         return cls(model, get_bert_tokenizer(files['tokenizer'], vocab), label_map, bert_config,
-                   config['max_len'], files, config['dropout'], ctx)
+                   config['max_len'], files, config['dropout'], ctx, config.get('training'))
 
 
 def _read_config(directory):
@@ -183,11 +186,23 @@ def _read_config(directory):
         config = read_json(path)
     except ValueError as error:
         raise ModelDirectoryError(f'{path}: not valid JSON ({error})') from error
+    if not isinstance(config, dict):
+        raise ModelDirectoryError(f'{path}: expected a JSON object')
     missing = [k for k in ('bert', 'max_len', 'num_classes', 'labels', 'tokenizer', 'dropout') if k not in config]
     if missing:
         raise ModelDirectoryError(f'{path}: missing keys {missing}')
+    if not isinstance(config['labels'], dict) or not isinstance(config['num_classes'], int):
+        raise ModelDirectoryError(f"{path}: 'labels' must map label names to ids and 'num_classes' be an integer")
     if len(config['labels']) != config['num_classes']:
         raise ModelDirectoryError(f"{path}: {len(config['labels'])} labels but num_classes={config['num_classes']}")
+    ids = sorted(config['labels'].values(), key=str)
+    if ids != list(range(len(ids))):
+        shared = sorted({str(i) for i in ids if ids.count(i) > 1})
+        detail = f'labels share id(s) {shared}' if shared else f'label ids are {ids}'
+        raise ModelDirectoryError(f'{path}: {detail}; expected each of 0..{len(ids) - 1} exactly once')
+    dropout = config['dropout']
+    if dropout is not None and not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+        raise ModelDirectoryError(f'{path}: dropout={dropout!r} must be in [0, 1)')
     return config
 
 
@@ -214,8 +229,13 @@ def _load_weights(model, directory, ctx):
 
 def _tokenizer_files(directory, config):
     files = {}
-    for role, entry in config['tokenizer'].items():
-        path = os.path.join(directory, TOKENIZER_DIR, entry['file'])
+    entries = config['tokenizer']
+    if not isinstance(entries, dict) or not all(isinstance(e, dict) and isinstance(e.get('file'), str)
+                                                and isinstance(e.get('md5'), str) for e in entries.values()):
+        raise ModelDirectoryError(f"{os.path.join(directory, CONFIG_FILE)}: 'tokenizer' must map roles to "
+                                  "{'file': name, 'md5': hex}")
+    for role, entry in entries.items():
+        path = _inside(directory, TOKENIZER_DIR, entry['file'])
         if not os.path.isfile(path):
             raise ModelDirectoryError(f'{directory}: missing tokenizer file {TOKENIZER_DIR}/{entry["file"]}')
         actual = md5sum(path)
@@ -225,6 +245,41 @@ def _tokenizer_files(directory, config):
     if 'tokenizer' not in files:
         raise ModelDirectoryError(f'{directory}: {CONFIG_FILE} names no tokenizer file')
     return files
+
+
+def _inside(directory, folder, name):
+    """The path of ``folder/name`` in ``directory``, refusing names that lead outside it.
+
+    A model directory may come from anyone: its config.json must not make us read (and
+    export copy) an absolute path, ``../..`` or a symlink out of the directory.
+    """
+    base = os.path.realpath(os.path.join(directory, folder))
+    path = os.path.realpath(os.path.join(base, name))
+    if os.path.basename(name) != name or name in ('', '.', '..') or os.path.dirname(path) != base:
+        raise ModelDirectoryError(f'{os.path.join(directory, CONFIG_FILE)}: tokenizer file {name!r} is not a '
+                                  f'plain file name inside {folder}/; refusing to read outside the model directory')
+    return path
+
+
+def as_texts(texts):
+    """Any iterable of strings as a list; one clear error for everything else."""
+    if texts is None or isinstance(texts, (str, bytes)):
+        raise ConfigError(f'texts must be a list (or other iterable) of strings, got {type(texts).__name__}')
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise ConfigError(f'texts must be a list (or other iterable) of strings, got {type(texts).__name__}') from None
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ConfigError(f'texts[{i}] is {type(text).__name__}, expected str')
+        check_text(text, f'texts[{i}]')
+    return texts
+
+
+def check_batch_size(batch_size):
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigError(f'batch_size={batch_size!r} must be an integer of at least 1')
+    return batch_size
 
 
 load = TextClassifier.load

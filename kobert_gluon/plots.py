@@ -194,9 +194,9 @@ def _draw_loss_lr(steps):
     return figure
 
 
-def _test_metric(epoch, key):
-    test = epoch.get('test') or {}
-    value = test.get(key)
+def _split_metric(epoch, split, key):
+    report = epoch.get(split) or {}
+    value = report.get(key)
     return np.nan if value is None else value
 
 
@@ -205,10 +205,11 @@ def _draw_accuracy(epochs):
     axes = figure.subplots()
     x = [row['epoch'] for row in epochs]
     train = [row.get('train_accuracy', np.nan) for row in epochs]
-    test = [_test_metric(row, 'accuracy') for row in epochs]
     axes.plot(x, train, marker='o', label='학습 (train)')
-    if not np.all(np.isnan(test)):
-        axes.plot(x, test, marker='s', label='평가 (test)')
+    for split, marker, label in (('valid', '^', '검증 (validation)'), ('test', 's', '평가 (test)')):
+        values = [_split_metric(row, split, 'accuracy') for row in epochs]
+        if not np.all(np.isnan(values)):
+            axes.plot(x, values, marker=marker, label=label)
     axes.set_xlabel('에폭 (epoch)')
     axes.set_ylabel('정확도 (accuracy)')
     axes.set_title('에폭별 정확도 (accuracy per epoch)')

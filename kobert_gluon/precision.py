@@ -16,6 +16,7 @@ from mxnet.contrib import quantization
 from mxnet.contrib.amp.lists import symbol_bf16
 
 from . import runtime
+from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +36,13 @@ def _is_gpu(ctx):
 def resolve(precision, ctx, training=False):
     """The precision that will really run on ``ctx``: ``precision`` or a safe fallback."""
     if precision not in PRECISIONS:
-        raise ValueError(f'dtype={precision!r}: expected one of {PRECISIONS}')
+        raise ConfigError(f'dtype={precision!r}: expected one of {PRECISIONS}')
     if precision == 'bfloat16' and _is_gpu(ctx):
-        raise ValueError('dtype=bfloat16 is the CPU path; on a GPU use dtype=float16')
+        raise ConfigError('dtype=bfloat16 is the CPU path; on a GPU use dtype=float16')
     if precision == 'float16' and not _is_gpu(ctx):
-        raise ValueError('dtype=float16 needs a GPU (--ctx gpu); on a CPU use dtype=bfloat16')
+        raise ConfigError('dtype=float16 needs a GPU (--ctx gpu); on a CPU use dtype=bfloat16')
     if precision == 'int8' and (training or _is_gpu(ctx)):
-        raise ValueError('dtype=int8 is for CPU inference only (predict/evaluate/export), not training')
+        raise ConfigError('dtype=int8 is for CPU inference only (predict/evaluate/export), not training')
     if precision == 'bfloat16' and not runtime.has_bf16():
         message = ('dtype=bfloat16: this CPU has no avx512_bf16/AMX support, so oneDNN cannot '
                    'run bf16 kernels; falling back to float32')
@@ -76,7 +77,7 @@ def for_inference(model, precision, ctx, calibration=None):
         _register_attention_ops()
         return amp.convert_hybrid_block(model, target_dtype=precision, ctx=ctx)
     if calibration is None:
-        raise ValueError('dtype=int8 needs calibration sentences')
+        raise ConfigError('dtype=int8 needs calibration sentences')
     return _quantize(model, calibration, ctx)
 
 

@@ -15,6 +15,7 @@ import gluonnlp as nlp
 import sentencepiece as spm
 
 from . import assets
+from .errors import ConfigError, DataError
 from .fileio import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -24,10 +25,10 @@ KOBERT_VOCAB_SIZE = 8002
 FORMATS = ('spiece', 'v0.1')
 
 
-def get_tokenizer_path(kobert_dir=None, cache_dir=None, format='spiece'):
+def get_tokenizer_path(kobert_dir=None, cache_dir=None, format='spiece', download=True):
     """Path of the SentencePiece model file of the requested KoBERT format."""
     name = {'spiece': 'spiece', 'v0.1': 'sp_model_v01'}[_check_format(format)]
-    return assets.resolve(name, kobert_dir=kobert_dir, cache_dir=cache_dir)
+    return assets.resolve(name, kobert_dir=kobert_dir, cache_dir=cache_dir, download=download)
 
 
 def get_tokenizer(cachedir=None):
@@ -55,7 +56,7 @@ def get_vocab(tokenizer_path=None, vocab_json=None, kobert_dir=None, cache_dir=N
 def check_special_ids(vocab, source):
     found = [vocab.idx_to_token[i] if i < len(vocab) else None for i in range(len(SPECIAL_TOKENS))]
     if tuple(found) != SPECIAL_TOKENS or vocab.padding_token != '[PAD]':
-        raise ValueError(f'{source}: not a KoBERT-style vocab; ids 0-4 are {found}, '
+        raise DataError(f'{source}: not a KoBERT-style vocab; ids 0-4 are {found}, '
                          f'expected {list(SPECIAL_TOKENS)}. A v0.1 .model file needs its '
                          f'vocab .json (vocab_json=...).')
 
@@ -65,17 +66,18 @@ def get_bert_tokenizer(tokenizer_path, vocab):
     return nlp.data.BERTSPTokenizer(tokenizer_path, vocab, lower=False)
 
 
-def load_tokenizer(kobert_dir=None, cache_dir=None, format='spiece'):
+def load_tokenizer(kobert_dir=None, cache_dir=None, format='spiece', download=True):
     """(tokenizer, vocab, files) for the KoBERT tokenizer in either format.
 
     ``files`` maps each file's role to its path, for saving alongside a trained model.
     """
     if _check_format(format) == 'spiece':
-        files = {'tokenizer': get_tokenizer_path(kobert_dir, cache_dir)}
+        files = {'tokenizer': get_tokenizer_path(kobert_dir, cache_dir, download=download)}
         vocab = get_vocab(files['tokenizer'])
     else:
-        files = {'tokenizer': get_tokenizer_path(kobert_dir, cache_dir, 'v0.1'),
-                 'vocab_json': assets.resolve('vocab_v01', kobert_dir=kobert_dir, cache_dir=cache_dir)}
+        files = {'tokenizer': get_tokenizer_path(kobert_dir, cache_dir, 'v0.1', download=download),
+                 'vocab_json': assets.resolve('vocab_v01', kobert_dir=kobert_dir, cache_dir=cache_dir,
+                                              download=download)}
         vocab = get_vocab(vocab_json=files['vocab_json'])
     return get_bert_tokenizer(files['tokenizer'], vocab), vocab, files
 
@@ -91,7 +93,7 @@ def train_sentencepiece(sentences, output_path, vocab_size=8002, model_type='uni
     """
     sentences = [s for s in sentences if isinstance(s, str) and s.strip()]
     if not sentences:
-        raise ValueError('train_sentencepiece: no non-empty sentences to train on')
+        raise DataError('train_sentencepiece: no non-empty sentences to train on')
     output_path = os.fspath(output_path)
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     with tempfile.TemporaryDirectory() as workdir:
@@ -121,7 +123,24 @@ def train_sentencepiece(sentences, output_path, vocab_size=8002, model_type='uni
     return output_path
 
 
+def load_or_train_tokenizer(sentences, trained_path, kobert_dir=None, download=True, vocab_size=3000):
+    """(tokenizer, vocab, files): KoBERT's tokenizer when its files are found (or, with
+    ``download``, fetched); otherwise one trained on ``sentences`` and kept at
+    ``trained_path`` (an existing file there is reused, so a resumed run keeps its pieces)."""
+    try:
+        return load_tokenizer(kobert_dir=kobert_dir, download=download)
+    except assets.AssetNotFoundError:
+        if download:
+            raise
+    if not os.path.isfile(trained_path):
+        train_sentencepiece(sentences, trained_path, vocab_size)
+    logger.info('KoBERT tokenizer files not found; using a tokenizer trained on the training data: %s',
+                trained_path)
+    vocab = get_vocab(trained_path)
+    return get_bert_tokenizer(trained_path, vocab), vocab, {'tokenizer': trained_path}
+
+
 def _check_format(format):
     if format not in FORMATS:
-        raise ValueError(f'format={format!r}: expected one of {FORMATS}')
+        raise ConfigError(f'format={format!r}: expected one of {FORMATS}')
     return format

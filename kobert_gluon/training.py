@@ -1,14 +1,19 @@
 """Fine-tuning a BERTClassifier: KoBERT's notebook recipe, readable top to bottom in train().
 
 The recipe: bertadam (epsilon 1e-9, wd 0.01, none on LayerNorm or biases), linear warmup then
-linear decay, global-norm clipping, optional gradient accumulation, softmax cross-entropy;
-every epoch evaluated on the whole test set, checkpointed atomically, resumable.
+linear decay, global-norm clipping, optional gradient accumulation, softmax cross-entropy.
+Every epoch is evaluated on the validation split (which picks ``best/``) and, for the log as in
+the notebook, on the test split; the selected model's test report is written once at the end.
+Checkpoints are atomic and never pickled; a run resumes exactly, also from mid-epoch.
 """
 import dataclasses
+import hashlib
 import logging
+import math
 import os
 import random
 import time
+import typing
 from importlib import resources
 from typing import Optional
 
@@ -19,21 +24,32 @@ from mxnet import gluon
 from mxnet.contrib import amp
 from tqdm.auto import tqdm
 
-from . import assets, precision
-from .distributed import ENGINES, Engine, aggregate_report, check_same_weights, create_engine, root_first, shard_batches, start
+from . import checkpoint, precision, rundir
+from .assets import md5sum
 from .context import parse_ctx
-from .data import BERTDataset, DataError, LabelMap, read_table, stratified_split
-from .fileio import atomic_directory, read_json, write_json
+from .data import (BERTDataset, LabelMap, check_max_len, label_key, read_table, rows_digest,
+                   split_positions)
+from .distributed import (ENGINES, Engine, aggregate_report, check_same_weights, create_engine, root_first,
+                          shard_batches, start, sum_over_ranks)
+from .errors import CheckpointError, ConfigError, DataError
+from .fileio import atomic_directory, write_json
 from .metrics import format_report
 from .model import MAX_POSITIONS, BertConfig, build_classifier
 from .pipeline import TextClassifier
-from .tokenizer import get_bert_tokenizer, get_vocab, train_sentencepiece
+from .plots import plot_training
+from .tokenizer import load_or_train_tokenizer
 
 logger = logging.getLogger(__name__)
 
 DEMO_DATA = 'demo_sentiment.tsv'
 BERT_SIZES = ('auto', 'kobert', 'small')
 DTYPES = ('float32', 'bfloat16', 'float16')
+SELECT_METRICS = ('accuracy', 'macro_f1')
+TEST_REPORT = 'test_report.json'
+# Settings that shape the model a run produces; --resume refuses to change them mid-run.
+RECIPE_FIELDS = ('text_column', 'label_column', 'test_size', 'valid_size', 'bert', 'max_len', 'batch_size',
+                 'learning_rate', 'warmup_ratio', 'weight_decay', 'epsilon', 'max_grad_norm', 'accumulate',
+                 'dropout', 'seed', 'dtype', 'bucketing', 'select_metric', 'tokenizer_vocab_size')
 
 
 def field(default, help):
@@ -47,7 +63,10 @@ class TrainConfig:
     text_column: str = field('text', 'column holding the sentences')
     label_column: str = field('label', 'column holding the labels (names or integers)')
     test_data: Optional[str] = field(None, 'separate test file; none: a stratified split of --data')
-    test_size: float = field(0.2, 'share of --data held out for testing when there is no --test-data')
+    test_size: float = field(0.2, 'share of --data held out for testing when there is no --test_data')
+    valid_data: Optional[str] = field(None, 'separate validation file; none: a stratified split of the training part')
+    valid_size: float = field(0.1, 'share of the training part held out to pick best/ (0: no selection, '
+                                   'best/ is the last epoch)')
     num_classes: Optional[int] = field(None, 'expected number of classes; checked against the labels')
     init_from: Optional[str] = field(None, 'pretrained BERT params file (bert_12_768_12 layout) to start from, '
                                            "instead of KoBERT's own")
@@ -66,37 +85,88 @@ class TrainConfig:
     log_interval: int = field(200, 'batches between log lines')
     seed: int = field(42, 'seed for the split, shuffling, dropout and initialisation')
     ctx: str = field('auto', "'auto', 'cpu', 'gpu' or 'gpu:0,1'")
-    dtype: str = field('float32', "'float32', 'bfloat16' (CPU AMP) or 'float16' (GPU AMP)")
-    bucketing: bool = field(False, 'batch sentences of similar length, padded per batch')
-    tokenizer_vocab_size: int = field(3000, 'pieces of a tokenizer trained on --data when KoBERT files are absent')
-    output_dir: str = field('runs/kobert-classifier', 'run directory: checkpoints, best/ and last/ models, plots')
-    resume: bool = field(False, 'continue from output_dir/last')
     distributed: str = field('none', "'none', 'horovod' (under horovodrun) or 'dist_sync' (under kobert-gluon "
                                      "launch); the global batch is batch_size x workers x accumulate")
+    dtype: str = field('float32', "'float32', 'bfloat16' (CPU AMP) or 'float16' (GPU AMP)")
+    bucketing: bool = field(False, 'batch sentences of similar length, padded per batch')
+    select_metric: str = field('accuracy', "validation metric that picks best/: 'accuracy' or 'macro_f1'")
+    early_stopping: int = field(0, 'stop after this many epochs without validation improvement (0: never)')
+    save_every: int = field(0, 'also checkpoint last/ every this many optimizer steps (0: once per epoch)')
+    tokenizer_vocab_size: int = field(3000, 'pieces of a tokenizer trained on --data when KoBERT files are absent')
+    output_dir: Optional[str] = field(None, 'run directory: checkpoints, best/ and last/ models, plots '
+                                            '(none: a new runs/<name>-<date-time>)')
+    resume: bool = field(False, 'continue the run in --output_dir from its newest complete checkpoint')
+    overwrite: bool = field(False, 'delete a previous run in --output_dir and start over')
+    allow_pickle_resume: bool = field(False, "resume from an old pickled trainer.states: unpickling can run "
+                                             "arbitrary code, so only for files you made yourself")
 
     @classmethod
     def demo(cls, **overrides):
         """The embedded default: a small BERT learns the demo set in a few minutes on 2 cores."""
         return cls(**{'bert': 'small', 'batch_size': 32, 'num_epochs': 8, 'learning_rate': 5e-4,
-                      'log_interval': 5, 'output_dir': 'runs/demo', **overrides})
+                      'log_interval': 5, **overrides})
 
     def validate(self):
-        if not 2 <= self.max_len <= MAX_POSITIONS:
-            raise ValueError(f'max_len={self.max_len}: must be between 2 and {MAX_POSITIONS}')
-        for name in ('batch_size', 'num_epochs', 'accumulate', 'log_interval'):
-            if getattr(self, name) < 1:
-                raise ValueError(f'{name}={getattr(self, name)}: must be at least 1')
-        if self.bert not in BERT_SIZES:
-            raise ValueError(f'bert={self.bert!r}: expected one of {BERT_SIZES}')
-        if self.dtype not in DTYPES:
-            raise ValueError(f'dtype={self.dtype!r}: expected one of {DTYPES} for training')
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f'warmup_ratio={self.warmup_ratio}: must be in [0, 1)')
-        if self.distributed not in ENGINES:
-            raise ValueError(f'distributed={self.distributed!r}: expected one of {ENGINES}')
+        """Type and range of every setting, before any work is done."""
+        check_types(self)
+        check_max_len(self.max_len, max_positions(self), 'max_len')
+        for name in ('batch_size', 'num_epochs', 'accumulate', 'log_interval', 'tokenizer_vocab_size'):
+            _check(self, name, getattr(self, name) >= 1, 'must be at least 1')
+        for name in ('early_stopping', 'save_every'):
+            _check(self, name, getattr(self, name) >= 0, 'must be 0 (off) or more')
+        for name in ('learning_rate', 'epsilon', 'max_grad_norm'):
+            _check(self, name, getattr(self, name) > 0, 'must be a positive number')
+        _check(self, 'weight_decay', self.weight_decay >= 0, 'must be 0 or more')
+        _check(self, 'dropout', 0 <= self.dropout < 1, 'must be in [0, 1)')
+        _check(self, 'warmup_ratio', 0 <= self.warmup_ratio < 1, 'must be in [0, 1)')
+        _check(self, 'test_size', 0 < self.test_size < 1, 'must be between 0 and 1')
+        _check(self, 'valid_size', 0 <= self.valid_size < 1, 'must be in [0, 1)')
+        _check(self, 'num_classes', self.num_classes is None or self.num_classes >= 2, 'must be at least 2')
+        for name, choices in (('bert', BERT_SIZES), ('dtype', DTYPES), ('select_metric', SELECT_METRICS),
+                              ('distributed', ENGINES)):
+            _check(self, name, getattr(self, name) in choices, f'expected one of {choices}')
+        if self.resume and self.overwrite:
+            raise ConfigError('resume and overwrite exclude each other: --resume continues the run in '
+                              '--output_dir, --overwrite deletes it')
+        if self.resume and not self.output_dir:
+            raise ConfigError('--resume needs --output_dir: the run directory to continue')
+        if self.distributed != 'none' and not self.output_dir:
+            raise ConfigError(f'--distributed {self.distributed} needs --output_dir: one run directory for '
+                              'every worker')
         if self.distributed != 'none' and self.bucketing:
-            raise ValueError('bucketing is not available with --distributed (each rank must take the same '
-                             'number of batches)')
+            raise ConfigError('bucketing is not available with --distributed: every rank must take the same '
+                              'number of batches')
+        return self
+
+
+def check_types(config):
+    """Each field holds its annotated type: 1.5 epochs or max_len '64' are errors, not surprises."""
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f'expected a TrainConfig, got {type(config).__name__}; '
+                          'build one with TrainConfig(**settings)')
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        check_setting(name, getattr(config, name), hint)
+
+
+def check_setting(name, value, hint, where=''):
+    optional = typing.get_origin(hint) is typing.Union
+    expected = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    if value is None and optional:
+        return
+    accepted = (int, float) if expected is float else (expected,)
+    if not isinstance(value, accepted) or (expected is not bool and isinstance(value, bool)):
+        raise ConfigError(f'{where}{name}={value!r} should be {expected.__name__}')
+    if expected is float and not math.isfinite(value):
+        raise ConfigError(f'{where}{name}={value!r} must be a finite number')
+
+
+def _check(config, name, ok, requirement):
+    if not ok:
+        raise ConfigError(f'{name}={getattr(config, name)!r}: {requirement}')
+
+
+def max_positions(config):
+    return BertConfig.kobert().max_length if bert_size(config) == 'kobert' else BertConfig.small().max_length
 
 
 def learning_rate_at(step, num_train_steps, num_warmup_steps, peak):
@@ -121,47 +191,86 @@ def seed_everything(seed):
     mx.random.seed(seed)
 
 
+def batch_seed(seed, epoch, batch_id):
+    """Dropout masks depend only on (seed, epoch, batch), so a run resumed mid-epoch draws
+    exactly the masks an uninterrupted one would have."""
+    digest = hashlib.sha256(f'{seed}/{epoch}/{batch_id}'.encode()).digest()
+    return int.from_bytes(digest[:4], 'little') & 0x7FFFFFFF
+
+
 # ---------------------------------------------------------------------------- data
 
+@dataclasses.dataclass
+class Splits:
+    """Rows are (text, label id); ``record`` goes to split.json and into the saved models."""
+    train: list
+    valid: list
+    test: list
+    label_map: LabelMap
+    record: dict
+
+
 def load_splits(config):
-    """(train rows, test rows, LabelMap); each row is (text, label id)."""
-    path = config.data or str(resources.files(__package__).joinpath('resources', DEMO_DATA))
+    """Train / validation / test rows: separate files where given, else seeded stratified splits."""
+    path = data_path(config)
     frame = read_table(path, config.text_column, config.label_column)
+    labels = frame[config.label_column]
+    parts = {'train': (frame, path, np.arange(len(frame)))}
     if config.test_data:
-        test = read_table(config.test_data, config.text_column, config.label_column)
-        train = frame
+        parts['test'] = (read_table(config.test_data, config.text_column, config.label_column), config.test_data, None)
     else:
-        train, test = stratified_split(frame, config.label_column, config.test_size, config.seed)
-    label_map = LabelMap.from_values(list(train[config.label_column]) + list(test[config.label_column]))
-    if config.num_classes is not None and len(label_map) > config.num_classes:
-        raise DataError(f'{path}: {len(label_map)} distinct labels {label_map.names} but '
+        kept, held = split_positions(labels, config.test_size, config.seed)
+        parts['train'], parts['test'] = (frame.iloc[kept], path, kept), (frame.iloc[held], path, held)
+    if config.valid_data:
+        parts['valid'] = (read_table(config.valid_data, config.text_column, config.label_column), config.valid_data, None)
+    elif config.valid_size > 0:
+        train_frame, _, train_rows = parts['train']
+        kept, held = split_positions(train_frame[config.label_column], config.valid_size, config.seed + 1)
+        parts['train'] = (train_frame.iloc[kept], path, train_rows[kept])
+        parts['valid'] = (train_frame.iloc[held], path, train_rows[held])
+    for name in ('train', 'test'):
+        if len(parts[name][0]) == 0:
+            raise DataError(f'{parts[name][1]}: the {name} split is empty ({len(frame)} usable rows, '
+                            f'test_size={config.test_size}, valid_size={config.valid_size}); use more data or '
+                            'larger shares')
+    label_map = LabelMap.from_values(parts['train'][0][config.label_column])
+    check_labels(label_map, parts, config)
+
+    def rows(name):
+        part, source, _ = parts[name]
+        return list(zip(part[config.text_column], label_map.encode(part[config.label_column], source)))
+    record = {name: {'source': os.path.basename(source), 'rows': len(part),
+                     'positions': None if positions is None else [int(p) for p in positions],
+                     'sha256': rows_digest(part[config.text_column], part[config.label_column])}
+              for name, (part, source, positions) in parts.items()}
+    return Splits(rows('train'), rows('valid') if 'valid' in parts else [], rows('test'), label_map, record)
+
+
+def check_labels(label_map, parts, config):
+    train_source = parts['train'][1]
+    if len(label_map) < 2:
+        raise DataError(f'{train_source}: the training rows have only one label {label_map.names}; '
+                        'a classifier needs at least two')
+    for name in ('valid', 'test'):
+        if name not in parts:
+            continue
+        part, source, _ = parts[name]
+        unseen = sorted({label_key(v) for v in part[config.label_column]} - set(label_map.names))
+        if unseen:
+            raise DataError(f'{source}: label(s) {unseen} in the {name} rows never occur in the training rows; '
+                            f'a class without training rows cannot be learned')
+    if config.num_classes is not None and len(label_map) != config.num_classes:
+        raise DataError(f'{train_source}: {len(label_map)} distinct labels {label_map.names} but '
                         f'num_classes={config.num_classes}')
 
-    def rows(part, source):
-        return list(zip(part[config.text_column], label_map.encode(part[config.label_column], source)))
-    return rows(train, path), rows(test, config.test_data or path), label_map
 
-
-def prepare_tokenizer(config, train_rows):
-    """KoBERT's tokenizer (fetched if need be for the 12-layer KoBERT), else when its files are
-    not found for a small BERT, one trained on the training sentences."""
-    kobert = bert_size(config) == 'kobert'
-    try:
-        spiece = assets.resolve('spiece', kobert_dir=config.kobert_dir, download=kobert)
-    except assets.AssetNotFoundError:
-        if kobert:
-            raise
-        spiece = os.path.join(config.output_dir, 'tokenizer.spiece')
-        if not (config.resume and os.path.isfile(spiece)):
-            train_sentencepiece([text for text, _ in train_rows], spiece, config.tokenizer_vocab_size)
-        logger.info('KoBERT tokenizer files not found; using a tokenizer trained on the training data')
-    vocab = get_vocab(spiece)
-    return get_bert_tokenizer(spiece, vocab), vocab, {'tokenizer': spiece}
+def data_path(config):
+    return config.data or str(resources.files(__package__).joinpath('resources', DEMO_DATA))
 
 
 def make_loader(dataset, config, pad_id, engine, seed=None):
-    """This rank's batches, shuffled from ``seed`` (None: in file order), and each step's
-    global batch size (the sentences of all ranks together)."""
+    """This rank's batches, shuffled from ``seed`` (None: in file order), and each step's global
+    batch size (the sentences of every rank together)."""
     if not config.bucketing:
         plan = shard_batches(len(dataset), config.batch_size, engine.rank, engine.num_workers, seed)
         return (gluon.data.DataLoader(dataset, batch_sampler=[indices for indices, _ in plan]),
@@ -180,33 +289,52 @@ def make_loader(dataset, config, pad_id, engine, seed=None):
     return gluon.data.DataLoader(dataset, batch_sampler=batches, batchify_fn=batchify), [len(b) for b in batches]
 
 
+def run_inputs(config, splits, tokenizer_files, bert_config):
+    """What a run was started with; --resume refuses to continue with anything else."""
+    def fingerprint(path):
+        return None if path is None else {'md5': md5sum(path), 'bytes': os.path.getsize(path)}
+    return {'data': fingerprint(data_path(config)), 'test_data': fingerprint(config.test_data),
+            'valid_data': fingerprint(config.valid_data),
+            'init_from': fingerprint(config.init_from) if config.init_from and os.path.isfile(config.init_from)
+            else config.init_from,
+            'tokenizer': {role: md5sum(path) for role, path in tokenizer_files.items()},
+            'bert': bert_config.to_dict(), 'labels': splits.label_map.to_dict(),
+            'recipe': {name: getattr(config, name) for name in RECIPE_FIELDS}}
+
+
 # ---------------------------------------------------------------------------- model
 
 def bert_size(config):
     return 'kobert' if config.bert == 'kobert' or (config.bert == 'auto' and config.data) else 'small'
 
 
-def prepare_model(config, vocab, num_classes, ctx):
-    if bert_size(config) == 'kobert':
-        bert_config = BertConfig.kobert()
-        pretrained = config.init_from or assets.resolve('mxnet_params', kobert_dir=config.kobert_dir)
-    else:
-        bert_config, pretrained = BertConfig.small(vocab_size=len(vocab)), config.init_from
+def bert_config_for(config, vocab):
+    bert_config = BertConfig.kobert() if bert_size(config) == 'kobert' else BertConfig.small(vocab_size=len(vocab))
     if len(vocab) != bert_config.vocab_size:
-        raise ValueError(f'the tokenizer has {len(vocab)} pieces, the model {bert_config.vocab_size}')
+        raise ConfigError(f'the tokenizer has {len(vocab)} pieces, the {bert_size(config)} model '
+                          f'{bert_config.vocab_size}')
+    return bert_config
+
+
+def prepare_model(config, bert_config, num_classes, ctx):
+    pretrained = config.init_from
+    if pretrained is None and bert_size(config) == 'kobert':
+        from .assets import resolve
+        pretrained = resolve('mxnet_params', kobert_dir=config.kobert_dir)
     model = build_classifier(bert_config, num_classes, config.dropout, ctx, bert_params=pretrained)
     model.hybridize(static_alloc=True, static_shape=not config.bucketing)
-    return model, bert_config
+    return model
 
 
-def evaluate(model, loader, ctx, num_classes, engine=None):
-    """Report over the whole ``loader`` (every batch, not a sample), and over every rank's."""
+def evaluate(model, loader, ctx, num_classes, desc='evaluating', engine=Engine()):
+    """Report over the whole ``loader`` (every batch, not a sample) of every rank."""
     labels, predictions = [], []
-    for token_ids, valid_length, segment_ids, label in loader:
+    for token_ids, valid_length, segment_ids, label in tqdm(loader, desc=desc, leave=False, mininterval=1,
+                                                            disable=None if engine.is_root else True):
         logits = forward(model, token_ids, segment_ids, valid_length, ctx[0])
         predictions.append(logits.argmax(axis=1).astype('int32').asnumpy())
         labels.append(label.asnumpy())
-    return aggregate_report(engine or Engine(), np.concatenate(labels), np.concatenate(predictions), num_classes)
+    return aggregate_report(engine, np.concatenate(labels), np.concatenate(predictions), num_classes)
 
 
 def forward(model, token_ids, segment_ids, valid_length, ctx):
@@ -215,52 +343,122 @@ def forward(model, token_ids, segment_ids, valid_length, ctx):
 
 # ---------------------------------------------------------------------------- checkpoints
 
-def save_checkpoint(directory, classifier, trainer, state):
-    """``last/``: a loadable model directory plus what --resume needs, written atomically."""
+def save_checkpoint(directory, classifier, trainer, state, settings):
+    """``last/``: a loadable model directory, the optimizer state (no pickle), the run's settings
+    and ``state.json``, written last and listing every file's size, so a cut-short checkpoint
+    is recognised. The directory is replaced atomically."""
     with atomic_directory(directory) as tmp:
         classifier.save(os.path.join(tmp, 'model'))
-        trainer.save_states(os.path.join(tmp, 'trainer.states'))
-        write_json(os.path.join(tmp, 'state.json'), state)
+        checkpoint.save_trainer_state(trainer, tmp)
+        write_json(os.path.join(tmp, rundir.CONFIG_FILE), settings)
+        write_json(os.path.join(tmp, rundir.STATE_FILE), {**state, 'files': rundir.checkpoint_files(tmp)})
 
 
-def load_checkpoint(directory, model, trainer, ctx):
-    model.load_parameters(os.path.join(directory, 'model', 'model.params'), ctx=ctx)
-    trainer.load_states(os.path.join(directory, 'trainer.states'))
-    return read_json(os.path.join(directory, 'state.json'))
+def load_checkpoint(directory, model, trainer, ctx, allow_pickle=False):
+    params = os.path.join(directory, 'model', 'model.params')
+    try:
+        model.load_parameters(params, ctx=ctx)
+    except (mx.base.MXNetError, AssertionError, ValueError, OSError) as error:
+        raise CheckpointError(f'{params}: cannot be loaded ({error.__class__.__name__})') from error
+    if checkpoint.has_trainer_state(directory):
+        checkpoint.load_trainer_state(trainer, directory)
+    elif os.path.isfile(os.path.join(directory, checkpoint.LEGACY_PICKLE)):
+        if not allow_pickle:
+            raise CheckpointError(f'{os.path.join(directory, checkpoint.LEGACY_PICKLE)} is a pickled optimizer '
+                                  'state (kobert_gluon < 0.4); unpickling a file can run arbitrary code. Only if '
+                                  'you made it yourself, resume with --allow_pickle_resume')
+        checkpoint.load_legacy_pickle(trainer, directory)
+    else:
+        raise CheckpointError(f'{directory}: no optimizer state ({checkpoint.STATE_JSON})')
+    state = checkpoint.read_checkpoint_json(os.path.join(directory, rundir.STATE_FILE))
+    state.pop('files', None)
+    return state
+
+
+def new_state():
+    return {'epoch': 0, 'step': 0, 'batches_done': 0, 'epoch_totals': None, 'best': None,
+            'epochs_without_improvement': 0, 'stopped_early': None, 'history': {'steps': [], 'epochs': []}}
+
+
+def settings_of(config):
+    """The config as written to train_config.json: what to rerun, not what to do to the directory."""
+    return {**dataclasses.asdict(config), 'resume': False, 'overwrite': False, 'allow_pickle_resume': False}
+
+
+def improved(report, best, metric):
+    """No validation set: every epoch replaces the last (best/ is the last epoch)."""
+    return report is None or best is None or report[metric] > best['value']
 
 
 # ---------------------------------------------------------------------------- the recipe
 
 def train(config):
-    """Fine-tune a BERTClassifier as configured; returns the best epoch's model (also in best/)."""
+    """Fine-tune a BERTClassifier as configured; returns the selected model (also in best/)."""
+    check_types(config)
     config.validate()
-    engine = create_engine(config.distributed)  # only its rank 0 logs and writes files
+    engine = create_engine(config.distributed)  # joins the other workers, if any
     ctx = engine.devices(parse_ctx(config.ctx))  # fail on a missing GPU before any work
     dtype = precision.resolve(config.dtype, ctx[0], training=True)
-    os.makedirs(config.output_dir, exist_ok=True)
-    seed_everything(config.seed)
+    run_dir = config.output_dir or rundir.unique_run_dir(run_name(config))
+    config = dataclasses.replace(config, output_dir=run_dir)
+    if not engine.is_root:  # rank 0 holds the run directory and writes every file in it
+        return _train(config, run_dir, ctx, dtype, engine)
+    with rundir.locked(run_dir):
+        rundir.prepare(run_dir, config.resume, config.overwrite)
+        return _train(config, run_dir, ctx, dtype, engine)
 
-    train_rows, test_rows, label_map = load_splits(config)
-    with root_first(engine):  # a tokenizer trained into the run directory is trained once
-        tokenizer, vocab, tokenizer_files = prepare_tokenizer(
-            config if engine.is_root else dataclasses.replace(config, resume=True), train_rows)
-    train_data = BERTDataset(train_rows, 0, 1, tokenizer, config.max_len, not config.bucketing, False)
-    test_data = BERTDataset(test_rows, 0, 1, tokenizer, config.max_len, not config.bucketing, False)
-    pad_id = vocab[vocab.padding_token]
-    test_loader, _ = make_loader(test_data, config, pad_id, engine)
+
+def run_name(config):
+    return os.path.splitext(os.path.basename(config.data))[0] if config.data else 'demo'
+
+
+def _train(config, run_dir, ctx, dtype, engine):
+    settings = settings_of(config)
+    if not config.resume and engine.is_root:  # a resumed run keeps its record until its inputs are checked
+        write_json(os.path.join(run_dir, rundir.CONFIG_FILE), settings)
+    seed_everything(config.seed)
+    splits = load_splits(config)
+    with root_first(engine):  # a tokenizer trained into the run directory is trained once, by rank 0
+        tokenizer, vocab, tokenizer_files = load_or_train_tokenizer(
+            [text for text, _ in splits.train], os.path.join(run_dir, 'tokenizer.spiece'),
+            kobert_dir=config.kobert_dir, download=bert_size(config) == 'kobert', vocab_size=config.tokenizer_vocab_size)
+    bert_config = bert_config_for(config, vocab)
+    inputs = run_inputs(config, splits, tokenizer_files, bert_config)
+    if engine.num_workers > 1:  # it sets the global batch: a resume with another count is refused
+        inputs['workers'] = engine.num_workers
+    label_map = splits.label_map
     if engine.is_root:
-        label_map.save(os.path.join(config.output_dir, 'labels.json'))
-    logger.info('train %d / test %d sentences, %d classes %s, ctx %s, %d worker(s)',
-                len(train_data), len(test_data), len(label_map), label_map.names, ctx, engine.num_workers)
+        if config.resume:
+            rundir.check_inputs(run_dir, inputs)
+        rundir.write_start(run_dir, settings, inputs, splits.record)
+        label_map.save(os.path.join(run_dir, 'labels.json'))
+
+    pad = not config.bucketing
+    train_data = BERTDataset(splits.train, 0, 1, tokenizer, config.max_len, pad, False)
+    test_data = BERTDataset(splits.test, 0, 1, tokenizer, config.max_len, pad, False)
+    pad_id = vocab[vocab.padding_token]
+    # Each rank evaluates its share of the rows; the reports add up the ranks' confusion matrices.
+    valid_loader = (make_loader(BERTDataset(splits.valid, 0, 1, tokenizer, config.max_len, pad, False),
+                                config, pad_id, engine)[0] if splits.valid else None)
+    test_loader, _ = make_loader(test_data, config, pad_id, engine)
+    logger.info('train %d / validation %d / test %d sentences, %d classes %s, ctx %s, %d worker(s), '
+                'run directory %s', len(splits.train), len(splits.valid), len(splits.test), len(label_map),
+                label_map.names, ctx, engine.num_workers, run_dir)
+    if not splits.valid:
+        logger.info('no validation set (valid_size=0): best/ will be the last epoch, no model selection')
 
     precision.init_training(dtype)  # AMP rewrites operators, so it must precede the model
-    model, bert_config = prepare_model(config, vocab, len(label_map), ctx)
-    classifier = TextClassifier(model, tokenizer, label_map, bert_config, config.max_len,
-                                tokenizer_files, config.dropout, ctx[0])
+    model = prepare_model(config, bert_config, len(label_map), ctx)
+    # Saved models carry the split's hashes, so `evaluate` can tell the test set from the rest.
+    split_hashes = {name: {'rows': part['rows'], 'sha256': part['sha256']} for name, part in splits.record.items()}
+    classifier = TextClassifier(model, tokenizer, label_map, bert_config, config.max_len, tokenizer_files,
+                                config.dropout, ctx[0], training={'split': split_hashes})
     params = model.collect_params()
     exclude_from_weight_decay(params)
-    params.setattr('grad_req', 'add')  # gradients accumulate until we zero them after a step
-    trainable = [p for p in params.values() if p.grad_req != 'null']
+    # Every parameter is trained (none is frozen); gradients add up over the batches of a step
+    # until they are zeroed after the update, which is how accumulation works.
+    params.setattr('grad_req', 'add')
+    trainable = list(params.values())
     trainer = engine.make_trainer(params, 'bertadam', {'learning_rate': config.learning_rate,
                                                        'epsilon': config.epsilon, 'wd': config.weight_decay})
     if dtype == 'float16':
@@ -271,25 +469,39 @@ def train(config):
     num_train_steps = steps_per_epoch * config.num_epochs
     num_warmup_steps = int(num_train_steps * config.warmup_ratio)
 
-    state = {'epoch': 0, 'step': 0, 'best_accuracy': -1.0, 'history': {'steps': [], 'epochs': []}}
-    last_dir, best_dir = (os.path.join(config.output_dir, d) for d in ('last', 'best'))
-    if config.resume and os.path.isfile(os.path.join(last_dir, 'state.json')):
-        state = load_checkpoint(last_dir, model, trainer, ctx)
-        logger.info('resuming %s after epoch %d (step %d)', last_dir, state['epoch'], state['step'])
+    state = new_state()
+    last_dir, best_dir = (os.path.join(run_dir, d) for d in ('last', 'best'))
+    if config.resume:
+        with root_first(engine):  # rank 0 repairs an interrupted checkpoint; the others then read it
+            rundir.restore_interrupted(run_dir, 'best')
+            newest = rundir.newest_checkpoint(run_dir, 'last')
+        if newest:
+            state = load_checkpoint(newest, model, trainer, ctx, config.allow_pickle_resume)
+            logger.info('resuming %s after epoch %d, batch %d (step %d)', newest, state['epoch'],
+                        state['batches_done'], state['step'])
+        else:
+            logger.warning('%s has no complete checkpoint yet: starting at epoch 1', run_dir)
     start(engine, model, trainer, config.max_len, ctx[0])
 
     for epoch in range(state['epoch'] + 1, config.num_epochs + 1):
-        # Seeding per epoch makes a resumed run draw exactly the batches and dropout masks
-        # that an uninterrupted one would have.
-        # Every rank shuffles with the same seed (each takes its share of every global batch);
-        # dropout masks differ between ranks.
-        seed_everything(engine.rank_seed(config.seed * 1000 + epoch))
+        if state['stopped_early']:
+            break
+        # Seeding per epoch gives a resumed run exactly the batch order of an uninterrupted one;
+        # batches trained before a mid-epoch checkpoint are skipped in that same order.
+        # Every rank shuffles alike and takes its share of each global batch.
+        seed_everything(config.seed * 1000 + epoch)
         train_loader, global_sizes = make_loader(train_data, config, pad_id, engine, config.seed * 1000 + epoch)
-        epoch_loss, correct, seen, started = 0.0, 0, 0, time.time()
-        progress = tqdm(train_loader, desc=f'epoch {epoch}/{config.num_epochs}', leave=False,
-                        disable=not engine.is_root)
+        skip = state['batches_done']
+        # A mid-epoch checkpoint holds the totals of every rank: rank 0 carries them on.
+        totals = (engine.is_root and state['epoch_totals']) or {'loss': 0.0, 'correct': 0, 'seen': 0, 'seconds': 0.0}
+        started = time.time() - totals['seconds']
+        progress = tqdm(total=len(train_loader), initial=skip, desc=f'epoch {epoch}/{config.num_epochs}',
+                        leave=False, disable=None if engine.is_root else True)
         group_size = 0  # sentences whose gradients are summed in the parameters so far
-        for batch_id, (token_ids, valid_length, segment_ids, label) in enumerate(progress):
+        for batch_id, (token_ids, valid_length, segment_ids, label) in enumerate(train_loader):
+            if batch_id < skip:
+                continue
+            mx.random.seed(engine.rank_seed(batch_seed(config.seed, epoch, batch_id)))  # masks of its own per rank
             batch_size = label.shape[0]
             with mx.autograd.record():
                 losses, logits = [], []
@@ -303,7 +515,14 @@ def train(config):
                     mx.autograd.backward(scaled)
             else:
                 mx.autograd.backward(losses)
-            group_size += global_sizes[batch_id]  # what every rank together adds
+            group_size += global_sizes[batch_id]  # the sentences of every rank
+
+            batch_loss = sum(l.asscalar() for l in losses) / batch_size
+            # split_and_load keeps order, so the concatenated predictions line up with label.
+            predicted = np.concatenate([o.argmax(axis=1).asnumpy() for o in logits])
+            totals['loss'] += batch_loss * batch_size
+            totals['correct'] += int((predicted == label.asnumpy()).sum())
+            totals['seen'] += batch_size
 
             if (batch_id + 1) % config.accumulate == 0 or batch_id + 1 == len(train_loader):
                 state['step'] += 1
@@ -312,7 +531,7 @@ def train(config):
                 trainer.allreduce_grads()
                 if dtype == 'float16':
                     amp.unscale(trainer)  # clip the true gradients, not the loss-scaled ones
-                # Gradients are sums over group_size sentences (of every rank): clipping the sum at
+                # Gradients are sums over group_size sentences: clipping the sum at
                 # max_norm * group_size clips the mean gradient at max_norm, and update()
                 # divides by group_size, so k accumulated batches of b equal one batch of k*b.
                 nlp.utils.clip_grad_global_norm(trainable, config.max_grad_norm * group_size)
@@ -320,50 +539,80 @@ def train(config):
                 for p in trainable:
                     p.zero_grad()
                 group_size = 0
+                if config.save_every and state['step'] % config.save_every == 0 and batch_id + 1 < len(train_loader):
+                    state['batches_done'] = batch_id + 1
+                    state['epoch_totals'] = {**sum_over_ranks(engine, totals), 'seconds': time.time() - started}
+                    if engine.is_root:
+                        save_checkpoint(last_dir, classifier, trainer, state, settings)
 
-            batch_loss = sum(l.asscalar() for l in losses) / batch_size
-            epoch_loss += batch_loss * batch_size
-            # split_and_load keeps order, so the concatenated predictions line up with label.
-            predicted = np.concatenate([o.argmax(axis=1).asnumpy() for o in logits])
-            correct += int((predicted == label.asnumpy()).sum())
-            seen += batch_size
             state['history']['steps'].append({'step': state['step'], 'epoch': epoch,
                                               'loss': batch_loss, 'lr': trainer.learning_rate})
+            progress.update(1)
             progress.set_postfix(loss=f'{batch_loss:.4f}', lr=f'{trainer.learning_rate:.2e}',
-                                 acc=f'{correct / seen:.4f}')
+                                 acc=f"{totals['correct'] / totals['seen']:.4f}")
             if (batch_id + 1) % config.log_interval == 0:
                 logger.info('epoch %d batch %d/%d loss %.4f lr %.3e acc %.4f', epoch, batch_id + 1,
-                            len(train_loader), batch_loss, trainer.learning_rate, correct / seen)
+                            len(train_loader), batch_loss, trainer.learning_rate, totals['correct'] / totals['seen'])
+        progress.close()
 
         check_same_weights(engine, params)
-        report = evaluate(model, test_loader, ctx, len(label_map), engine)
-        epoch_loss, correct, seen = engine.allreduce_sum('train_totals', [epoch_loss, correct, seen])
-        state['history']['epochs'].append({'epoch': epoch, 'train_loss': epoch_loss / seen,
-                                           'train_accuracy': correct / seen, 'seconds': time.time() - started,
-                                           'test': report})
-        logger.info('epoch %d: train loss %.4f acc %.4f, %.1f s; test\n%s', epoch, epoch_loss / seen,
-                    correct / seen, time.time() - started, format_report(report, label_map.names))
-        state['epoch'] = epoch
-        new_best = report['accuracy'] > state['best_accuracy']
-        state['best_accuracy'] = max(report['accuracy'], state['best_accuracy'])
-        if engine.is_root:
-            if new_best:
+        valid_report = (evaluate(model, valid_loader, ctx, len(label_map), 'validating', engine)
+                        if valid_loader else None)
+        test_report = evaluate(model, test_loader, ctx, len(label_map), 'testing', engine)
+        totals = sum_over_ranks(engine, totals)
+        seconds = time.time() - started
+        state['history']['epochs'].append({'epoch': epoch, 'train_loss': totals['loss'] / totals['seen'],
+                                           'train_accuracy': totals['correct'] / totals['seen'],
+                                           'seconds': seconds, 'valid': valid_report, 'test': test_report})
+        logger.info('epoch %d: train loss %.4f acc %.4f, %.1f s | validation %s | test accuracy %.4f '
+                    'macro-F1 %.4f\n%s', epoch, totals['loss'] / totals['seen'], totals['correct'] / totals['seen'],
+                    seconds, _summary(valid_report), test_report['accuracy'], test_report['macro_f1'],
+                    format_report(test_report, label_map.names))
+        state.update(epoch=epoch, batches_done=0, epoch_totals=None)
+        if improved(valid_report, state['best'], config.select_metric):
+            if engine.is_root:
                 classifier.save(best_dir)
-            save_checkpoint(last_dir, classifier, trainer, state)
-            write_plots(state['history'], config.output_dir, label_map.names)
+            state['best'] = {'epoch': epoch, 'metric': config.select_metric if valid_report else None,
+                             'value': valid_report[config.select_metric] if valid_report else None}
+            state['epochs_without_improvement'] = 0
+        else:
+            state['epochs_without_improvement'] += 1
+        if config.early_stopping and state['epochs_without_improvement'] >= config.early_stopping:
+            state['stopped_early'] = epoch
+            logger.info('early stopping after epoch %d: no validation %s improvement for %d epochs',
+                        epoch, config.select_metric, config.early_stopping)
+        if engine.is_root:
+            save_checkpoint(last_dir, classifier, trainer, state, settings)
+            write_plots(state['history'], run_dir, label_map.names)
 
-    if engine.is_root:  # the other ranks return the last epoch's weights
-        write_json(os.path.join(config.output_dir, 'train_config.json'), dataclasses.asdict(config))
-        model.load_parameters(os.path.join(best_dir, 'model.params'), ctx=ctx)
-    logger.info('best test accuracy %.4f; model saved in %s', state['best_accuracy'], best_dir)
-    classifier.history = state['history']
+    classifier.history, classifier.run_dir, classifier.test_report = state['history'], run_dir, None
+    if not engine.is_root:  # rank 0 alone tests the selected model: its weights are in its best/
+        return classifier
+    model.load_parameters(os.path.join(best_dir, 'model.params'), ctx=ctx)
+    report = evaluate(model, make_loader(test_data, config, pad_id, Engine())[0], ctx, len(label_map),
+                      'testing the selected model')
+    selection = state['best']
+    write_json(os.path.join(run_dir, TEST_REPORT), {
+        'evaluated': 'once, on the selected model (best/); the test set was not used for selection',
+        'selected_epoch': selection['epoch'], 'select_metric': selection['metric'],
+        'validation_value': selection['value'], 'test_rows': len(splits.test), **report})
+    if selection['metric']:
+        logger.info('selected epoch %d by validation %s %.4f; test accuracy of the selected model %.4f '
+                    '(macro-F1 %.4f), saved in %s\n%s', selection['epoch'], selection['metric'], selection['value'],
+                    report['accuracy'], report['macro_f1'], best_dir, format_report(report, label_map.names))
+    else:
+        logger.info('no validation set, so no selection: kept the last epoch (%d); its test accuracy %.4f '
+                    '(macro-F1 %.4f), saved in %s\n%s', selection['epoch'], report['accuracy'], report['macro_f1'],
+                    best_dir, format_report(report, label_map.names))
+    classifier.test_report = report
     return classifier
 
 
+def _summary(report):
+    if report is None:
+        return 'none'
+    return f"accuracy {report['accuracy']:.4f} macro-F1 {report['macro_f1']:.4f}"
+
+
 def write_plots(history, run_dir, label_names):
-    try:
-        from .plots import plot_training
-    except ImportError as error:  # matplotlib is optional at run time
-        logger.warning('plots skipped: %s', error)
-        return
     plot_training(history, run_dir, label_names)

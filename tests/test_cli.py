@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from kobert_gluon import cli
+from kobert_gluon.errors import KobertGluonError
 from kobert_gluon.pipeline import TextClassifier
 from kobert_gluon.training import TrainConfig
 
@@ -60,10 +61,21 @@ def assert_one_line_error(code, err, *words):
         assert word in errors[0]
 
 
-def assert_predictions(labels, probabilities, classifier, texts):
-    expected = classifier.predict_proba(texts)
-    assert labels == classifier.predict(texts)
-    np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-6)
+def text_stdin(text):
+    """A stand-in for sys.stdin: text on top of the bytes the command reads."""
+    return io.TextIOWrapper(io.BytesIO(text.encode('utf-8')), encoding='utf-8')
+
+
+def assert_predictions(labels, probabilities, classifier, texts, blank_label):
+    """Sentences get the classifier's own predictions; blank lines keep their row, unpredicted."""
+    blank = [not text.strip() for text in texts]
+    scored = [text for text, is_blank in zip(texts, blank) if not is_blank]
+    assert [label for label, is_blank in zip(labels, blank) if is_blank] == [blank_label] * sum(blank)
+    assert all(p is None or p == [] for p, is_blank in zip(probabilities, blank) if is_blank)
+    labels = [label for label, is_blank in zip(labels, blank) if not is_blank]
+    probabilities = [p for p, is_blank in zip(probabilities, blank) if not is_blank]
+    assert labels == classifier.predict(scored)
+    np.testing.assert_allclose(probabilities, classifier.predict_proba(scored), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.sum(probabilities, axis=1), 1.0, atol=1e-5)
 
 
@@ -149,17 +161,18 @@ def test_usage_errors_exit_2(capsys, argv):
 # ---------------------------------------------------------------------------- predict
 
 def test_predict_tsv_from_stdin(cli_run, cli_classifier, monkeypatch, capsys):
-    monkeypatch.setattr(sys, 'stdin', io.StringIO(''.join(text + '\n' for text in SENTENCES)))
+    monkeypatch.setattr(sys, 'stdin', text_stdin(''.join(text + '\n' for text in SENTENCES)))
 
-    code, out, _ = run_cli(capsys, 'predict', '--model', cli_run.model_dir)
+    code, out, err = run_cli(capsys, 'predict', '--model', cli_run.model_dir)
 
     assert code == 0
     header, rows = read_tsv(out)
     names = cli_classifier.label_map.names
     assert header == ['text', 'label'] + [f'prob_{name}' for name in names]
     assert [row[0] for row in rows] == SENTENCES
-    assert_predictions([row[1] for row in rows], [[float(p) for p in row[2:]] for row in rows],
-                       cli_classifier, SENTENCES)
+    assert_predictions([row[1] for row in rows], [[float(p) for p in row[2:] if p] for row in rows],
+                       cli_classifier, SENTENCES, blank_label='')
+    assert '2 of 7 texts are empty or whitespace only' in err
 
 
 def test_predict_jsonl_from_input_file_to_output_file(cli_run, cli_classifier, tmp_path, capsys):
@@ -174,9 +187,10 @@ def test_predict_jsonl_from_input_file_to_output_file(cli_run, cli_classifier, t
     records = [json.loads(line) for line in target.read_text(encoding='utf-8').splitlines()]
     names = cli_classifier.label_map.names
     assert [record['text'] for record in records] == SENTENCES
-    assert all(list(record['probabilities']) == names for record in records)
+    assert all(list(record['probabilities']) == names for record in records if record['text'].strip())
     assert_predictions([record['label'] for record in records],
-                       [list(record['probabilities'].values()) for record in records], cli_classifier, SENTENCES)
+                       [record['probabilities'] and list(record['probabilities'].values()) for record in records],
+                       cli_classifier, SENTENCES, blank_label=None)
 
 
 def test_predict_positional_sentences_and_tabs_stay_in_their_column(cli_run, cli_classifier, capsys):
@@ -191,7 +205,7 @@ def test_predict_positional_sentences_and_tabs_stay_in_their_column(cli_run, cli
 
 
 def test_predict_with_no_input_writes_only_the_header(cli_run, cli_classifier, monkeypatch, capsys):
-    monkeypatch.setattr(sys, 'stdin', io.StringIO(''))
+    monkeypatch.setattr(sys, 'stdin', text_stdin(''))
     code, out, _ = run_cli(capsys, 'predict', '--model', cli_run.model_dir)
     assert code == 0
     assert out.splitlines() == ['\t'.join(['text', 'label'] + [f'prob_{n}' for n in cli_classifier.label_map.names])]
@@ -206,7 +220,8 @@ def test_console_entry_point_reads_utf8_stdin(cli_run, cli_classifier, tmp_path)
     assert result.returncode == 0, result.stderr.decode('utf-8', 'replace')
     records = [json.loads(line) for line in result.stdout.decode('utf-8').splitlines()]
     assert [record['text'] for record in records] == SENTENCES
-    assert [record['label'] for record in records] == cli_classifier.predict(SENTENCES)
+    assert [record['label'] for record in records] == [
+        label if text.strip() else None for text, label in zip(SENTENCES, cli_classifier.predict(SENTENCES))]
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -288,7 +303,7 @@ def test_unusable_ctx_is_a_one_line_error(cli_run, capsys, ctx, words):
 
 
 def test_debug_shows_the_exception(tmp_path):
-    with pytest.raises(ValueError, match='does not exist'):
+    with pytest.raises(KobertGluonError, match='does not exist'):
         cli.main(['--debug', 'predict', '--model', str(tmp_path / 'nowhere'), '좋아요'])
 
 

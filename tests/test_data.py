@@ -54,11 +54,11 @@ def test_unpadded_items_have_their_own_length(tokenizer):
 
 
 @pytest.mark.parametrize('rows, sent_idx, label_idx, error, match', [
-    ([['문장', 1]], 3, 1, IndexError, 'column 3'),
-    ([['문장', 1]], 0, 2, IndexError, 'column 2'),
-    ([['문장', 1], [float('nan'), 0]], 0, 1, TypeError, 'row 1, column 0: sentence is float'),
-    ([['문장', '행복']], 0, 1, TypeError, "row 0, column 1: label '행복' is not an integer"),
-    ([['문장', 1.5]], 0, 1, TypeError, 'label 1.5 is not an integer'),
+    ([['문장', 1]], 3, 1, DataError, 'column 3'),
+    ([['문장', 1]], 0, 2, DataError, 'column 2'),
+    ([['문장', 1], [float('nan'), 0]], 0, 1, DataError, 'row 1, column 0: sentence is float'),
+    ([['문장', '행복']], 0, 1, DataError, "row 0, column 1: label '행복' is not an integer"),
+    ([['문장', 1.5]], 0, 1, DataError, 'label 1.5 is not an integer'),
 ])
 def test_bad_rows_get_errors_naming_them(tokenizer, rows, sent_idx, label_idx, error, match):
     with pytest.raises(error, match=match):

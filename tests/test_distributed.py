@@ -240,10 +240,11 @@ def single_process_report(run_dir, train_file):
     from kobert_gluon.data import BERTDataset
     config = TrainConfig(**{**RUN_SETTINGS, 'data': str(train_file)})
     classifier = TextClassifier.load(run_dir / 'last' / 'model')
-    _, test_rows, label_map = load_splits(config)
-    test_data = BERTDataset(test_rows, 0, 1, classifier.tokenizer, config.max_len, True, False)
-    loader, _ = make_loader(test_data, config, classifier.tokenizer.vocab[classifier.tokenizer.vocab.padding_token], Engine())
-    return evaluate(classifier.model, loader, [mx.cpu()], len(label_map))
+    splits = load_splits(config)
+    test_data = BERTDataset(splits.test, 0, 1, classifier.tokenizer, config.max_len, True, False)
+    vocab = classifier.tokenizer.vocab
+    loader, _ = make_loader(test_data, config, vocab[vocab.padding_token], Engine())
+    return evaluate(classifier.model, loader, [mx.cpu()], len(splits.label_map))
 
 
 def assert_matches_single_process(run_dir, single_run, train_file):

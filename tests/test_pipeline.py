@@ -3,6 +3,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from kobert_gluon.errors import KobertGluonError
 from kobert_gluon.fileio import read_json
 from kobert_gluon.pipeline import ModelDirectoryError, TextClassifier
 from kobert_gluon.training import TrainConfig, load_splits
@@ -46,12 +47,11 @@ def test_training_leaves_loadable_best_and_last_models(demo_run, demo_model_dir)
 
     # last/ holds the weights the run ended with, i.e. the in-memory classifier.
     np.testing.assert_array_equal(last.logits(SENTENCES), demo_run.classifier.logits(SENTENCES))
-    # best/ scores the best test accuracy of the run on the run's own test split.
+    # best/ scores the best validation accuracy of the run on the run's own validation split.
     config = TrainConfig(**read_json(demo_run.run_dir / 'train_config.json'))
-    _, test_rows, _ = load_splits(config)
-    texts, labels = zip(*test_rows)
+    texts, labels = zip(*load_splits(config).valid)
     accuracy = np.mean(best.logits(list(texts)).argmax(axis=1) == np.array(labels))
-    best_accuracy = max(epoch['test']['accuracy'] for epoch in demo_run.classifier.history['epochs'])
+    best_accuracy = max(epoch['valid']['accuracy'] for epoch in demo_run.classifier.history['epochs'])
     assert accuracy == pytest.approx(best_accuracy)
 
 
@@ -112,9 +112,11 @@ def test_unusual_sentences_are_classified(demo_classifier):
     assert np.all(np.isfinite(demo_classifier.logits(texts)))
 
 
-@pytest.mark.parametrize('texts, match', [('한 문장', 'list of strings'), (['문장', None], r'texts\[1\]')])
+@pytest.mark.parametrize('texts, match', [('한 문장', 'iterable\\) of strings, got str'),
+                                          (None, 'got NoneType'), (42, 'got int'),
+                                          (['문장', None], r'texts\[1\]'), (['문장', 'a\ud800b'], r'texts\[1\]')])
 def test_encode_rejects_what_is_not_a_list_of_strings(demo_classifier, texts, match):
-    with pytest.raises(TypeError, match=match):
+    with pytest.raises(KobertGluonError, match=match):
         demo_classifier.predict(texts)
 
 

@@ -14,7 +14,8 @@ from kobert_gluon.data import DataError
 from kobert_gluon.model import BertConfig, build_classifier
 from kobert_gluon.training import TrainConfig, exclude_from_weight_decay, learning_rate_at, train
 
-TINY = BertConfig.small(num_layers=1, units=32, hidden_size=64, num_heads=2, max_length=64)
+from helpers import TINY, assert_same_params, final_params, run_config, tiny_bert, write_small_data
+
 
 
 def notebook_learning_rate(step_num, num_train_steps, num_warmup_steps, lr):
@@ -86,33 +87,12 @@ def test_head_initialised_from_normal_002():
 
 @pytest.fixture
 def small_data(tmp_path):
-    """96 rows of the embedded demo set, as a user's TSV file."""
-    frame = pd.read_csv(train_module.resources.files('kobert_gluon').joinpath('resources', 'demo_sentiment.tsv'),
-                        sep='\t', quoting=3, keep_default_na=False).head(96)
-    path = tmp_path / 'small.tsv'
-    frame.to_csv(path, sep='\t', index=False)
-    return str(path)
+    return write_small_data(tmp_path)
 
 
 @pytest.fixture
 def no_dropout_tiny_bert(monkeypatch):
-    monkeypatch.setattr(BertConfig, 'small', classmethod(lambda cls, **kw: dataclasses.replace(TINY, dropout=0.0, **kw)))
-
-
-def run_config(tmp_path, data, name, **overrides):
-    settings = dict(data=data, bert='small', max_len=24, batch_size=8, num_epochs=1, learning_rate=1e-3,
-                    tokenizer_vocab_size=200, log_interval=1000, output_dir=str(tmp_path / name), ctx='cpu')
-    return TrainConfig(**{**settings, **overrides})
-
-
-def final_params(run_dir):
-    return mx.nd.load(str(run_dir / 'last' / 'model' / 'model.params'))
-
-
-def assert_same_params(a, b, atol):
-    assert a.keys() == b.keys()
-    for name in a:
-        np.testing.assert_allclose(a[name].asnumpy(), b[name].asnumpy(), rtol=0, atol=atol, err_msg=name)
+    tiny_bert(monkeypatch, dropout=0.0)
 
 
 def test_accumulating_k_batches_equals_one_k_times_larger_batch(tmp_path, small_data, no_dropout_tiny_bert):
@@ -159,7 +139,8 @@ def test_emotion_run_with_kobert_tokenizer_beats_chance(tmp_path, shared_dir, ko
 
 @pytest.mark.parametrize('change, error, match', [
     (dict(text_column='document'), DataError, "no column 'document'"),
-    (dict(num_classes=1), DataError, 'distinct labels'),
+    (dict(num_classes=3), DataError, 'distinct labels'),
+    (dict(num_classes=1), ValueError, 'num_classes=1'),
     (dict(max_len=600), ValueError, 'max_len=600'),
     (dict(ctx='gpu:0'), RuntimeError, 'CPU-only build|GPU 0 requested'),
     (dict(bert='huge'), ValueError, "bert='huge'"),

@@ -1,0 +1,46 @@
+"""Small training runs shared by the test files (tests/ is on sys.path, so `from helpers import ...`)."""
+import dataclasses
+from importlib import resources
+
+import mxnet as mx
+import numpy as np
+import pandas as pd
+
+from kobert_gluon.model import BertConfig
+from kobert_gluon.training import TrainConfig
+
+TINY = BertConfig.small(num_layers=1, units=32, hidden_size=64, num_heads=2, max_length=64)
+
+
+def demo_frame(rows=96):
+    path = resources.files('kobert_gluon').joinpath('resources', 'demo_sentiment.tsv')
+    return pd.read_csv(path, sep='\t', quoting=3, keep_default_na=False).head(rows)
+
+
+def write_small_data(directory, rows=96, name='small.tsv'):
+    """``rows`` rows of the embedded demo set, as a user's TSV file."""
+    path = directory / name
+    demo_frame(rows).to_csv(path, sep='\t', index=False)
+    return str(path)
+
+
+def tiny_bert(monkeypatch, dropout=0.0):
+    """Make 'small' BERT the 1-layer, 32-unit TINY model (fast), with the given dropout."""
+    monkeypatch.setattr(BertConfig, 'small',
+                        classmethod(lambda cls, **kw: dataclasses.replace(TINY, dropout=dropout, **kw)))
+
+
+def run_config(tmp_path, data, name, **overrides):
+    settings = dict(data=data, bert='small', max_len=24, batch_size=8, num_epochs=1, learning_rate=1e-3,
+                    tokenizer_vocab_size=200, log_interval=1000, output_dir=str(tmp_path / name), ctx='cpu')
+    return TrainConfig(**{**settings, **overrides})
+
+
+def final_params(run_dir, which='last/model'):
+    return mx.nd.load(str(run_dir / which / 'model.params'))
+
+
+def assert_same_params(a, b, atol):
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(a[name].asnumpy(), b[name].asnumpy(), rtol=0, atol=atol, err_msg=name)
