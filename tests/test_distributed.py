@@ -310,3 +310,14 @@ def test_killed_worker_ends_the_job_then_resume_continues(train_file, single_pro
     launch(command + ['--resume'], 'dist_sync', num_workers=2, timeout=LAUNCH_TIMEOUT)
     assert 'resuming' in capfd.readouterr().err
     assert_matches_single_process(tmp_path, single_process_run, train_file)
+
+
+@pytest.mark.parametrize('settings, match', [
+    ({'distributed': 'dist_sync'}, '--distributed dist_sync needs --output_dir'),
+    ({'distributed': 'horovod', 'output_dir': 'runs/x', 'bucketing': True}, 'bucketing is not available'),
+    ({'distributed': 'mpi', 'output_dir': 'runs/x'}, "distributed='mpi'"),
+])
+def test_distributed_settings_are_checked_up_front(settings, match):
+    from kobert_gluon.training import TrainConfig
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**settings).validate()
