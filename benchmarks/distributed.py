@@ -59,11 +59,10 @@ def num_parameters(model):
 
 
 def worker(args):
-    import gluonnlp as nlp
     import mxnet as mx
     import numpy as np
     from mxnet import autograd, gluon
-    from kobert_gluon.distributed import create_engine, start
+    from kobert_gluon.distributed import create_engine, start, step
 
     engine = create_engine(args.worker)
     model = build_model(args.model)
@@ -79,24 +78,20 @@ def worker(args):
     loss_function = gluon.loss.SoftmaxCELoss()
     global_batch = args.batch_size * engine.num_workers
 
-    def step():
+    def train_step():
         with autograd.record():
             loss = loss_function(model(token_ids, segment_ids, valid_length), label).sum()
         loss.backward()
-        trainer.allreduce_grads()
-        nlp.utils.clip_grad_global_norm(trainable, 1.0 * global_batch)
-        trainer.update(global_batch)
-        for p in trainable:
-            p.zero_grad()
+        step(trainer, trainable, global_batch, max_grad_norm=1.0)
         mx.nd.waitall()
 
     for _ in range(WARMUP_STEPS):
-        step()
+        train_step()
     engine.barrier()
     sent, received = socket_bytes(os.getpid())
     started = time.perf_counter()
     for _ in range(args.steps):
-        step()
+        train_step()
     seconds = time.perf_counter() - started
     sent_after, received_after = socket_bytes(os.getpid())
     total_seconds = engine.allreduce_sum('seconds', [seconds])[0]
@@ -145,7 +140,7 @@ def main():
     print(f'{args.model} BERT classifier, {parameters:,} parameters ({4 * parameters / 2**20:.1f} MiB of float32 '
           f'gradients), {args.steps} steps of {args.batch_size} sentences x {MAX_LEN} tokens per worker, '
           f'{os.cpu_count()} CPUs')
-    print(f"| setup | global batch | samples/s | vs 1 process | MiB sent / step / worker | "
+    print("| setup | global batch | samples/s | vs 1 process | MiB sent / step / worker | "
           f"MiB received / step / worker | bytes per parameter |")
     print('|---|---:|---:|---:|---:|---:|---:|')
     for name, row in rows:

@@ -10,12 +10,11 @@ import json
 import os
 import sys
 
-import gluonnlp as nlp
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from kobert_gluon.distributed import aggregate_report, check_same_weights, create_engine, shard_batches
+from kobert_gluon.distributed import aggregate_report, check_same_weights, create_engine, shard_batches, step
 from kobert_gluon.model import BertConfig, build_classifier
 
 TINY = BertConfig.small(num_layers=1, units=32, hidden_size=64, num_heads=2, max_length=16, vocab_size=60,
@@ -47,7 +46,7 @@ def build_model(seed):
 
 
 def train_and_evaluate(engine, model, batch_size):
-    """The training step of kobert_gluon.training; returns the aggregated test report."""
+    """Train as kobert_gluon.training does; returns the aggregated test report."""
     params = model.collect_params()
     params.setattr('grad_req', 'add')
     trainable = [p for p in params.values() if p.grad_req != 'null']
@@ -61,11 +60,7 @@ def train_and_evaluate(engine, model, batch_size):
             with autograd.record():
                 loss = loss_function(model(token_ids, segment_ids, valid_length), label).sum()
             loss.backward()
-            trainer.allreduce_grads()
-            nlp.utils.clip_grad_global_norm(trainable, 1.0 * global_size)
-            trainer.update(global_size)
-            for p in trainable:
-                p.zero_grad()
+            step(trainer, trainable, global_size, max_grad_norm=1.0)
     check_same_weights(engine, params)
     (indices, _), = shard_batches(NUM_TEST, NUM_TEST, engine.rank, engine.num_workers)
     token_ids, segment_ids, valid_length, label = (a[mx.nd.array(indices)] for a in test_data)
