@@ -141,7 +141,7 @@ def main():
           f'gradients), {args.steps} steps of {args.batch_size} sentences x {MAX_LEN} tokens per worker, '
           f'{os.cpu_count()} CPUs')
     print("| setup | global batch | samples/s | vs 1 process | MiB sent / step / worker | "
-          f"MiB received / step / worker | bytes per parameter |")
+          "MiB received / step / worker | bytes per parameter |")
     print('|---|---:|---:|---:|---:|---:|---:|')
     for name, row in rows:
         traffic = row['sent_per_step'] + row['received_per_step']
