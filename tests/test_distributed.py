@@ -252,9 +252,13 @@ def assert_matches_single_process(run_dir, single_run, train_file):
     assert weights.keys() == reference.keys()
     for name in weights:
         np.testing.assert_allclose(weights[name], reference[name], rtol=0, atol=1e-5, err_msg=name)
-    state = json.loads((run_dir / 'last' / 'state.json').read_text(encoding='utf-8'))
-    assert [epoch['epoch'] for epoch in state['history']['epochs']] == [1, 2]
-    assert state['history']['epochs'][-1]['test'] == single_process_report(run_dir, train_file)
+    epochs = json.loads((run_dir / 'last' / 'state.json').read_text(encoding='utf-8'))['history']['epochs']
+    reference_epochs = json.loads((single_run / 'last' / 'state.json').read_text(encoding='utf-8'))['history']['epochs']
+    assert [epoch['epoch'] for epoch in epochs] == [1, 2]
+    for ours, reference in zip(epochs, reference_epochs):  # the ranks' training totals add up
+        assert (ours['train_loss'], ours['train_accuracy']) == pytest.approx(
+            (reference['train_loss'], reference['train_accuracy']), rel=1e-5)
+    assert epochs[-1]['test'] == single_process_report(run_dir, train_file)
 
 
 @pytest.mark.parametrize('engine', ['dist_sync', 'horovod'])
@@ -285,7 +289,8 @@ def worker_pids():
 
 
 def test_killed_worker_ends_the_job_then_resume_continues(train_file, single_process_run, tmp_path, capfd):
-    command = train_command(train_file, tmp_path, 'dist_sync')
+    # A checkpoint every 2 of the 10 steps: the kill comes mid-epoch, after the first one.
+    command = train_command(train_file, tmp_path, 'dist_sync', '--save_every', '2')
     outcome = {}
 
     def run():
@@ -299,13 +304,13 @@ def test_killed_worker_ends_the_job_then_resume_continues(train_file, single_pro
     state_file = tmp_path / 'last' / 'state.json'
     while not state_file.exists() and job.is_alive():
         time.sleep(0.02)
-    victim = max(worker_pids())  # after epoch 1 of 2 is saved
+    victim = max(worker_pids())
     os.kill(victim, signal.SIGKILL)
     job.join(60)
     assert not job.is_alive()
     assert re.fullmatch(rf'worker \d \(pid {victim}\) was killed by SIGKILL; stopped the other 3 processes',
                         str(outcome.get('error')))
-    assert json.loads(state_file.read_text(encoding='utf-8'))['epoch'] == 1  # it stopped mid-run
+    assert json.loads(state_file.read_text(encoding='utf-8'))['step'] < 10  # it stopped mid-run
 
     launch(command + ['--resume'], 'dist_sync', num_workers=2, timeout=LAUNCH_TIMEOUT)
     assert 'resuming' in capfd.readouterr().err
