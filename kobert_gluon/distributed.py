@@ -181,6 +181,17 @@ def start(engine, model, trainer, max_len, ctx):
     engine.synchronize(model.collect_params(), trainer)
 
 
+def step(trainer, params, global_size, max_grad_norm):
+    """One optimizer step as train() takes it, from gradients that are sums over this rank's
+    sentences: summed over the ranks, clipped so that the mean gradient's norm is at most
+    ``max_grad_norm``, divided by the ``global_size`` sentences of all ranks; then zeroed."""
+    trainer.allreduce_grads()
+    nlp.utils.clip_grad_global_norm(params, max_grad_norm * global_size)
+    trainer.update(global_size)
+    for param in params:
+        param.zero_grad()
+
+
 @contextlib.contextmanager
 def root_first(engine):
     """The block runs on rank 0 first, then on the other ranks, which find what rank 0 wrote."""
@@ -241,17 +252,6 @@ def aggregate_report(engine, labels, predictions, num_classes):
     # The report is computed from (label, prediction) pairs: rebuild them from the summed counts.
     pairs = np.repeat(np.arange(num_classes ** 2), np.rint(matrix).astype(np.int64).ravel())
     return classification_report(pairs // num_classes, pairs % num_classes, num_classes)
-
-
-def step(trainer, params, global_size, max_grad_norm):
-    """One optimizer step as train() takes it, from gradients that are sums over this rank's
-    sentences: summed over the ranks, clipped so that the mean gradient's norm is at most
-    ``max_grad_norm``, divided by the ``global_size`` sentences of all ranks; then zeroed."""
-    trainer.allreduce_grads()
-    nlp.utils.clip_grad_global_norm(params, max_grad_norm * global_size)
-    trainer.update(global_size)
-    for param in params:
-        param.zero_grad()
 
 
 def sum_over_ranks(engine, counts):
