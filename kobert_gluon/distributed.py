@@ -221,21 +221,21 @@ def create_engine(name):
 
 # ---------------------------------------------------------------------------- data
 
-def shard_batches(num_samples, batch_size, rank=0, num_workers=1, seed=None):
+def shard_batches(num_samples, batch_size, rank=0, num_workers=1, shuffle=False):
     """This rank's batches of one epoch: ``(indices, global_size)`` for each step.
 
-    The epoch's order is ``np.random.RandomState(seed).permutation`` (the order of ``np.random.seed``
-    then a gluon shuffling DataLoader), or the file order when ``seed`` is None. It is cut into
-    global batches of ``batch_size * num_workers`` sentences; rank r takes every
-    ``num_workers``-th sentence of each, starting at r. So the shards are disjoint and cover
-    the set, every rank has the same number of batches (no collective waits for a rank that
-    ran out), and one process with ``batch_size * num_workers`` sees exactly the union of the
-    ranks' batches. A last global batch too small to give each rank a sentence joins the one
-    before it.
+    The epoch's order is ``np.random.permutation`` from numpy's global generator (exactly the
+    order of a shuffling gluon DataLoader; every rank must have seeded numpy alike), or the
+    file order. It is cut into global batches of ``batch_size * num_workers`` sentences; rank r
+    takes every ``num_workers``-th sentence of each, starting at r. So the shards are disjoint
+    and cover the set, every rank has the same number of batches (no collective waits for a
+    rank that ran out), and one process with ``batch_size * num_workers`` sees exactly the
+    union of the ranks' batches. A last global batch too small to give each rank a sentence
+    joins the one before it.
     """
     if num_samples < num_workers:
         raise DataError(f'{num_samples} sentences cannot be shared among {num_workers} workers')
-    order = np.arange(num_samples) if seed is None else np.random.RandomState(seed).permutation(num_samples)
+    order = np.random.permutation(num_samples) if shuffle else np.arange(num_samples)
     global_size = batch_size * num_workers
     starts = list(range(0, num_samples, global_size))
     if num_samples - starts[-1] < num_workers:

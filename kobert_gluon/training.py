@@ -268,18 +268,23 @@ def data_path(config):
     return config.data or str(resources.files(__package__).joinpath('resources', DEMO_DATA))
 
 
-def make_loader(dataset, config, pad_id, engine, seed=None):
-    """This rank's batches, shuffled from ``seed`` (None: in file order), and each step's global
-    batch size (the sentences of every rank together)."""
+def make_loader(dataset, config, shuffle, pad_id):
+    """One process's DataLoader (shuffled with numpy's global generator, as gluon's own)."""
+    return rank_loader(dataset, config, pad_id, Engine(), shuffle)[0]
+
+
+def rank_loader(dataset, config, pad_id, engine, shuffle):
+    """This rank's DataLoader and each step's global batch size (the sentences of all ranks).
+
+    Shuffling draws from numpy's global generator, so every rank must have seeded it alike.
+    """
     if not config.bucketing:
-        plan = shard_batches(len(dataset), config.batch_size, engine.rank, engine.num_workers, seed)
+        plan = shard_batches(len(dataset), config.batch_size, engine.rank, engine.num_workers, shuffle)
         return (gluon.data.DataLoader(dataset, batch_sampler=[indices for indices, _ in plan]),
                 [global_size for _, global_size in plan])
     lengths = [int(item[1]) for item in dataset]  # one process only: TrainConfig.validate
     sampler = nlp.data.FixedBucketSampler(lengths, batch_size=config.batch_size, num_buckets=10,
-                                          ratio=0, shuffle=seed is not None)
-    if seed is not None:
-        np.random.seed(seed)  # the sampler shuffles with numpy's global generator
+                                          ratio=0, shuffle=shuffle)
     batches = list(sampler)
     # Rounding widths to a multiple of 8 bounds how many shapes the graph is built for.
     batchify = nlp.data.batchify.Tuple(nlp.data.batchify.Pad(axis=0, pad_val=pad_id, dtype='int32', round_to=8),
@@ -438,9 +443,9 @@ def _train(config, run_dir, ctx, dtype, engine):
     test_data = BERTDataset(splits.test, 0, 1, tokenizer, config.max_len, pad, False)
     pad_id = vocab[vocab.padding_token]
     # Each rank evaluates its share of the rows; the reports add up the ranks' confusion matrices.
-    valid_loader = (make_loader(BERTDataset(splits.valid, 0, 1, tokenizer, config.max_len, pad, False),
-                                config, pad_id, engine)[0] if splits.valid else None)
-    test_loader, _ = make_loader(test_data, config, pad_id, engine)
+    valid_loader = (rank_loader(BERTDataset(splits.valid, 0, 1, tokenizer, config.max_len, pad, False),
+                                 config, pad_id, engine, shuffle=False)[0] if splits.valid else None)
+    test_loader, _ = rank_loader(test_data, config, pad_id, engine, shuffle=False)
     logger.info('train %d / validation %d / test %d sentences, %d classes %s, ctx %s, %d worker(s), '
                 'run directory %s', len(splits.train), len(splits.valid), len(splits.test), len(label_map),
                 label_map.names, ctx, engine.num_workers, run_dir)
@@ -465,7 +470,7 @@ def _train(config, run_dir, ctx, dtype, engine):
         amp.init_trainer(trainer)  # dynamic loss scaling
     loss_function = gluon.loss.SoftmaxCELoss()
 
-    steps_per_epoch = -(-len(make_loader(train_data, config, pad_id, engine, config.seed)[1]) // config.accumulate)
+    steps_per_epoch = -(-len(rank_loader(train_data, config, pad_id, engine, shuffle=False)[1]) // config.accumulate)
     num_train_steps = steps_per_epoch * config.num_epochs
     num_warmup_steps = int(num_train_steps * config.warmup_ratio)
 
@@ -490,7 +495,7 @@ def _train(config, run_dir, ctx, dtype, engine):
         # batches trained before a mid-epoch checkpoint are skipped in that same order.
         # Every rank shuffles alike and takes its share of each global batch.
         seed_everything(config.seed * 1000 + epoch)
-        train_loader, global_sizes = make_loader(train_data, config, pad_id, engine, config.seed * 1000 + epoch)
+        train_loader, global_sizes = rank_loader(train_data, config, pad_id, engine, shuffle=True)
         skip = state['batches_done']
         # A mid-epoch checkpoint holds the totals of every rank: rank 0 carries them on.
         totals = (engine.is_root and state['epoch_totals']) or {'loss': 0.0, 'correct': 0, 'seen': 0, 'seconds': 0.0}
@@ -589,7 +594,7 @@ def _train(config, run_dir, ctx, dtype, engine):
     if not engine.is_root:  # rank 0 alone tests the selected model: its weights are in its best/
         return classifier
     model.load_parameters(os.path.join(best_dir, 'model.params'), ctx=ctx)
-    report = evaluate(model, make_loader(test_data, config, pad_id, Engine())[0], ctx, len(label_map),
+    report = evaluate(model, make_loader(test_data, config, False, pad_id), ctx, len(label_map),
                       'testing the selected model')
     selection = state['best']
     write_json(os.path.join(run_dir, TEST_REPORT), {

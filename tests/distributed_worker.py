@@ -55,7 +55,8 @@ def train_and_evaluate(engine, model, batch_size):
     train_data, test_data = make_data(NUM_TRAIN, 1), make_data(NUM_TEST, 2)
     loss_function = gluon.loss.SoftmaxCELoss()
     for epoch in range(NUM_EPOCHS):
-        for indices, global_size in shard_batches(NUM_TRAIN, batch_size, engine.rank, engine.num_workers, epoch):
+        np.random.seed(epoch)  # every rank alike, as train() seeds each epoch
+        for indices, global_size in shard_batches(NUM_TRAIN, batch_size, engine.rank, engine.num_workers, True):
             token_ids, segment_ids, valid_length, label = (a[mx.nd.array(indices)] for a in train_data)
             with autograd.record():
                 loss = loss_function(model(token_ids, segment_ids, valid_length), label).sum()

@@ -38,10 +38,16 @@ def require_horovod():
 
 # ---------------------------------------------------------------------------- sharding
 
+def seeded(seed, *args):
+    """shard_batches shuffled after seeding numpy, as train() seeds every rank each epoch."""
+    np.random.seed(seed)
+    return shard_batches(*args, shuffle=True)
+
+
 @pytest.mark.parametrize('num_samples, batch_size, num_workers', [(52, 8, 2), (53, 8, 2), (17, 4, 3), (7, 5, 1),
                                                                  (34, 8, 2)])
 def test_shards_are_disjoint_cover_the_set_and_have_equal_batch_counts(num_samples, batch_size, num_workers):
-    plans = [shard_batches(num_samples, batch_size, rank, num_workers, seed=3) for rank in range(num_workers)]
+    plans = [seeded(3, num_samples, batch_size, rank, num_workers) for rank in range(num_workers)]
     assert len({len(plan) for plan in plans}) == 1
     seen = [i for plan in plans for indices, _ in plan for i in indices]
     assert sorted(seen) == list(range(num_samples))
@@ -52,8 +58,8 @@ def test_shards_are_disjoint_cover_the_set_and_have_equal_batch_counts(num_sampl
 
 @pytest.mark.parametrize('num_samples, batch_size, num_workers', [(52, 8, 2), (17, 4, 3), (34, 8, 2)])
 def test_ranks_together_see_the_single_process_batches(num_samples, batch_size, num_workers):
-    single = shard_batches(num_samples, batch_size * num_workers, seed=9)
-    plans = [shard_batches(num_samples, batch_size, rank, num_workers, seed=9) for rank in range(num_workers)]
+    single = seeded(9, num_samples, batch_size * num_workers)
+    plans = [seeded(9, num_samples, batch_size, rank, num_workers) for rank in range(num_workers)]
     joined = [sorted(i for indices, _ in step for i in indices) for step in zip(*plans)]
     if len(joined) < len(single):  # 34 = 2 x 16 + 2: the short tail of 2 joins the batch before it
         single = single[:-2] + [(single[-2][0] + single[-1][0], None)]
@@ -64,13 +70,13 @@ def test_one_process_draws_the_batches_of_a_seeded_shuffling_data_loader():
     dataset = gluon.data.ArrayDataset(np.arange(37))
     np.random.seed(1042)
     expected = [batch.asnumpy().tolist() for batch in gluon.data.DataLoader(dataset, batch_size=8, shuffle=True)]
-    assert [indices for indices, _ in shard_batches(37, 8, seed=1042)] == expected
+    assert [indices for indices, _ in seeded(1042, 37, 8)] == expected
 
 
-def test_each_epoch_reshuffles_from_the_seed():
-    first, second = (shard_batches(40, 8, 1, 2, seed=epoch) for epoch in (1, 2))
+def test_each_epoch_reshuffles_from_the_seed_and_unshuffled_is_file_order():
+    first, second = (seeded(epoch, 40, 8, 1, 2) for epoch in (1, 2))
     assert first != second
-    assert shard_batches(40, 8, 1, 2, seed=1) == first
+    assert seeded(1, 40, 8, 1, 2) == first
     assert [i for indices, _ in shard_batches(10, 4, 1, 2) for i in indices] == [1, 3, 5, 7, 9]
 
 
@@ -234,7 +240,6 @@ def single_process_run(train_file, tmp_path_factory):
 
 def single_process_report(run_dir, train_file):
     """Evaluation of the run's last weights in this one process, on the whole test split."""
-    from kobert_gluon.distributed import Engine
     from kobert_gluon.pipeline import TextClassifier
     from kobert_gluon.training import TrainConfig, evaluate, load_splits, make_loader
     from kobert_gluon.data import BERTDataset
@@ -243,7 +248,7 @@ def single_process_report(run_dir, train_file):
     splits = load_splits(config)
     test_data = BERTDataset(splits.test, 0, 1, classifier.tokenizer, config.max_len, True, False)
     vocab = classifier.tokenizer.vocab
-    loader, _ = make_loader(test_data, config, vocab[vocab.padding_token], Engine())
+    loader = make_loader(test_data, config, False, vocab[vocab.padding_token])
     return evaluate(classifier.model, loader, [mx.cpu()], len(splits.label_map))
 
 
