@@ -46,7 +46,8 @@ def worker(args):
     epochs = classifier.history['epochs']
     print(json.dumps({'epoch_seconds': sum(e['seconds'] for e in epochs) / len(epochs),
                       'accuracy': epochs[-1]['test']['accuracy'], 'macro_f1': epochs[-1]['test']['macro_f1'],
-                      'threads': os.environ.get('OMP_NUM_THREADS')}))
+                      'threads': os.environ.get('OMP_NUM_THREADS'), 'batch_size': config.batch_size,
+                      'test_size': config.test_size, 'valid_size': config.valid_size}))
 
 
 def main():
@@ -71,8 +72,9 @@ def main():
         if result.returncode:
             sys.exit(f'{name} failed:\n{result.stderr[-3000:]}')
         rows.append((name, json.loads(result.stdout.strip().splitlines()[-1])))
-    baseline = rows[0][1]['epoch_seconds']
-    print(f'emotion dataset, {args.rows} rows (80/20 split), small BERT, KoBERT tokenizer, batch 64, {args.epochs} epoch(s)')
+    baseline, used = rows[0][1]['epoch_seconds'], rows[0][1]
+    print(f"emotion dataset, {args.rows} rows ({used['test_size']:.0%} test, {used['valid_size']:.0%} of the rest "
+          f"for validation), small BERT, KoBERT tokenizer, batch {used['batch_size']}, {args.epochs} epoch(s)")
     print('| setup | threads | epoch s | speed-up | test accuracy | macro-F1 |')
     print('|---|---|---|---|---|---|')
     for name, row in rows:

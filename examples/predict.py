@@ -1,6 +1,6 @@
 """Classify new sentences with a fine-tuned model directory (KoBERT issue #28).
 
-    python examples/predict.py runs/demo/best "배송이 빨라서 좋았어요" "다시는 안 삽니다"
+    python examples/predict.py runs/demo-20261126-101500/best "배송이 빨라서 좋았어요" "다시는 안 삽니다"
 """
 import sys
 

@@ -6,8 +6,9 @@
     python examples/train_emotion.py --data single_turn_emotion.xlsx --bert small --num_epochs 1
 
 Labels get ids in sorted order (공포 0, 놀람 1, 분노 2, 슬픔 3, 중립 4, 행복 5, 혐오 6); rows are
-stored grouped by label, and the stratified split shuffles them. Every flag of
-``kobert-gluon train`` works here too.
+stored grouped by label, and the stratified split shuffles them. The run goes to a new
+``runs/<data file name>-<date-time>/`` (its best/ model path is printed last); every flag of
+``kobert-gluon train`` works here too (``--output_dir``, ``--resume``, ...).
 """
 import sys
 
@@ -15,4 +16,4 @@ from kobert_gluon.cli import main
 
 if __name__ == '__main__':
     sys.exit(main(['train', '--text_column', 'Sentence', '--label_column', 'Emotion',
-                   '--output_dir', 'runs/emotion', *sys.argv[1:]]))
+                   *sys.argv[1:]]))

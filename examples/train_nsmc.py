@@ -5,8 +5,9 @@
     python examples/train_nsmc.py --data ratings_train_small.txt --test_data ratings_test_small.txt \\
         --bert small --num_epochs 1
 
-Empty documents are dropped (and counted in the log). Every flag of ``kobert-gluon train``
-works here too.
+Empty documents are dropped (and counted in the log). The run goes to a new
+``runs/<data file name>-<date-time>/`` (its best/ model path is printed last); every flag of
+``kobert-gluon train`` works here too.
 """
 import sys
 
@@ -14,4 +15,4 @@ from kobert_gluon.cli import main
 
 if __name__ == '__main__':
     sys.exit(main(['train', '--text_column', 'document', '--label_column', 'label',
-                   '--output_dir', 'runs/nsmc', *sys.argv[1:]]))
+                   *sys.argv[1:]]))

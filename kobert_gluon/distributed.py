@@ -26,7 +26,7 @@ import numpy as np
 from mxnet import gluon
 
 from .errors import ConfigError, DataError, DistributedError, MissingExtraError
-from .metrics import classification_report, confusion_matrix
+from .metrics import classification_report
 
 logger = logging.getLogger(__name__)
 
@@ -244,11 +244,20 @@ def shard_batches(num_samples, batch_size, rank=0, num_workers=1, shuffle=False)
     return [(order[start:end][rank::num_workers].tolist(), end - start) for start, end in zip(starts, ends)]
 
 
+def global_batch_sizes(num_samples, batch_size, num_workers):
+    """The sentences of all ranks together in each step of :func:`shard_batches`."""
+    return [global_size for _, global_size in shard_batches(num_samples, batch_size, 0, num_workers)]
+
+
 # ---------------------------------------------------------------------------- metrics
 
-def aggregate_report(engine, labels, predictions, num_classes):
-    """classification_report over every rank's (labels, predictions), summed as confusion matrices."""
-    matrix = engine.allreduce_sum('confusion_matrix', confusion_matrix(labels, predictions, num_classes))
+def aggregate_report(engine, report):
+    """``report`` (a classification_report of this rank's rows) over every rank's rows: the
+    confusion matrices are summed and the report recomputed, equal to one process's."""
+    if engine.num_workers == 1:
+        return report
+    num_classes = len(report['confusion_matrix'])
+    matrix = engine.allreduce_sum('confusion_matrix', report['confusion_matrix'])
     # The report is computed from (label, prediction) pairs: rebuild them from the summed counts.
     pairs = np.repeat(np.arange(num_classes ** 2), np.rint(matrix).astype(np.int64).ravel())
     return classification_report(pairs // num_classes, pairs % num_classes, num_classes)

@@ -63,7 +63,14 @@ class TextClassifier:
         return [self._transform([text]) for text in as_texts(texts)]
 
     def batches(self, encoded, batch_size, width=None):
-        """numpy int32 batches padded to their own longest sentence (or to ``width``)."""
+        """numpy int32 batches padded to their own longest sentence (or to ``width``).
+
+        The one padding path besides training's: training pads inside gluonnlp's DataLoader
+        (BERTSentenceTransform(pad=True), or batchify.Pad with --bucketing), which yields
+        NDArrays and cannot pad to a fixed width. Prediction needs numpy rows in any order
+        (sorted by length, then put back), and a fixed ``width`` for INT8 calibration and
+        export tracing. tests/test_pipeline.py checks that both give the same arrays.
+        """
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start:start + batch_size]
             chunk_width = width or max(int(valid_length) for _, valid_length, _ in chunk)

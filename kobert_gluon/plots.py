@@ -111,11 +111,19 @@ def _weight(entry):
 
 
 def _register(path):
-    """Make the font (and, for the bundled one, its bold face) findable by family name."""
-    font_manager.fontManager.addfont(path)
+    """Make the font (and, for the bundled one, its bold face) findable by family name.
+
+    Our files go first in matplotlib's list: with Debian's fonts-nanum installed, the same
+    family name would otherwise resolve to the system's copy, not the file we chose."""
+    paths = [path]
     bold = os.path.join(os.path.dirname(path), 'NanumGothicBold.ttf')
     if os.path.basename(path) == 'NanumGothic.ttf' and os.path.isfile(bold):
-        font_manager.fontManager.addfont(bold)
+        paths.append(bold)
+    manager = font_manager.fontManager
+    for font in paths:
+        manager.addfont(font)
+    ours = [entry for entry in manager.ttflist if entry.fname in paths]
+    manager.ttflist = ours + [entry for entry in manager.ttflist if entry.fname not in paths]
 
 
 @functools.lru_cache(maxsize=None)

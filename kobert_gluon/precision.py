@@ -21,8 +21,9 @@ from .errors import ConfigError
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ('float32', 'bfloat16', 'float16', 'int8')
-# gluonnlp's fused attention ops are missing from MXNet 1.9.1's bf16 lists (the fp16 lists have
-# them as widest-type casts); unlisted, AMP feeds them one bf16 and one fp32 input and fails.
+# gluonnlp's fused attention ops are missing from MXNet 1.9.1's bf16 lists; unlisted, AMP feeds
+# them one bf16 and one fp32 input and fails. Their CPU kernels are float32 only ("Only FP32 is
+# supported on CPU"), so they run in float32 and AMP casts their inputs up.
 ATTENTION_OPS = ('_contrib_interleaved_matmul_selfatt_qk', '_contrib_interleaved_matmul_selfatt_valatt')
 # After oneDNN graph fusion the same ops are named like this; INT8 keeps them in float32,
 # because their quantized forms disagree on int8/uint8 inputs in mxnet 1.9.1.
@@ -54,8 +55,8 @@ def resolve(precision, ctx, training=False):
 
 def _register_attention_ops():
     for op in ATTENTION_OPS:
-        if op not in symbol_bf16.WIDEST_TYPE_CASTS:
-            symbol_bf16.WIDEST_TYPE_CASTS.append(op)
+        if op not in symbol_bf16.FP32_FUNCS:
+            symbol_bf16.FP32_FUNCS.append(op)
 
 
 def init_training(precision):

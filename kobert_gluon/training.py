@@ -29,12 +29,12 @@ from .assets import md5sum
 from .context import parse_ctx
 from .data import (BERTDataset, LabelMap, check_max_len, label_key, read_table, rows_digest,
                    split_positions)
-from .distributed import (ENGINES, Engine, aggregate_report, check_same_weights, create_engine, root_first,
-                          shard_batches, start, sum_over_ranks)
+from .distributed import (ENGINES, Engine, aggregate_report, check_same_weights, create_engine,
+                          global_batch_sizes, root_first, shard_batches, start, sum_over_ranks)
 from .errors import CheckpointError, ConfigError, DataError
 from .fileio import atomic_directory, write_json
-from .metrics import format_report
-from .model import MAX_POSITIONS, BertConfig, build_classifier
+from .metrics import classification_report, format_report
+from .model import BertConfig, build_classifier
 from .pipeline import TextClassifier
 from .plots import plot_training
 from .tokenizer import load_or_train_tokenizer
@@ -185,17 +185,29 @@ def exclude_from_weight_decay(params):
     return excluded
 
 
+def clip_gradients(params, max_grad_norm, group_size):
+    """Clip the mean gradient of the ``group_size`` sentences summed in ``params`` at
+    ``max_grad_norm``; returns the mean gradient's norm before clipping.
+
+    The gradients are sums (the loss is summed, and accumulation adds batches up), so the
+    sum is clipped at ``max_grad_norm * group_size``; ``trainer.update(group_size)`` then
+    divides by group_size, which makes k accumulated batches of b equal one batch of k*b.
+    """
+    norm = nlp.utils.clip_grad_global_norm(params, max_grad_norm * group_size)
+    return float(norm.asscalar() if isinstance(norm, mx.nd.NDArray) else norm) / group_size
+
+
+def checkpoint_seed(seed, epoch, batches_done):
+    """The seed MXNet continues with after a mid-epoch checkpoint: a run resumed there starts
+    from the same seed, so it draws exactly the dropout masks the uninterrupted run drew."""
+    digest = hashlib.sha256(f'{seed}/{epoch}/{batches_done}'.encode()).digest()
+    return int.from_bytes(digest[:4], 'little') & 0x7FFFFFFF
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
     mx.random.seed(seed)
-
-
-def batch_seed(seed, epoch, batch_id):
-    """Dropout masks depend only on (seed, epoch, batch), so a run resumed mid-epoch draws
-    exactly the masks an uninterrupted one would have."""
-    digest = hashlib.sha256(f'{seed}/{epoch}/{batch_id}'.encode()).digest()
-    return int.from_bytes(digest[:4], 'little') & 0x7FFFFFFF
 
 
 # ---------------------------------------------------------------------------- data
@@ -268,30 +280,22 @@ def data_path(config):
     return config.data or str(resources.files(__package__).joinpath('resources', DEMO_DATA))
 
 
-def make_loader(dataset, config, shuffle, pad_id):
-    """One process's DataLoader (shuffled with numpy's global generator, as gluon's own)."""
-    return rank_loader(dataset, config, pad_id, Engine(), shuffle)[0]
-
-
-def rank_loader(dataset, config, pad_id, engine, shuffle):
-    """This rank's DataLoader and each step's global batch size (the sentences of all ranks).
-
-    Shuffling draws from numpy's global generator, so every rank must have seeded it alike.
-    """
+def make_loader(dataset, config, shuffle, pad_id, engine=None):
+    """This rank's DataLoader (one process's without ``engine``). Shuffling draws from numpy's
+    global generator, as gluon's own loader does, so every rank must have seeded it alike."""
     if not config.bucketing:
+        engine = engine or Engine()
         plan = shard_batches(len(dataset), config.batch_size, engine.rank, engine.num_workers, shuffle)
-        return (gluon.data.DataLoader(dataset, batch_sampler=[indices for indices, _ in plan]),
-                [global_size for _, global_size in plan])
+        return gluon.data.DataLoader(dataset, batch_sampler=[indices for indices, _ in plan])
     lengths = [int(item[1]) for item in dataset]  # one process only: TrainConfig.validate
     sampler = nlp.data.FixedBucketSampler(lengths, batch_size=config.batch_size, num_buckets=10,
                                           ratio=0, shuffle=shuffle)
-    batches = list(sampler)
     # Rounding widths to a multiple of 8 bounds how many shapes the graph is built for.
     batchify = nlp.data.batchify.Tuple(nlp.data.batchify.Pad(axis=0, pad_val=pad_id, dtype='int32', round_to=8),
                                        nlp.data.batchify.Stack('int32'),
                                        nlp.data.batchify.Pad(axis=0, pad_val=0, dtype='int32', round_to=8),
                                        nlp.data.batchify.Stack('int32'))
-    return gluon.data.DataLoader(dataset, batch_sampler=batches, batchify_fn=batchify), [len(b) for b in batches]
+    return gluon.data.DataLoader(dataset, batch_sampler=sampler, batchify_fn=batchify)
 
 
 def run_inputs(config, splits, tokenizer_files, bert_config):
@@ -331,15 +335,16 @@ def prepare_model(config, bert_config, num_classes, ctx):
     return model
 
 
-def evaluate(model, loader, ctx, num_classes, desc='evaluating', engine=Engine()):
-    """Report over the whole ``loader`` (every batch, not a sample) of every rank."""
+def evaluate(model, loader, ctx, num_classes, desc='evaluating'):
+    """Report over the whole ``loader`` (every batch, not a sample)."""
     labels, predictions = [], []
+    # No bar where INFO is off: ranks > 0 of a distributed run log warnings only.
     for token_ids, valid_length, segment_ids, label in tqdm(loader, desc=desc, leave=False, mininterval=1,
-                                                            disable=None if engine.is_root else True):
+                                                            disable=None if logger.isEnabledFor(logging.INFO) else True):
         logits = forward(model, token_ids, segment_ids, valid_length, ctx[0])
         predictions.append(logits.argmax(axis=1).astype('int32').asnumpy())
         labels.append(label.asnumpy())
-    return aggregate_report(engine, np.concatenate(labels), np.concatenate(predictions), num_classes)
+    return classification_report(np.concatenate(labels), np.concatenate(predictions), num_classes)
 
 
 def forward(model, token_ids, segment_ids, valid_length, ctx):
@@ -442,10 +447,9 @@ def _train(config, run_dir, ctx, dtype, engine):
     train_data = BERTDataset(splits.train, 0, 1, tokenizer, config.max_len, pad, False)
     test_data = BERTDataset(splits.test, 0, 1, tokenizer, config.max_len, pad, False)
     pad_id = vocab[vocab.padding_token]
-    # Each rank evaluates its share of the rows; the reports add up the ranks' confusion matrices.
-    valid_loader = (rank_loader(BERTDataset(splits.valid, 0, 1, tokenizer, config.max_len, pad, False),
-                                 config, pad_id, engine, shuffle=False)[0] if splits.valid else None)
-    test_loader, _ = rank_loader(test_data, config, pad_id, engine, shuffle=False)
+    valid_loader = (make_loader(BERTDataset(splits.valid, 0, 1, tokenizer, config.max_len, pad, False),
+                                config, False, pad_id, engine) if splits.valid else None)
+    test_loader = make_loader(test_data, config, False, pad_id, engine)
     logger.info('train %d / validation %d / test %d sentences, %d classes %s, ctx %s, %d worker(s), '
                 'run directory %s', len(splits.train), len(splits.valid), len(splits.test), len(label_map),
                 label_map.names, ctx, engine.num_workers, run_dir)
@@ -470,7 +474,10 @@ def _train(config, run_dir, ctx, dtype, engine):
         amp.init_trainer(trainer)  # dynamic loss scaling
     loss_function = gluon.loss.SoftmaxCELoss()
 
-    steps_per_epoch = -(-len(rank_loader(train_data, config, pad_id, engine, shuffle=False)[1]) // config.accumulate)
+    steps_per_epoch = -(-len(make_loader(train_data, config, False, pad_id, engine)) // config.accumulate)
+    # Each step's sentences on all ranks together (their shares differ by one at most).
+    global_sizes = None if config.bucketing else global_batch_sizes(len(train_data), config.batch_size,
+                                                                    engine.num_workers)
     num_train_steps = steps_per_epoch * config.num_epochs
     num_warmup_steps = int(num_train_steps * config.warmup_ratio)
 
@@ -491,11 +498,12 @@ def _train(config, run_dir, ctx, dtype, engine):
     for epoch in range(state['epoch'] + 1, config.num_epochs + 1):
         if state['stopped_early']:
             break
-        # Seeding per epoch gives a resumed run exactly the batch order of an uninterrupted one;
-        # batches trained before a mid-epoch checkpoint are skipped in that same order.
-        # Every rank shuffles alike and takes its share of each global batch.
+        # Seeding per epoch gives a resumed run exactly the batch order and dropout masks of an
+        # uninterrupted one; batches trained before a mid-epoch checkpoint are skipped. Every
+        # rank shuffles alike (and takes its share of each global batch); dropout masks differ.
         seed_everything(config.seed * 1000 + epoch)
-        train_loader, global_sizes = rank_loader(train_data, config, pad_id, engine, shuffle=True)
+        mx.random.seed(engine.rank_seed(config.seed * 1000 + epoch))
+        train_loader = make_loader(train_data, config, True, pad_id, engine)
         skip = state['batches_done']
         # A mid-epoch checkpoint holds the totals of every rank: rank 0 carries them on.
         totals = (engine.is_root and state['epoch_totals']) or {'loss': 0.0, 'correct': 0, 'seen': 0, 'seconds': 0.0}
@@ -505,8 +513,9 @@ def _train(config, run_dir, ctx, dtype, engine):
         group_size = 0  # sentences whose gradients are summed in the parameters so far
         for batch_id, (token_ids, valid_length, segment_ids, label) in enumerate(train_loader):
             if batch_id < skip:
+                if batch_id + 1 == skip:
+                    mx.random.seed(engine.rank_seed(checkpoint_seed(config.seed, epoch, skip)))
                 continue
-            mx.random.seed(engine.rank_seed(batch_seed(config.seed, epoch, batch_id)))  # masks of its own per rank
             batch_size = label.shape[0]
             with mx.autograd.record():
                 losses, logits = [], []
@@ -520,7 +529,7 @@ def _train(config, run_dir, ctx, dtype, engine):
                     mx.autograd.backward(scaled)
             else:
                 mx.autograd.backward(losses)
-            group_size += global_sizes[batch_id]  # the sentences of every rank
+            group_size += global_sizes[batch_id] if global_sizes else batch_size
 
             batch_loss = sum(l.asscalar() for l in losses) / batch_size
             # split_and_load keeps order, so the concatenated predictions line up with label.
@@ -536,10 +545,7 @@ def _train(config, run_dir, ctx, dtype, engine):
                 trainer.allreduce_grads()
                 if dtype == 'float16':
                     amp.unscale(trainer)  # clip the true gradients, not the loss-scaled ones
-                # Gradients are sums over group_size sentences: clipping the sum at
-                # max_norm * group_size clips the mean gradient at max_norm, and update()
-                # divides by group_size, so k accumulated batches of b equal one batch of k*b.
-                nlp.utils.clip_grad_global_norm(trainable, config.max_grad_norm * group_size)
+                clip_gradients(trainable, config.max_grad_norm, group_size)
                 trainer.update(group_size)
                 for p in trainable:
                     p.zero_grad()
@@ -549,6 +555,7 @@ def _train(config, run_dir, ctx, dtype, engine):
                     state['epoch_totals'] = {**sum_over_ranks(engine, totals), 'seconds': time.time() - started}
                     if engine.is_root:
                         save_checkpoint(last_dir, classifier, trainer, state, settings)
+                    mx.random.seed(engine.rank_seed(checkpoint_seed(config.seed, epoch, batch_id + 1)))
 
             state['history']['steps'].append({'step': state['step'], 'epoch': epoch,
                                               'loss': batch_loss, 'lr': trainer.learning_rate})
@@ -561,9 +568,10 @@ def _train(config, run_dir, ctx, dtype, engine):
         progress.close()
 
         check_same_weights(engine, params)
-        valid_report = (evaluate(model, valid_loader, ctx, len(label_map), 'validating', engine)
+        # Each rank evaluated its share of the rows: the reports add up their confusion matrices.
+        valid_report = (aggregate_report(engine, evaluate(model, valid_loader, ctx, len(label_map), 'validating'))
                         if valid_loader else None)
-        test_report = evaluate(model, test_loader, ctx, len(label_map), 'testing', engine)
+        test_report = aggregate_report(engine, evaluate(model, test_loader, ctx, len(label_map), 'testing'))
         totals = sum_over_ranks(engine, totals)
         seconds = time.time() - started
         state['history']['epochs'].append({'epoch': epoch, 'train_loss': totals['loss'] / totals['seen'],

@@ -84,6 +84,28 @@ def demo_classifier(demo_model_dir):
     return TextClassifier.load(demo_model_dir)
 
 
+# ---------------------------------------------------------------------------- small training runs
+
+@pytest.fixture
+def small_data(tmp_path):
+    """96 rows of the embedded demo set, as a user's TSV file (see helpers.py)."""
+    from helpers import write_small_data
+    return write_small_data(tmp_path)
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """'small' BERT becomes the 1-layer TINY model, dropout on."""
+    from helpers import tiny_bert
+    tiny_bert(monkeypatch, dropout=0.1)
+
+
+@pytest.fixture
+def no_dropout_tiny_bert(monkeypatch):
+    from helpers import tiny_bert
+    tiny_bert(monkeypatch, dropout=0.0)
+
+
 # ---------------------------------------------------------------------------- broken model directories
 
 def _remove(relative):

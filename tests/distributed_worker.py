@@ -15,6 +15,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from kobert_gluon.distributed import aggregate_report, check_same_weights, create_engine, shard_batches, step
+from kobert_gluon.metrics import classification_report
 from kobert_gluon.model import BertConfig, build_classifier
 
 TINY = BertConfig.small(num_layers=1, units=32, hidden_size=64, num_heads=2, max_length=16, vocab_size=60,
@@ -66,7 +67,7 @@ def train_and_evaluate(engine, model, batch_size):
     (indices, _), = shard_batches(NUM_TEST, NUM_TEST, engine.rank, engine.num_workers)
     token_ids, segment_ids, valid_length, label = (a[mx.nd.array(indices)] for a in test_data)
     predictions = model(token_ids, segment_ids, valid_length).argmax(axis=1).asnumpy().astype(int)
-    return aggregate_report(engine, label.asnumpy(), predictions, NUM_CLASSES)
+    return aggregate_report(engine, classification_report(label.asnumpy(), predictions, NUM_CLASSES))
 
 
 def main(engine_name, out_dir):

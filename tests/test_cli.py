@@ -101,7 +101,11 @@ def test_train_demo_overrides_only_the_flags_given(cli_run):
 def recorded_configs(monkeypatch):
     """Replace training by recording the TrainConfig the command built."""
     configs = []
-    monkeypatch.setattr(cli, 'train', configs.append)
+
+    def record(config):
+        configs.append(config)
+        return types.SimpleNamespace(run_dir=config.output_dir or 'runs/recorded')
+    monkeypatch.setattr(cli, 'train', record)
     return configs
 
 

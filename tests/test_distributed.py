@@ -85,10 +85,17 @@ def test_fewer_sentences_than_workers_is_an_error():
         shard_batches(3, 2, 0, 4)
 
 
-def test_one_process_report_is_the_plain_report():
+def test_report_rebuilt_from_summed_confusion_matrices_equals_the_whole_report():
+    class TwoRanks(Engine):  # rank 0 of two, whose peer holds the other half of the rows
+        num_workers = 2
+
+        def allreduce_sum(self, name, array):
+            return np.asarray(array) + np.asarray(other['confusion_matrix'])
     rng = np.random.RandomState(0)
     labels, predictions = rng.randint(0, 4, 50), rng.randint(0, 4, 50)
-    assert aggregate_report(Engine(), labels, predictions, 4) == classification_report(labels, predictions, 4)
+    mine, other = (classification_report(labels[part], predictions[part], 4) for part in (slice(0, 23), slice(23, 50)))
+    assert aggregate_report(TwoRanks(), mine) == classification_report(labels, predictions, 4)
+    assert aggregate_report(Engine(), mine) is mine
 
 
 # ---------------------------------------------------------------------------- engine selection

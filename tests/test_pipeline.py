@@ -1,9 +1,11 @@
 """The model directory: save/load round trips, predictions on any input, clear errors."""
+import gluonnlp as nlp
 import mxnet as mx
 import numpy as np
 import pytest
 
 from kobert_gluon.errors import KobertGluonError
+from kobert_gluon.data import BERTDataset
 from kobert_gluon.fileio import read_json
 from kobert_gluon.pipeline import ModelDirectoryError, TextClassifier
 from kobert_gluon.training import TrainConfig, load_splits
@@ -89,6 +91,30 @@ def test_batches_are_padded_to_their_longest_sentence(demo_classifier):
     assert token_ids.dtype == segment_ids.dtype == valid_length.dtype == np.int32
     pad_id = demo_classifier.tokenizer.vocab[demo_classifier.tokenizer.vocab.padding_token]
     assert np.all(token_ids[0, valid_length[0]:] == pad_id)
+
+
+def test_prediction_padding_equals_the_training_padding(demo_classifier):
+    """TextClassifier.batches against the two paths training pads with in gluonnlp."""
+    texts = ['짧음', '조금 더 긴 문장입니다 정말로', '중간 길이 문장']
+    c = demo_classifier
+    vocab = c.tokenizer.vocab
+    pad_id = vocab[vocab.padding_token]
+    fixed = BERTDataset([[t, 0] for t in texts], 0, 1, c.tokenizer, c.max_len, True, False)
+    token_ids, segment_ids, valid_length = next(c.batches(c.encode(texts), 3, width=c.max_len))
+    np.testing.assert_array_equal(token_ids, np.stack([item[0] for item in fixed]))
+    np.testing.assert_array_equal(segment_ids, np.stack([item[2] for item in fixed]))
+    np.testing.assert_array_equal(valid_length, [int(item[1]) for item in fixed])
+
+    bucketed = BERTDataset([[t, 0] for t in texts], 0, 1, c.tokenizer, c.max_len, False, False)
+    batchify = nlp.data.batchify.Tuple(nlp.data.batchify.Pad(axis=0, pad_val=pad_id, dtype='int32'),
+                                       nlp.data.batchify.Stack('int32'),
+                                       nlp.data.batchify.Pad(axis=0, pad_val=0, dtype='int32'),
+                                       nlp.data.batchify.Stack('int32'))
+    expected = batchify([bucketed[i] for i in range(3)])
+    token_ids, segment_ids, valid_length = next(c.batches(c.encode(texts), 3))
+    np.testing.assert_array_equal(token_ids, expected[0].asnumpy())
+    np.testing.assert_array_equal(segment_ids, expected[2].asnumpy())
+    np.testing.assert_array_equal(valid_length, expected[1].asnumpy())
 
 
 def test_long_sentences_are_truncated_at_max_len(demo_classifier):

@@ -2,7 +2,6 @@
 import dataclasses
 import re
 
-import gluonnlp as nlp
 import mxnet as mx
 import numpy as np
 import pandas as pd
@@ -11,10 +10,11 @@ import pytest
 from kobert_gluon import training as train_module
 from kobert_gluon.context import parse_ctx
 from kobert_gluon.data import DataError
-from kobert_gluon.model import BertConfig, build_classifier
-from kobert_gluon.training import TrainConfig, exclude_from_weight_decay, learning_rate_at, train
+from kobert_gluon.model import build_classifier
+from kobert_gluon.training import (TrainConfig, clip_gradients, exclude_from_weight_decay, learning_rate_at,
+                                   train)
 
-from helpers import TINY, assert_same_params, final_params, run_config, tiny_bert, write_small_data
+from helpers import TINY, assert_same_params, final_params, run_config
 
 
 
@@ -46,21 +46,41 @@ def test_no_weight_decay_on_layernorm_and_biases():
     assert any('gamma' in n for n in excluded) and any('bias' in n for n in excluded)
 
 
-def test_global_norm_clipping_scales_all_gradients_together():
-    model = build_classifier(dataclasses.replace(TINY, vocab_size=50), 2)
+def summed_gradients(model, batches):
+    """Gradients of the summed loss over ``batches``, accumulated as train() accumulates them."""
+    params = list(model.collect_params().values())
+    for p in params:
+        p.grad_req = 'add'
+        p.zero_grad()
+    for token_ids, valid_length in batches:
+        with mx.autograd.record():
+            loss = (model(token_ids, mx.nd.zeros_like(token_ids), valid_length) ** 2).sum() * 1000
+        loss.backward()
+    return params
+
+
+@pytest.mark.parametrize('max_grad_norm', [0.5, 1e6])
+def test_clipping_limits_the_mean_gradient_also_with_accumulation(max_grad_norm):
+    """Our scaling: the sum of group_size gradients is clipped so that the *mean* gradient
+    has norm <= max_grad_norm, and 2 accumulated batches of 2 clip exactly like one of 4."""
+    model = build_classifier(dataclasses.replace(TINY, vocab_size=50, dropout=0.0), 2, dropout=0.0)
     token_ids = mx.nd.array(np.random.RandomState(0).randint(5, 50, (4, 10)), dtype='int32')
-    with mx.autograd.record():
-        loss = (model(token_ids, mx.nd.zeros_like(token_ids), mx.nd.array([10, 7, 5, 3])) ** 2).sum() * 1000
-    loss.backward()
-    params = [p for p in model.collect_params().values() if p.grad_req != 'null']
-    before = [p.grad().asnumpy().copy() for p in params]
-    norm = np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in before))
-    assert norm > 1
-    nlp.utils.clip_grad_global_norm(params, 1.0)
-    after = [p.grad().asnumpy() for p in params]
-    assert np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in after)) == pytest.approx(1.0, rel=1e-4)
-    for b, a in zip(before, after):
-        np.testing.assert_allclose(a, b / norm, rtol=1e-4, atol=1e-9)
+    valid_length = mx.nd.array([10, 7, 5, 3])
+    model(token_ids, mx.nd.zeros_like(token_ids), valid_length)  # shapes are inferred on the first call
+
+    params = summed_gradients(model, [(token_ids[:2], valid_length[:2]), (token_ids[2:], valid_length[2:])])
+    summed = [p.grad().asnumpy().astype(np.float64) for p in params]
+    mean_norm = np.sqrt(sum((g ** 2).sum() for g in summed)) / 4
+    reported = clip_gradients(params, max_grad_norm, group_size=4)
+    accumulated = [p.grad().asnumpy() for p in params]
+    assert reported == pytest.approx(mean_norm, rel=1e-4)
+    clipped_mean_norm = np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in accumulated)) / 4
+    assert clipped_mean_norm == pytest.approx(min(mean_norm, max_grad_norm), rel=1e-4)
+
+    params = summed_gradients(model, [(token_ids, valid_length)])
+    clip_gradients(params, max_grad_norm, group_size=4)
+    for one_batch, two_batches in zip((p.grad().asnumpy() for p in params), accumulated):
+        np.testing.assert_allclose(one_batch, two_batches, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize('num_classes, batch', [(2, 1), (7, 5)])
@@ -85,14 +105,6 @@ def test_head_initialised_from_normal_002():
 
 # ---------------------------------------------------------------------------- whole runs
 
-@pytest.fixture
-def small_data(tmp_path):
-    return write_small_data(tmp_path)
-
-
-@pytest.fixture
-def no_dropout_tiny_bert(monkeypatch):
-    tiny_bert(monkeypatch, dropout=0.0)
 
 
 def test_accumulating_k_batches_equals_one_k_times_larger_batch(tmp_path, small_data, no_dropout_tiny_bert):
@@ -128,7 +140,8 @@ def test_emotion_run_with_kobert_tokenizer_beats_chance(tmp_path, shared_dir, ko
     path = tmp_path / 'emotion.csv'
     subset.to_csv(path, index=False, encoding='cp949')
     config = run_config(tmp_path, str(path), 'emotion', text_column='Sentence', label_column='Emotion',
-                        kobert_dir=str(kobert_dir), max_len=48, batch_size=32, num_epochs=3, learning_rate=5e-4)
+                        kobert_dir=str(kobert_dir), max_len=48, batch_size=32, num_epochs=3, learning_rate=5e-4,
+                        valid_size=0.0)
     classifier = train(config)
     report = classifier.history['epochs'][-1]['test']
     assert classifier.label_map.names == ['공포', '놀람', '분노', '슬픔', '중립', '행복', '혐오']

@@ -17,22 +17,11 @@ import kobert_gluon
 from kobert_gluon import cli, fileio, rundir
 from kobert_gluon import training as train_module
 from kobert_gluon.data import BERTDataset, read_table
-from kobert_gluon.errors import (CheckpointError, ConfigError, DataError, DeviceError, KobertGluonError,
-                                 ModelDirectoryError)
+from kobert_gluon.errors import CheckpointError, ConfigError, DataError, DeviceError, ModelDirectoryError
 from kobert_gluon.pipeline import TextClassifier
-from kobert_gluon.training import TrainConfig, train
+from kobert_gluon.training import train
 
-from helpers import assert_same_params, demo_frame, final_params, run_config, tiny_bert, write_small_data
-
-
-@pytest.fixture
-def small_data(tmp_path):
-    return write_small_data(tmp_path)
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    tiny_bert(monkeypatch, dropout=0.1)
+from helpers import assert_same_params, demo_frame, final_params, run_config, write_small_data
 
 
 def cli_error(capsys, *argv):
