@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from .errors import ConfigError, DistributedError
@@ -106,6 +107,9 @@ def supervise(workers, services, timeout=None):
     """Wait for the workers; the first failing process stops every other one."""
     deadline = None if timeout is None else time.monotonic() + timeout
     everyone = workers + services
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # a SIGTERM must stop the roles too
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         while any(process.poll() is None for _, process in workers):
             for name, process in everyone:
@@ -124,9 +128,16 @@ def supervise(workers, services, timeout=None):
                 raise DistributedError(f'{name} (pid {process.pid}) {describe_exit(process.returncode)}; '
                                        f'stopped the other {len(everyone) - 1} processes')
         wait_for_services(services)
-    except BaseException:  # Ctrl-C included: never leave roles behind
+    except BaseException:  # Ctrl-C and SIGTERM included: never leave roles behind
         stop(everyone)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def raise_terminated(signum, frame):
+    raise DistributedError('launch: terminated (SIGTERM); stopped every process')
 
 
 def wait_for_services(services):

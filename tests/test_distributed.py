@@ -188,6 +188,33 @@ def test_launch_timeout_stops_a_hung_job():
     assert time.monotonic() - started < 15
 
 
+def test_terminated_launcher_stops_its_processes():
+    import subprocess
+    launcher = subprocess.Popen([sys.executable, '-m', 'kobert_gluon.cli', 'launch', '-n', '1', '--',
+                                 *python_command('import time; time.sleep(60)')], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + LAUNCH_TIMEOUT
+    while len(children(launcher.pid)) < 3 and time.monotonic() < deadline:  # scheduler, server, worker
+        time.sleep(0.05)
+    started = children(launcher.pid)
+    launcher.terminate()
+    _, stderr = launcher.communicate(timeout=30)
+    assert launcher.returncode == 2
+    assert 'launch: terminated (SIGTERM); stopped every process' in stderr
+    assert len(started) == 3 and not [pid for pid in started if os.path.exists(f'/proc/{pid}')]
+
+
+def children(parent_pid):
+    found = []
+    for entry in os.listdir('/proc'):
+        try:
+            with open(f'/proc/{entry}/stat') as stat:
+                if int(stat.read().rsplit(')', 1)[1].split()[1]) == parent_pid:
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def test_launch_command_line_errors():
     from kobert_gluon.cli import main
     assert main(['launch', '--engine', 'dist_sync', '-n', '2']) == 2
@@ -287,16 +314,13 @@ def test_distributed_training_equals_one_process(engine, train_file, single_proc
 def worker_pids():
     """Processes this one started with DMLC_ROLE=worker."""
     pids = []
-    for entry in os.listdir('/proc'):
+    for pid in children(os.getpid()):
         try:
-            with open(f'/proc/{entry}/stat') as stat:
-                parent = int(stat.read().rsplit(')', 1)[1].split()[1])
-            with open(f'/proc/{entry}/environ', 'rb') as environ:
-                is_worker = b'DMLC_ROLE=worker\0' in environ.read()
-        except (OSError, ValueError, IndexError):
+            with open(f'/proc/{pid}/environ', 'rb') as environ:
+                if b'DMLC_ROLE=worker\0' in environ.read():
+                    pids.append(pid)
+        except OSError:
             continue
-        if parent == os.getpid() and is_worker:
-            pids.append(int(entry))
     return pids
 
 
