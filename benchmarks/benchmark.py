@@ -15,11 +15,13 @@ Peak RSS is ``VmHWM`` of /proc/self/status: ``getrusage(RUSAGE_SELF).ru_maxrss``
 Linux also counts its parent's peak from before ``exec`` (the kernel carries the old memory's
 high-water mark over), so it would report the parent's size for a small worker.
 
-The parent process imports neither mxnet nor torch: mxnet-side code (``kobert_gluon`` too, as
-it imports mxnet) is imported inside the mxnet workers only, torch inside the torch worker.
+The parent process imports neither mxnet nor torch: it uses only the parts of kobert_gluon that
+load neither (``runtime``, ``bert_config``); mxnet-side code runs inside the mxnet workers only,
+torch inside the torch worker.
 """
 import argparse
 import dataclasses
+import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -42,12 +44,15 @@ REPO_ROOT = os.path.dirname(HERE)
 if os.path.isdir(os.path.join(REPO_ROOT, 'kobert_gluon')) and REPO_ROOT not in sys.path:
     sys.path.insert(1, REPO_ROOT)  # benchmark the checkout this script belongs to
 
+from kobert_gluon import runtime  # noqa: E402  (loads neither mxnet nor gluonnlp)
+from kobert_gluon.bert_config import BertConfig  # noqa: E402
+
 MXNET, TORCH, DATA, PROBE = 'mxnet', 'torch', 'data', 'probe'
 MODES = ('train', 'infer')
 MXNET_PRECISION_ORDER = ('float32', 'bfloat16', 'int8')
 TORCH_PRECISIONS = ('float32', 'bfloat16')
 CPU_FLAGS_OF_INTEREST = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_int8')
-THREAD_VARIABLES = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
+THREAD_VARIABLES = runtime.THREAD_VARIABLES
 PAD_ID = 1           # KoBERT's [PAD]
 FIRST_REGULAR_ID = 5  # ids 0-4 are [UNK] [PAD] [CLS] [SEP] [MASK]
 KOBERT_SPIECE = os.path.join('kobert', 'kobert_news_wiki_ko_cased-1087f8699e.spiece')
@@ -59,14 +64,7 @@ NSMC_TEST = os.path.join('data', 'nsmc', 'ratings_test_small.txt')
 @dataclasses.dataclass
 class Config:
     """Everything a worker needs; identical for the mxnet and the torch side."""
-    num_layers: int = 12
-    units: int = 768
-    hidden_size: int = 3072
-    num_heads: int = 12
-    vocab_size: int = 8002
-    token_type_vocab_size: int = 2
-    max_positions: int = 512
-    dropout: float = 0.1
+    bert: dict = dataclasses.field(default_factory=lambda: dataclasses.asdict(BertConfig.kobert()))
     num_classes: int = 2
     batch_size: int = 32
     seq_len: int = 64
@@ -83,38 +81,26 @@ class Config:
     shared_dir: str = ''
 
     def describe(self):
-        return (f'{self.num_layers} layers, {self.units} units, {self.hidden_size} hidden, '
-                f'{self.num_heads} heads, vocab {self.vocab_size}, batch {self.batch_size}, '
+        bert = BertConfig(**self.bert)
+        return (f'{bert.num_layers} layers, {bert.units} units, {bert.hidden_size} hidden, '
+                f'{bert.num_heads} heads, vocab {bert.vocab_size}, batch {self.batch_size}, '
                 f'seq_len {self.seq_len}, {self.steps} timed steps after {self.warmup} warmup, '
                 f'optimizer lr {self.learning_rate:g} eps {self.epsilon:g} wd {self.weight_decay:g} '
                 f'clip {self.max_grad_norm:g}')
 
 
-# Presets: model sizes (None = ask kobert_gluon's BertConfig.small()) and run lengths.
+# Presets: model size and run length.
 PRESETS = {
-    'full': dict(batch_size=32, seq_len=64, steps=10, warmup=2, repeats=3, sentences=2000),
-    'small': dict(batch_size=32, seq_len=64, steps=10, warmup=2, repeats=3, sentences=1000),
-    'smoke': dict(num_layers=1, units=64, hidden_size=128, num_heads=2, max_positions=64,
-                  batch_size=4, seq_len=16, steps=2, warmup=1, repeats=1, sentences=100,
-                  calibration_batches=1),
+    'full': dict(bert=BertConfig.kobert(), batch_size=32, seq_len=64, steps=10, warmup=2, repeats=3,
+                 sentences=2000),
+    'small': dict(bert=BertConfig.small(), batch_size=32, seq_len=64, steps=10, warmup=2, repeats=3,
+                  sentences=1000),
+    'smoke': dict(bert=BertConfig(num_layers=1, units=64, hidden_size=128, num_heads=2, max_length=64),
+                  batch_size=4, seq_len=16, steps=2, warmup=1, repeats=1, sentences=100, calibration_batches=1),
 }
 
 
 # ============================================================================ machine facts
-
-def kobert_runtime():
-    """kobert_gluon/runtime.py on its own: importing the package would load mxnet into the
-    parent process, which must stay free of both frameworks."""
-    spec = importlib.util.spec_from_file_location(
-        'kobert_gluon_runtime', os.path.join(os.path.dirname(HERE), 'kobert_gluon', 'runtime.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def cpu_flags():
-    return kobert_runtime().cpu_flags()
-
 
 def cpu_model():
     try:
@@ -125,14 +111,6 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def native_bf16(flags=None):
-    return kobert_runtime().has_bf16() if flags is None else ('avx512_bf16' in flags or 'amx_bf16' in flags)
-
-
-def available_cpus():
-    return kobert_runtime().cpu_count()
 
 
 def package_version(name):
@@ -162,7 +140,7 @@ def make_batch(config, seed):
     import numpy as np
     rng = np.random.RandomState(seed)
     shape = (config.batch_size, config.seq_len)
-    token_ids = rng.randint(FIRST_REGULAR_ID, config.vocab_size, size=shape).astype('int32')
+    token_ids = rng.randint(FIRST_REGULAR_ID, config.bert['vocab_size'], size=shape).astype('int32')
     valid_length = rng.randint(config.seq_len // 2, config.seq_len + 1, size=config.batch_size).astype('int32')
     token_ids[np.arange(config.seq_len)[None, :] >= valid_length[:, None]] = PAD_ID
     segment_ids = np.zeros(shape, dtype='int32')
@@ -202,30 +180,15 @@ def throughput(config, precision, mode, timing, extra=None):
 
 # ============================================================================ mxnet worker
 
-class Float32:
-    """The model as built: nothing to prepare."""
-
-    def unsupported(self, mode):
-        return None
-
-    def prepare_training(self):
-        return None
-
-    def prepare_inference(self, model, calibration_batches):
-        return model
-
-
 class FromPrecisionModule:
     """A precision implemented by ``kobert_gluon.precision``: ``resolve`` says whether it runs
     here, ``init_training`` precedes the model, ``for_inference`` converts a trained one."""
 
-    def __init__(self, name, module, import_error=None):
-        self.name, self.module, self.import_error = name, module, import_error
+    def __init__(self, name, module):
+        self.name, self.module = name, module
 
     def unsupported(self, mode):
         """Why ``mode`` ('train' or 'infer') cannot run in this precision here, or None."""
-        if self.module is None:
-            return self.import_error or 'kobert_gluon.precision not available'
         import mxnet as mx
         try:
             with warnings.catch_warnings():
@@ -245,28 +208,11 @@ class FromPrecisionModule:
         return self.module.for_inference(model, self.name, mx.cpu(), calibration)
 
 
-# kobert_gluon precision name -> its hooks (unsupported / prepare_training / prepare_inference).
-# Entries here win; every other name in MXNET_PRECISION_ORDER or kobert_gluon.precision.PRECISIONS
-# is served by kobert_gluon.precision (see mxnet_precisions), or gets a 'skipped' row.
-PRECISIONS = {'float32': Float32()}
-
-
 def mxnet_precisions():
-    """PRECISIONS completed from kobert_gluon.precision. Imports kobert_gluon, hence mxnet."""
-    import importlib
-
-    import kobert_gluon  # noqa: F401  (before mxnet: it sets thread defaults)
-    try:
-        precision, error = importlib.import_module('kobert_gluon.precision'), None
-    except ModuleNotFoundError as missing:
-        precision = None
-        error = (None if missing.name == 'kobert_gluon.precision'
-                 else f'kobert_gluon.precision failed to import: {missing}')
-    except ImportError as failure:
-        precision, error = None, f'kobert_gluon.precision failed to import: {failure}'
-    names = list(dict.fromkeys(list(PRECISIONS) + list(MXNET_PRECISION_ORDER)
-                               + list(getattr(precision, 'PRECISIONS', ()))))
-    return {name: PRECISIONS.get(name) or FromPrecisionModule(name, precision, error) for name in names}
+    """Hooks for every precision of kobert_gluon.precision, in table order. Imports mxnet."""
+    precision = importlib.import_module('kobert_gluon.precision')
+    names = dict.fromkeys(list(MXNET_PRECISION_ORDER) + list(precision.PRECISIONS))
+    return {name: FromPrecisionModule(name, precision) for name in names}
 
 
 def no_weight_decay(name):
@@ -287,16 +233,12 @@ def mxnet_worker(config, runs):
     import gluonnlp as nlp
     import mxnet as mx
     import numpy as np
-    from kobert_gluon.model import BertConfig, build_classifier
+    from kobert_gluon.model import build_classifier
     from kobert_gluon.training import exclude_from_weight_decay
     from mxnet import gluon
 
     precisions = mxnet_precisions()
-    bert_config = BertConfig(num_layers=config.num_layers, units=config.units,
-                             hidden_size=config.hidden_size, num_heads=config.num_heads,
-                             max_length=config.max_positions, dropout=config.dropout,
-                             vocab_size=config.vocab_size,
-                             token_type_vocab_size=config.token_type_vocab_size)
+    bert_config = BertConfig(**config.bert)
     ctx = mx.cpu()
     token_ids, segment_ids, valid_length, labels = (mx.nd.array(a, ctx=ctx, dtype='int32')
                                                     for a in make_batch(config, config.seed))
@@ -304,7 +246,7 @@ def mxnet_worker(config, runs):
     def build():
         mx.random.seed(config.seed)
         np.random.seed(config.seed)
-        model = build_classifier(bert_config, num_classes=config.num_classes, dropout=config.dropout, ctx=ctx)
+        model = build_classifier(bert_config, num_classes=config.num_classes, dropout=bert_config.dropout, ctx=ctx)
         model.hybridize(static_alloc=True, static_shape=True)
         return model
 
@@ -367,11 +309,12 @@ def torch_worker(config, runs):
 
     autocasts = {'float32': contextlib.nullcontext,
                  'bfloat16': lambda: torch.autocast('cpu', dtype=torch.bfloat16)}
-    hf_config = BertConfig(vocab_size=config.vocab_size, hidden_size=config.units,
-                           num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
-                           intermediate_size=config.hidden_size, max_position_embeddings=config.max_positions,
-                           type_vocab_size=config.token_type_vocab_size, hidden_dropout_prob=config.dropout,
-                           attention_probs_dropout_prob=config.dropout, num_labels=config.num_classes)
+    bert = config.bert
+    hf_config = BertConfig(vocab_size=bert['vocab_size'], hidden_size=bert['units'],
+                           num_hidden_layers=bert['num_layers'], num_attention_heads=bert['num_heads'],
+                           intermediate_size=bert['hidden_size'], max_position_embeddings=bert['max_length'],
+                           type_vocab_size=bert['token_type_vocab_size'], hidden_dropout_prob=bert['dropout'],
+                           attention_probs_dropout_prob=bert['dropout'], num_labels=config.num_classes)
     token_ids, segment_ids, valid_length, labels = (torch.from_numpy(a).long()
                                                     for a in make_batch(config, config.seed))
     attention_mask = (torch.arange(config.seq_len)[None, :] < valid_length[:, None]).long()
@@ -501,10 +444,8 @@ def data_worker(config, workdir):
 
 
 def probe_worker(config):
-    """Versions, BertConfig.small() sizes and which mxnet precisions can run, from the mxnet side."""
+    """Versions and which mxnet precisions can run, from the mxnet side."""
     import kobert_gluon
-    from kobert_gluon.model import BertConfig
-    small = BertConfig.small()
     precisions = {}
     for name, hooks in mxnet_precisions().items():
         precisions[name] = {}
@@ -514,8 +455,6 @@ def probe_worker(config):
             except Exception as error:  # a broken check must not hide the other rows
                 precisions[name][mode] = f'support check raised {type(error).__name__}: {error}'
     return {'kobert_gluon': kobert_gluon.__version__, 'cpu_defaults': kobert_gluon.CPU_DEFAULTS,
-            'small': {'num_layers': small.num_layers, 'units': small.units, 'hidden_size': small.hidden_size,
-                      'num_heads': small.num_heads, 'max_positions': small.max_length},
             'precisions': precisions}
 
 
@@ -578,7 +517,7 @@ def parse_args(argv):
     parser.add_argument('--warmup', type=int, help='untimed steps first, at least 1 (default 2; smoke 1)')
     parser.add_argument('--repeats', type=int, help='rounds of A/B alternation; medians reported (default 3; smoke 1)')
     parser.add_argument('--sentences', type=int, help='sentences for the data pipeline rows (default 2000)')
-    parser.add_argument('--threads', type=int, default=available_cpus(), help='threads for every worker')
+    parser.add_argument('--threads', type=int, default=runtime.cpu_count(), help='threads for every worker')
     parser.add_argument('--precisions', default=None,
                         help='comma-separated kobert_gluon precisions to run (default: all known)')
     parser.add_argument('--torch-precisions', default=','.join(TORCH_PRECISIONS),
@@ -606,26 +545,23 @@ def parse_args(argv):
 def build_config(args, probe):
     preset = dict(PRESETS[args.preset])
     repeats = preset.pop('repeats')
-    config = Config(threads=args.threads, seed=args.seed, shared_dir=args.shared_dir or '')
-    if args.preset == 'small':
-        preset.update(probe['small'])
-    for key, value in preset.items():
-        setattr(config, key, value)
+    bert = dataclasses.asdict(preset.pop('bert'))
+    config = Config(bert=bert, threads=args.threads, seed=args.seed, shared_dir=args.shared_dir or '', **preset)
     for key in ('batch_size', 'seq_len', 'steps', 'warmup', 'sentences'):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
     repeats = args.repeats if args.repeats is not None else repeats
     if config.warmup < 1 or config.steps < 1 or repeats < 1 or config.threads < 1:
         raise SystemExit('--warmup, --steps, --repeats and --threads must be at least 1')
-    if config.seq_len > config.max_positions or config.seq_len < 2:
-        raise SystemExit(f'--seq-len {config.seq_len}: must be in [2, {config.max_positions}]')
+    if config.seq_len > bert['max_length'] or config.seq_len < 2:
+        raise SystemExit(f'--seq-len {config.seq_len}: must be in [2, {bert["max_length"]}]')
     return config, repeats
 
 
 def machine_facts(args, probe):
-    flags = cpu_flags()
-    return {'cpu': cpu_model(), 'cpus_available': available_cpus(), 'cpus_online': os.cpu_count(),
-            'flags': {f: f in flags for f in CPU_FLAGS_OF_INTEREST}, 'native_bf16': native_bf16(flags),
+    flags = runtime.cpu_flags()
+    return {'cpu': cpu_model(), 'cpus_available': runtime.cpu_count(), 'cpus_online': os.cpu_count(),
+            'flags': {f: f in flags for f in CPU_FLAGS_OF_INTEREST}, 'native_bf16': runtime.has_bf16(),
             'python': platform.python_version(), 'mxnet': package_version('mxnet'),
             'gluonnlp': package_version('gluonnlp'), 'kobert_gluon': probe.get('kobert_gluon'),
             'torch': package_version('torch'), 'transformers': package_version('transformers'),
@@ -833,9 +769,9 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.time()
     busy = load_average()
-    if busy is not None and busy > 0.25 * available_cpus():
+    if busy is not None and busy > 0.25 * runtime.cpu_count():
         logger.warning('load average is %.2f on %d CPUs: other processes will slow the workers down', busy,
-                       available_cpus())
+                       runtime.cpu_count())
     report = collect(args)
     report['machine'].update(load_average_start=busy, load_average_end=load_average())
     medians, data = summarize(report)

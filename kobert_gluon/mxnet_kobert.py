@@ -1,2 +1,22 @@
-"""KoBERT's old module path: ``from kobert.mxnet_kobert import get_mxnet_kobert_model``."""
-from .model import get_mxnet_kobert_model  # noqa: F401
+"""KoBERT's old module path: ``from kobert.mxnet_kobert import get_mxnet_kobert_model``, and
+v0.1's ``get_kobert_model(model_file, vocab_file)``."""
+import mxnet as mx
+
+from .model import get_mxnet_kobert_model
+from .tokenizer import get_vocab
+
+__all__ = ['get_mxnet_kobert_model', 'get_kobert_model']
+
+
+def get_kobert_model(model_file, vocab_file, use_pooler=True, use_decoder=True, use_classifier=True,
+                     ctx=mx.cpu(0)):
+    """KoBERT v0.1's loader: ``(model, vocab)`` from a params file and a vocabulary file.
+
+    ``vocab_file`` is the ``.spiece`` tokenizer (v0.1.1+) or v0.1's ``kobertvocab_*.json``.
+    ``model_file`` is checked for the bert_12_768_12 layout, not for SKT's md5.
+    """
+    vocab_file = str(vocab_file)
+    vocab = (get_vocab(vocab_json=vocab_file) if vocab_file.endswith('.json')
+             else get_vocab(tokenizer_path=vocab_file))
+    return get_mxnet_kobert_model(use_pooler, use_decoder, use_classifier, ctx, model_file=str(model_file),
+                                  vocab=vocab)

@@ -1,7 +1,8 @@
 """Process-level CPU settings that must be in place before mxnet is first imported.
 
 MXNet reads ``OMP_NUM_THREADS`` once, when its OpenMP runtime loads; unset, mxnet 1.9.1
-runs its operators on one thread (1.8x slower here on 2 cores). oneDNN reads
+runs its operators on one thread (1.8x slower here on 2 cores). The OpenMP wait policy is
+read then too (see WAIT_POLICY). oneDNN reads
 ``DNNL_MAX_CPU_ISA`` once too, and Linux kills a process that touches AMX tiles without
 first asking for them (arch_prctl ARCH_REQ_XCOMP_PERM), so both happen at import time.
 Nothing here imports mxnet. A value the user already set always wins.
@@ -18,6 +19,13 @@ _XFEATURE_XTILEDATA = 18
 _SYS_ARCH_PRCTL = 158  # x86_64
 
 THREAD_VARIABLES = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
+# mxnet 1.9.1 runs its operators on GNU OpenMP (libgomp). Its threads spin between operators
+# by default; on a machine where other processes want the CPUs, the spinning threads take the
+# CPUs from them and small operators wait for descheduled threads: gluonnlp's batchify ops ran
+# 5x slower at 2 threads than at 1. Threads that sleep at once cost nothing measurable on large
+# operators and keep small ones near the one-thread speed (benchmarks/threads.py, README).
+WAIT_POLICY = {'OMP_WAIT_POLICY': 'PASSIVE'}
+WAIT_VARIABLES = ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')
 
 
 def cpu_count() -> int:
@@ -70,6 +78,9 @@ def configure_cpu() -> dict:
         if name not in os.environ:
             os.environ[name] = threads
             decided[name] = threads
+    if not any(name in os.environ for name in WAIT_VARIABLES):  # a user's spin setting wins
+        os.environ.update(WAIT_POLICY)
+        decided.update(WAIT_POLICY)
     # oneDNN only uses AMX when told to, and a process only survives it after the permission
     # call. The permission is per process and lost on exec while the variable is inherited,
     # so ask whenever the CPU has AMX, also when a parent set the variable.

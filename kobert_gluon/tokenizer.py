@@ -17,23 +17,12 @@ import sentencepiece as spm
 from . import assets
 from .errors import ConfigError, DataError
 from .fileio import atomic_path
+from .utils import FORMATS, get_tokenizer, get_tokenizer_path  # noqa: F401  (old names, light: no mxnet)
 
 logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ('[UNK]', '[PAD]', '[CLS]', '[SEP]', '[MASK]')
 KOBERT_VOCAB_SIZE = 8002
-FORMATS = ('spiece', 'v0.1')
-
-
-def get_tokenizer_path(kobert_dir=None, cache_dir=None, format='spiece', download=True):
-    """Path of the SentencePiece model file of the requested KoBERT format."""
-    name = {'spiece': 'spiece', 'v0.1': 'sp_model_v01'}[_check_format(format)]
-    return assets.resolve(name, kobert_dir=kobert_dir, cache_dir=cache_dir, download=download)
-
-
-def get_tokenizer(cachedir=None):
-    """Old name kept for tutorials (KoBERT <= 0.2.3): returns the tokenizer *file path*."""
-    return get_tokenizer_path(cache_dir=cachedir)
 
 
 def get_vocab(tokenizer_path=None, vocab_json=None, kobert_dir=None, cache_dir=None):

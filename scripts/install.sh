@@ -3,6 +3,8 @@
 #   bash scripts/install.sh            # library + CLI
 #   bash scripts/install.sh dev        # + test tools
 #   bash scripts/install.sh dev bench  # + PyTorch/transformers for benchmarks/
+#   bash scripts/install.sh convert    # + transformers/safetensors: kobert-gluon convert
+#   bash scripts/install.sh serve      # + starlette/uvicorn for `kobert-gluon serve`
 #   bash scripts/install.sh horovod    # + Horovod (Gloo, MXNet) for --distributed horovod
 # gluonnlp 0.10.0's sdist carries a C file made by an old Cython that fails on Python 3.11
 # ("longintrepr.h"); we drop it so Cython regenerates it while building.

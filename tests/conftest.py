@@ -3,13 +3,17 @@
 ``shared_dir`` / ``kobert_dir``: the read-only reference files, found only through
 ``KOBERT_GLUON_SHARED``; skipped with the reason when absent, failed when ``CI`` is set.
 ``demo_model_dir``: a model directory trained once per session on the embedded demo set.
-Every test runs with a private KoBERT cache and without ``KOBERT_HOME``, so none reads the
-user's home or reaches a mirror.
+Every test runs with a private KoBERT cache, without ``KOBERT_HOME`` and without the old
+package's folders (``./.cache``, ``~/kobert``), so none reads the user's home. No test can
+leave 127.0.0.1: the registry's mirrors are off (also in subprocesses) and, in this process,
+a connection or name lookup for any other host fails the test.
 """
+import ipaddress
 import json
 import os
 import pathlib
 import shutil
+import socket
 import types
 
 import pytest
@@ -21,6 +25,9 @@ DEMO_EPOCHS = 2
 def isolate_kobert_env(patch, cache_dir):
     patch.delenv('KOBERT_HOME', raising=False)
     patch.setenv('KOBERT_GLUON_CACHE', str(cache_dir))
+    patch.setenv('KOBERT_GLUON_LEGACY_DIRS', '')
+    patch.setenv('KOBERT_GLUON_NO_MIRRORS', '1')
+    patch.setattr('kobert_gluon.assets._remembered_cache_dir', None)
 
 
 @pytest.fixture(scope='session', autouse=True)
@@ -28,7 +35,47 @@ def isolated_session_env(tmp_path_factory):
     """Covers session- and module-scoped fixtures too, which start before function ones."""
     with pytest.MonkeyPatch.context() as patch:
         isolate_kobert_env(patch, tmp_path_factory.mktemp('kobert-session-cache'))
+        block_other_hosts(patch)
         yield
+
+
+LOCAL_NAMES = ('localhost', socket.gethostname())
+
+
+def _is_local(host):
+    if host is None or host in LOCAL_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(str(host).split('%')[0])
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def _refuse(host):
+    pytest.fail(f'a test tried to reach {host}: tests must stay on 127.0.0.1', pytrace=True)
+
+
+def block_other_hosts(patch):
+    """Fail loudly (not as an OSError a download loop would swallow) on any non-loopback host."""
+    real_getaddrinfo, real_connect, real_connect_ex = (socket.getaddrinfo, socket.socket.connect,
+                                                       socket.socket.connect_ex)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _is_local(host.decode() if isinstance(host, bytes) else host):
+            _refuse(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def guarded(real):
+        def connect(self, address):
+            if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address[0]):
+                _refuse(address[0])
+            return real(self, address)
+        return connect
+
+    patch.setattr(socket, 'getaddrinfo', getaddrinfo)
+    patch.setattr(socket.socket, 'connect', guarded(real_connect))
+    patch.setattr(socket.socket, 'connect_ex', guarded(real_connect_ex))
 
 
 @pytest.fixture(autouse=True)
@@ -174,3 +221,35 @@ def broken_model_dir(request, demo_model_dir, tmp_path):
     shutil.copytree(demo_model_dir, model_dir)
     damage(model_dir)
     return model_dir, words
+
+
+@pytest.fixture
+def home_and_cwd(tmp_path, monkeypatch):
+    """A private home and working directory, with the old package's folders searched in them."""
+    home, work = tmp_path / 'home', tmp_path / 'work'
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv('HOME', str(home))
+    monkeypatch.chdir(work)
+    monkeypatch.delenv('KOBERT_GLUON_LEGACY_DIRS', raising=False)
+    return home, work
+
+
+# ---------------------------------------------------------------------------- pretrained weights
+
+@pytest.fixture(scope='session')
+def bert_12_768_12_params(tmp_path_factory, kobert_dir):
+    """A params file saved from gluonnlp's own bert_12_768_12 with KoBERT's vocab: SKT's layout
+    (encoder, pooler, NSP classifier, MLM decoder), random weights. About 350 MB."""
+    import gluonnlp as nlp
+    import mxnet as mx
+    from kobert_gluon.tokenizer import get_vocab
+
+    vocab = get_vocab(kobert_dir=str(kobert_dir))
+    model, _ = nlp.model.get_model('bert_12_768_12', vocab=vocab, pretrained=False, use_pooler=True,
+                                   use_decoder=True, use_classifier=True)
+    model.initialize(init=mx.init.Normal(0.02))
+    model(mx.nd.ones((1, 4)), mx.nd.zeros((1, 4)), mx.nd.array([4]), mx.nd.array([[1]]))  # infer shapes
+    path = tmp_path_factory.mktemp('bert_12_768_12') / 'bert_12_768_12.params'
+    model.save_parameters(str(path))
+    return path

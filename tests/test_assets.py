@@ -3,11 +3,14 @@
 import collections
 import hashlib
 import http.server
+import itertools
+import json
 import logging
 import multiprocessing
 import os
 import random
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -20,6 +23,7 @@ PAYLOAD = random.Random(1234).randbytes(200 * 1024)
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 TEST_NAME = 'test_payload'
 TEST_FILENAME = 'test_payload_0123456789.bin'
+TRICKLE_S = 0.25  # a stalled mirror sends one byte this often
 
 
 class PayloadServer:
@@ -28,6 +32,7 @@ class PayloadServer:
     def __init__(self):
         self.requests = collections.Counter()
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), self._handler_class())
         self._httpd.daemon_threads = True
         # A short poll interval keeps shutdown() (and so each test's teardown) quick.
@@ -67,6 +72,8 @@ class PayloadServer:
                     # Promise the full length, then hang up halfway.
                     self.wfile.write(body[:len(body) // 2])
                     self.close_connection = True
+                elif mode in ('trickle', 'silent'):
+                    self._stall(body if mode == 'trickle' else b'')
                 elif mode == 'slow':
                     for start in range(0, len(body), 20 * 1024):
                         self.wfile.write(body[start:start + 20 * 1024])
@@ -74,6 +81,18 @@ class PayloadServer:
                         time.sleep(0.03)
                 else:
                     self.wfile.write(body)
+
+            def _stall(self, body):
+                """One byte every TRICKLE_S ('trickle') or nothing at all ('silent')."""
+                for byte in itertools.chain(body, itertools.repeat(None)):
+                    if server._stopping.wait(TRICKLE_S):
+                        return
+                    if byte is not None:
+                        try:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                        except OSError:  # the client gave up
+                            return
 
             def log_message(self, *args):
                 pass
@@ -85,6 +104,7 @@ class PayloadServer:
         return self
 
     def __exit__(self, *exc_info):
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
@@ -103,9 +123,13 @@ def cache_dir(tmp_path):
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch, cache_dir):
-    """Keep every test away from the user's home, env and the real mirrors."""
+    """Keep every test away from the user's home, env and the real mirrors.
+
+    The test asset's mirrors are local servers, so mirrors stay on (conftest turns them off).
+    """
     monkeypatch.delenv('KOBERT_HOME', raising=False)
     monkeypatch.delenv('KOBERT_BASE_URL', raising=False)
+    monkeypatch.delenv('KOBERT_GLUON_NO_MIRRORS', raising=False)
     monkeypatch.setenv('KOBERT_GLUON_CACHE', str(cache_dir))
     register_test_asset(monkeypatch)
 
@@ -410,3 +434,187 @@ def test_registry_md5_matches_authentic_file(name, cache_dir, kobert_dir):
     assert path == expected_path
     assert assets.md5sum(path).startswith(assets.ASSETS[name].md5)
     assert not cache_dir.exists()
+
+
+# --- stalled mirrors, the download lock ------------------------------------------------
+
+def test_trickling_mirror_meets_the_deadline(server, cache_dir, monkeypatch):
+    monkeypatch.setenv('KOBERT_GLUON_DOWNLOAD_DEADLINE', '1.5')
+    started = time.monotonic()
+    with pytest.raises(assets.AssetNotFoundError) as caught:
+        assets.resolve(TEST_NAME, base_url=server.url('trickle'))
+    assert time.monotonic() - started < 1.5 + 3 * TRICKLE_S + 2  # deadline, one more byte, slack
+    reason = dict(caught.value.attempts)[server.url('trickle') + '/' + TEST_FILENAME]
+    assert 'too slow' in reason and 'KOBERT_GLUON_DOWNLOAD_DEADLINE' in reason
+    assert_nothing_cached(cache_dir)
+
+
+def test_silent_mirror_meets_the_read_timeout(server, cache_dir, monkeypatch):
+    monkeypatch.setenv('KOBERT_GLUON_READ_TIMEOUT', '0.5')
+    started = time.monotonic()
+    with pytest.raises(assets.AssetNotFoundError) as caught:
+        assets.resolve(TEST_NAME, base_url=server.url('silent'))
+    assert time.monotonic() - started < 3
+    assert 'timed out' in str(caught.value)
+    assert_nothing_cached(cache_dir)
+
+
+def test_invalid_limit_is_named(monkeypatch):
+    monkeypatch.setenv('KOBERT_GLUON_READ_TIMEOUT', 'soon')
+    with pytest.raises(assets.AssetError, match="KOBERT_GLUON_READ_TIMEOUT='soon'"):
+        assets.setting(assets.READ_TIMEOUT)
+
+
+def lock_holder(cache_dir):
+    try:
+        return json.loads((cache_dir / (TEST_FILENAME + '.lock')).read_text() or 'null')
+    except (OSError, ValueError):
+        return None
+
+
+def resolve_in_forked_child(base_url, cache_dir, results):
+    try:
+        results.put(('ok', assets.resolve(TEST_NAME, cache_dir=cache_dir, base_url=base_url)))
+    except BaseException as err:  # report everything to the parent
+        results.put(('error', str(err)))
+
+
+@pytest.mark.skipif(assets.fcntl is None or not sys.platform.startswith('linux'), reason='needs flock and fork')
+def test_second_waiter_gives_up_naming_the_holder(server, cache_dir, monkeypatch):
+    monkeypatch.setenv('KOBERT_GLUON_DOWNLOAD_DEADLINE', '4')
+    context = multiprocessing.get_context('fork')
+    results = context.Queue()
+    first = context.Process(target=resolve_in_forked_child, args=(server.url('trickle'), str(cache_dir), results))
+    first.start()
+    try:
+        for _ in range(100):
+            if (lock_holder(cache_dir) or {}).get('pid') == first.pid:
+                break
+            time.sleep(0.05)
+        assert lock_holder(cache_dir) == {'pid': first.pid, 'host': socket.gethostname(),
+                                          'since': pytest.approx(time.time(), abs=10)}
+        monkeypatch.setenv('KOBERT_GLUON_LOCK_TIMEOUT', '0.5')
+        started = time.monotonic()
+        with pytest.raises(assets.AssetError) as caught:
+            assets.resolve(TEST_NAME, base_url=server.url('good'))
+        assert time.monotonic() - started < 3
+        message = str(caught.value)
+        for part in (str(cache_dir / TEST_FILENAME) + '.lock', f'pid {first.pid}', socket.gethostname(),
+                     'KOBERT_GLUON_LOCK_TIMEOUT'):
+            assert part in message
+        assert server.count('good') == 0
+        status, first_error = results.get(timeout=20)
+    finally:
+        first.join(timeout=20)
+    assert status == 'error' and 'too slow' in first_error
+    assert_nothing_cached(cache_dir)
+
+
+@pytest.mark.skipif(assets.fcntl is None, reason='needs flock')
+def test_lock_of_a_dead_holder_is_taken_over(server, cache_dir, caplog):
+    """flock outlives its holder only in a child that inherited it; the record names the holder."""
+    dead_pid = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead_pid.wait()
+    cache_dir.mkdir(parents=True)
+    lock_path = cache_dir / (TEST_FILENAME + '.lock')
+    with open(lock_path, 'w') as orphaned:
+        assets.fcntl.flock(orphaned, assets.fcntl.LOCK_EX | assets.fcntl.LOCK_NB)
+        orphaned.write(json.dumps({'pid': dead_pid.pid, 'host': socket.gethostname(), 'since': 0}))
+        orphaned.flush()
+        with caplog.at_level(logging.WARNING, logger=assets.__name__):
+            path = assets.resolve(TEST_NAME, base_url=server.url('good'))
+    assert assets.md5sum(path) == PAYLOAD_MD5
+    assert any('Taking over' in r.getMessage() and f'pid {dead_pid.pid}' in r.getMessage() for r in caplog.records)
+    assert json.loads(lock_path.read_text())['pid'] == os.getpid()  # the new lock file names us
+
+
+def test_partial_file_of_a_killed_download_is_removed(server, cache_dir):
+    cache_dir.mkdir(parents=True)
+    stale = cache_dir / f'.{TEST_FILENAME}.k1ll3d.part'
+    stale.write_bytes(PAYLOAD[:100])
+    assets.resolve(TEST_NAME, base_url=server.url('good'))
+    assert leftover_partials(cache_dir) == []
+
+
+# --- messages for corrupt files --------------------------------------------------------
+
+def test_corrupt_cache_is_reported_as_found_not_as_missing(cache_dir):
+    cached = write_file(cache_dir, content=b'stale')
+    with pytest.raises(assets.ChecksumError) as caught:
+        assets.resolve(TEST_NAME, base_url=closed_port_url())
+    message = str(caught.value)
+    assert message.startswith(f'found {cached}, md5 {hashlib.md5(b"stale").hexdigest()}, expected {PAYLOAD_MD5}')
+    assert 'put it in' not in message
+    assert 'Downloading a fresh copy failed' in message
+    assert cached.read_bytes() == b'stale'  # left for the user to inspect
+
+
+def test_checksum_error_for_kobert_params_says_how_to_use_own_weights(tmp_path):
+    own = write_file(tmp_path / 'home', content=b'my own fine-tuned bert')
+    os.rename(own, own.parent / assets.ASSETS['mxnet_params'].filename)
+    with pytest.raises(assets.ChecksumError) as caught:
+        assets.resolve('mxnet_params', kobert_dir=str(own.parent), download=False)
+    message = str(caught.value)
+    assert 'mxnet_kobert_45b6957552.params' in message and 'expected 45b6957552' in message
+    assert 'model_file=' in message and '--init_from' in message
+
+
+# --- the original package's folders ------------------------------------------------------
+
+@pytest.fixture
+def old_folders(home_and_cwd):
+    home, work = home_and_cwd
+    return home / 'kobert', work / '.cache'
+
+
+def test_old_folders_are_searched_in_order(old_folders, cache_dir, server):
+    v01_home, v02_cache = old_folders
+    own_cache = write_file(cache_dir)
+    assert assets.resolve(TEST_NAME, base_url=server.url('good')) == str(own_cache)
+    in_home = write_file(v01_home)
+    assert assets.resolve(TEST_NAME, base_url=server.url('good')) == str(in_home)
+    in_cwd_cache = write_file(v02_cache)
+    assert assets.resolve(TEST_NAME, base_url=server.url('good')) == str(in_cwd_cache)
+    assert server.total_requests() == 0
+
+
+def test_legacy_dirs_env_replaces_the_old_folders(old_folders, cache_dir, monkeypatch, tmp_path):
+    write_file(old_folders[1])
+    monkeypatch.setenv('KOBERT_GLUON_LEGACY_DIRS', str(tmp_path / 'elsewhere'))
+    with pytest.raises(assets.AssetNotFoundError):
+        assets.resolve(TEST_NAME, download=False)
+
+
+def test_corrupt_file_in_an_old_folder_is_reported(old_folders, server):
+    corrupt = write_file(old_folders[0], content=b'half')
+    with pytest.raises(assets.ChecksumError, match=f'found {corrupt}, md5'):
+        assets.resolve(TEST_NAME, base_url=server.url('good'))
+    assert server.total_requests() == 0
+
+
+def test_remembered_cache_dir_is_searched_by_later_calls(tmp_path, server):
+    given = tmp_path / 'given'
+    assert assets.remember_cache_dir(str(given)) == str(given)
+    assert assets.remember_cache_dir(None) == str(given)
+    path, found = assets.fetch(assets.ASSETS[TEST_NAME], cache_dir=assets.remember_cache_dir(None),
+                               base_url=server.url('good'))
+    assert (path, found) == (str(given / TEST_FILENAME), False)
+
+
+# --- no test leaves 127.0.0.1 (tests/conftest.py) -----------------------------------------
+
+def test_a_connection_beyond_loopback_fails_the_test_loudly(server):
+    import urllib.request
+    for url in (assets.ASSETS['spiece'].urls[0], 'http://10.0.0.1:80/'):
+        with pytest.raises(pytest.fail.Exception, match='tests must stay on 127.0.0.1'):
+            urllib.request.urlopen(url, timeout=1)
+    with urllib.request.urlopen(server.url('good') + '/' + TEST_FILENAME, timeout=5) as local:
+        assert local.read() == PAYLOAD
+
+
+def test_registry_mirrors_are_off_in_tests_and_subprocesses(monkeypatch, cache_dir):
+    monkeypatch.setenv('KOBERT_GLUON_NO_MIRRORS', '1')  # what conftest sets for every other test
+    with pytest.raises(assets.AssetNotFoundError) as caught:
+        assets.resolve('mxnet_params')
+    assert caught.value.attempts == [('-', 'no URL known')]
+    assert_nothing_cached(cache_dir)

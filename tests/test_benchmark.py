@@ -78,7 +78,7 @@ def test_smoke_json_has_the_raw_numbers(smoke):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text(encoding='utf-8'))
     assert report['preset'] == 'smoke'
-    assert report['config']['num_layers'] == 1 and report['config']['batch_size'] == 4
+    assert report['config']['bert']['num_layers'] == 1 and report['config']['batch_size'] == 4
     for mode in ('train', 'infer'):
         (run,) = report['runs'][f'mxnet|float32|{mode}']
         assert run['samples_per_s'] > 0 and run['peak_rss_mb'] > 0
@@ -89,7 +89,7 @@ def test_smoke_json_has_the_raw_numbers(smoke):
 
 def test_rows_without_numbers_say_why():
     bench = load_benchmark()
-    config = bench.Config(num_layers=1, units=64, hidden_size=128, num_heads=2, max_positions=64,
+    config = bench.Config(bert=bench.dataclasses.asdict(bench.PRESETS['smoke']['bert']),
                           batch_size=4, seq_len=16, steps=2, warmup=1, threads=2)
     measured = {'samples_per_s': 10.0, 'tokens_per_s': 160.0, 'peak_rss_mb': 300.0, 'seconds': 0.8, 'runs': 1}
     report = {
@@ -142,8 +142,9 @@ def test_precision_hooks_follow_kobert_gluon_precision(monkeypatch):
         'kobert_gluon.precision falls back to float32 here'
     assert 'inference only' in bench.FromPrecisionModule('int8', precision).unsupported('train')
     assert bench.FromPrecisionModule('int8', precision).unsupported('infer') is None
-    assert bench.FromPrecisionModule('int8', None).unsupported('infer') == 'kobert_gluon.precision not available'
-    assert bench.PRECISIONS['float32'].unsupported('train') is None
+    hooks = bench.mxnet_precisions()
+    assert list(hooks)[:3] == ['float32', 'bfloat16', 'int8']
+    assert hooks['float32'].unsupported('train') is None and hooks['float32'].unsupported('infer') is None
 
     seen = {}
     monkeypatch.setattr(precision, 'for_inference',

@@ -4,8 +4,8 @@ import numpy as np
 import gluonnlp as nlp
 import pytest
 
-from kobert_gluon import assets, get_mxnet_kobert_model
-from kobert_gluon.model import BertConfig, build_bert
+from kobert_gluon import ConfigError, assets, get_mxnet_kobert_model
+from kobert_gluon.model import BertConfig, BERTClassifier, build_bert, load_pretrained_bert
 from kobert_gluon.tokenizer import get_vocab
 
 
@@ -25,17 +25,14 @@ def test_config_rejects_impossible_sizes():
 
 
 @pytest.fixture(scope='module')
-def gluonnlp_params_file(tmp_path_factory, kobert_dir):
-    """A params file saved from gluonnlp's own bert_12_768_12, standing in for SKT's file."""
+def gluonnlp_params_file(bert_12_768_12_params, kobert_dir):
+    """SKT's layout from gluonnlp's own bert_12_768_12, and that model's outputs on example inputs."""
     vocab = get_vocab(kobert_dir=str(kobert_dir))
     reference, _ = nlp.model.get_model('bert_12_768_12', vocab=vocab, pretrained=False, use_pooler=True,
                                        use_decoder=True, use_classifier=True)
-    reference.initialize(init=mx.init.Normal(0.02))
-    inputs = example_inputs()
-    expected = [o.asnumpy() for o in reference(*inputs, example_masked_positions())]
-    path = tmp_path_factory.mktemp('params') / 'bert_12_768_12.params'
-    reference.save_parameters(str(path))
-    return path, expected, vocab
+    reference.load_parameters(str(bert_12_768_12_params))
+    expected = [o.asnumpy() for o in reference(*example_inputs(), example_masked_positions())]
+    return bert_12_768_12_params, expected, vocab
 
 
 def example_inputs():
@@ -80,10 +77,13 @@ def test_missing_params_file_says_where_to_put_it(kobert_dir, tmp_path, monkeypa
     with pytest.raises(assets.AssetError, match='mxnet_kobert_45b6957552.params') as error:
         get_mxnet_kobert_model(kobert_dir=str(kobert_dir), cachedir=str(tmp_path))
     assert str(kobert_dir) in str(error.value)
+    assert 'model_file=PATH' in str(error.value) and '--init_from PATH' in str(error.value)  # own weights
 
 
 def test_training_with_data_uses_the_pretrained_12_layer_kobert(gluonnlp_params_file, kobert_dir, tmp_path, monkeypatch):
-    """The real job (--data + --kobert_dir): 12 layers, weights from the params file."""
+    """The real job (--data + --kobert_dir): 12 layers, weights from the params file.
+
+    The learning rate is positive (TrainConfig requires it) but far too small to move a weight."""
     import dataclasses
     import shutil
 
@@ -100,9 +100,127 @@ def test_training_with_data_uses_the_pretrained_12_layer_kobert(gluonnlp_params_
     data.write_text('text\tlabel\n' + ''.join(f'문장 {i}번 {"좋다" if i % 2 else "싫다"}\t{i % 2}\n' for i in range(20)),
                     encoding='utf-8')
     classifier = train(TrainConfig(data=str(data), kobert_dir=str(home), max_len=16, batch_size=8, num_epochs=1,
-                                   learning_rate=0.0, output_dir=str(tmp_path / 'run'), ctx='cpu'))
+                                   learning_rate=1e-30, output_dir=str(tmp_path / 'run'), ctx='cpu'))
     assert classifier.bert_config == BertConfig.kobert()
     saved = mx.nd.load(str(path))
     trained = classifier.model.bert._collect_params_with_prefix()
     for name in ('word_embed.0.weight', 'encoder.transformer_cells.11.ffn.ffn_2.weight', 'pooler.weight'):
-        np.testing.assert_array_equal(trained[name].data().asnumpy(), saved[name].asnumpy())
+        np.testing.assert_allclose(trained[name].data().asnumpy(), saved[name].asnumpy(), rtol=1e-6, atol=1e-20)
+
+
+# --- own weights: the bert_12_768_12 layout is checked, names and shapes ------------------------
+
+def saved_small_bert(tmp_path, name, **sizes):
+    bert = build_bert(BertConfig.small(**sizes))
+    bert.initialize(init=mx.init.Normal(0.02))
+    bert(*example_inputs(), example_masked_positions())
+    path = tmp_path / f'{name}.params'
+    bert.save_parameters(str(path))
+    return path
+
+
+def small_bert():
+    bert = build_bert(BertConfig.small(), use_decoder=False, use_classifier=False)
+    bert.initialize()
+    return bert
+
+
+def test_layout_check_lists_missing_layers(tmp_path):
+    path = saved_small_bert(tmp_path, 'one_layer', num_layers=1)
+    with pytest.raises(ConfigError) as caught:
+        load_pretrained_bert(small_bert(), str(path), mx.cpu())
+    message = str(caught.value)
+    assert str(path) in message and 'bert_12_768_12 layout' in message
+    assert '16 missing (encoder.transformer_cells.1.attention_cell.proj_key.bias' in message  # 16 per layer
+
+
+def test_layout_check_lists_other_shapes(tmp_path):
+    path = saved_small_bert(tmp_path, 'narrow', units=64, hidden_size=256)
+    with pytest.raises(ConfigError) as caught:
+        load_pretrained_bert(small_bert(), str(path), mx.cpu())
+    message = str(caught.value)
+    assert 'with other shapes (encoder.layer_norm.beta (64,) instead of (128,), ' in message
+    assert 'encoder.position_weight (128, 64) instead of (128, 128)' in message
+    assert 'more)' in message  # the list is cut short
+
+
+def test_layout_check_rejects_a_classifier_file_and_non_params(tmp_path):
+    bert = build_bert(BertConfig.small(), use_decoder=False, use_classifier=False)
+    classifier = BERTClassifier(bert, num_classes=2)
+    classifier.initialize()
+    classifier(*example_inputs())
+    path = tmp_path / 'classifier.params'
+    classifier.save_parameters(str(path))
+    with pytest.raises(ConfigError, match=r'missing \(encoder\..*unexpected \(bert\.'):
+        load_pretrained_bert(small_bert(), str(path), mx.cpu())
+    junk = tmp_path / 'junk.params'
+    junk.write_bytes(b'not params')
+    with pytest.raises(ConfigError, match=f'{junk}: not an MXNet parameter file'):
+        load_pretrained_bert(small_bert(), str(junk), mx.cpu())
+
+
+def test_fitting_file_loads_and_extra_heads_are_ignored(tmp_path):
+    path = saved_small_bert(tmp_path, 'full')  # with NSP classifier and MLM decoder
+    bert = small_bert()
+    load_pretrained_bert(bert, str(path), mx.cpu())
+    saved = mx.nd.load(str(path))
+    for name, param in bert._collect_params_with_prefix().items():
+        np.testing.assert_array_equal(param.data().asnumpy(), saved[name].asnumpy())
+
+
+def test_v01_get_kobert_model_checks_the_layout(tmp_path, kobert_dir):
+    from kobert_gluon.mxnet_kobert import get_kobert_model
+    path = saved_small_bert(tmp_path, 'small')
+    with pytest.raises(ConfigError, match=r'small.params is not .* 160 missing \(encoder\.transformer_cells\.10\..* '
+                                          r'with other shapes \(decoder\.0\.bias \(128,\) instead of \(768,\)'):
+        get_kobert_model(str(path), str(kobert_dir / 'kobert_news_wiki_ko_cased-1087f8699e.spiece'))
+
+
+# --- BERTClassifier and the notebook's class ----------------------------------------------------
+
+class NotebookBERTClassifier(mx.gluon.nn.Block):
+    """Copied from SKT's NSMC notebook (scripts/NSMC/naver_review_classifications_gluon_kobert.ipynb,
+    v0.2.3, cell 14), names and all, to check that its saved params keep loading into ours."""
+
+    def __init__(self,
+                 bert,
+                 num_classes=2,
+                 dropout=None,
+                 prefix=None,
+                 params=None):
+        super(NotebookBERTClassifier, self).__init__(prefix=prefix, params=params)
+        self.bert = bert
+        with self.name_scope():
+            self.classifier = mx.gluon.nn.HybridSequential(prefix=prefix)
+            if dropout:
+                self.classifier.add(mx.gluon.nn.Dropout(rate=dropout))
+            self.classifier.add(mx.gluon.nn.Dense(units=num_classes))
+
+    def forward(self, inputs, token_types, valid_length=None):
+        _, pooler = self.bert(inputs, token_types, valid_length)
+        return self.classifier(pooler)
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_notebook_params_load_and_valid_length_is_optional(tmp_path, hybridize):
+    config = BertConfig.small()
+    notebook = NotebookBERTClassifier(build_bert(config, use_decoder=False, use_classifier=False),
+                                      num_classes=3, dropout=0.1)
+    notebook.initialize(init=mx.init.Normal(0.02))
+    token_ids, segment_ids, valid_length = example_inputs()
+    expected_masked = notebook(token_ids, segment_ids, valid_length).asnumpy()
+    expected_unmasked = notebook(token_ids, segment_ids).asnumpy()
+    path = tmp_path / 'notebook.params'
+    notebook.save_parameters(str(path))
+
+    ours = BERTClassifier(build_bert(config, use_decoder=False, use_classifier=False), num_classes=3, dropout=0.1)
+    ours.load_parameters(str(path))
+    if hybridize:
+        ours.hybridize()
+    np.testing.assert_allclose(ours(token_ids, segment_ids, valid_length).asnumpy(), expected_masked, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours(token_ids, segment_ids).asnumpy(), expected_unmasked, rtol=1e-5, atol=1e-6)
+    for unmasked in (ours(token_ids, segment_ids, None), ours(token_ids, segment_ids, valid_length=None)):
+        np.testing.assert_allclose(unmasked.asnumpy(), expected_unmasked, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours(token_ids, segment_ids, valid_length=valid_length).asnumpy(), expected_masked,
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected_masked[1], expected_unmasked[1])  # row 1 is padded: masking matters

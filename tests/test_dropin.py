@@ -1,0 +1,338 @@
+"""kobert_gluon as a drop-in for SKT's `kobert` package: its NSMC notebook, old names and folders.
+
+The notebooks (tests/fixtures/nsmc_gluon_kobert_*.json) are SKT's code cells verbatim; the
+runner skips their shell lines (`!pip`, `!wget`) and applies only the edits listed here.
+"""
+import hashlib
+import http.server
+import inspect
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+import kobert_gluon
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+FIXTURES = REPO / 'tests' / 'fixtures'
+SPIECE = 'kobert_news_wiki_ko_cased-1087f8699e.spiece'
+NSMC = ('data', 'nsmc')
+# Sized for 2 CPU cores: a 12 x 768 BERT on 32 sentences of 32 tokens, one update of
+# batch 8 x accumulate 4 (fewer rows than one update make the notebook's schedule divide by 0).
+TRAIN_ROWS, TEST_ROWS = 32, 16
+MAX_LEN, BATCH_SIZE = 32, 8
+THREAD_SETTINGS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')
+
+
+def run_python(code, cwd=REPO, env=None, unset=(), timeout=120):
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
+    environment.update(env or {})
+    for name in unset:
+        environment.pop(name, None)
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# --- the notebook, run as it is ----------------------------------------------------------
+
+def notebook_script(version, edits):
+    """The fixture's code cells as one script: shell lines skipped, ``edits`` applied."""
+    cells = json.loads((FIXTURES / f'nsmc_gluon_kobert_{version}.json').read_text(encoding='utf-8'))['cells']
+    sources = {cell['index']: cell['source'] for cell in cells}
+    for index, old, new in edits:
+        assert sources[index].count(old) == 1, (version, index, old)
+        sources[index] = sources[index].replace(old, new)
+    lines = []
+    for index in sorted(sources):
+        lines.append(f'# --- cell {index}')
+        for line in sources[index].splitlines():
+            skipped = line.lstrip().startswith('!')
+            lines.append(f'pass  # skipped: {line.strip()}' if skipped else line)
+    return '\n'.join(lines) + '\n'
+
+
+def nsmc_rows(shared_dir, split, count):
+    path = shared_dir.joinpath(*NSMC, f'ratings_{split}_small.txt')
+    with open(path, encoding='utf-8') as table:
+        return ''.join(line for _, line in zip(range(count + 1), table))  # header + rows
+
+
+@pytest.fixture
+def notebook_dirs(tmp_path, shared_dir):
+    home, work = tmp_path / 'home', tmp_path / 'work'
+    home.mkdir()
+    work.mkdir()
+    return home, work
+
+
+def run_notebook(version, edits, home, work):
+    script = work / f'nsmc_{version}.py'
+    script.write_text(notebook_script(version, edits), encoding='utf-8')
+    env = {'HOME': str(home), 'KOBERT_GLUON_CACHE': str(home / 'empty-cache'), 'KOBERT_GLUON_NO_MIRRORS': '1'}
+    environment = {k: v for k, v in os.environ.items() if k not in ('KOBERT_GLUON_LEGACY_DIRS', 'KOBERT_HOME')}
+    environment.update(env, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, str(script)], cwd=work, env=environment, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    accuracy = re.findall(r'^Test Acc : (\d\.\d+)$', done.stdout, re.M)
+    assert len(accuracy) == 1 and 0 <= float(accuracy[0]) <= 1, done.stdout[-2000:]
+    return done
+
+
+COMMON_EDITS = [(12, 'max_len = 128', f'max_len = {MAX_LEN}'),
+                (16, 'batch_size = 32', f'batch_size = {BATCH_SIZE}'),
+                (17, 'num_epochs = 5', 'num_epochs = 1')]
+
+
+def test_v023_notebook_runs_with_from_kobert_imports(notebook_dirs, shared_dir, kobert_dir, bert_12_768_12_params):
+    """Cell 5 passes cachedir=".cache", cell 6 calls get_tokenizer() without it; data in .cache/."""
+    home, work = notebook_dirs
+    cache = work / '.cache'
+    cache.mkdir()
+    shutil.copy(kobert_dir / SPIECE, cache)
+    (cache / 'ratings_train.txt').write_text(nsmc_rows(shared_dir, 'train', TRAIN_ROWS), encoding='utf-8')
+    (cache / 'ratings_test.txt').write_text(nsmc_rows(shared_dir, 'test', TEST_ROWS), encoding='utf-8')
+    edits = COMMON_EDITS + [(5, 'cachedir=".cache")', f'cachedir=".cache", model_file={str(bert_12_768_12_params)!r})')]
+    run_notebook('v0.2.3', edits, home, work)
+
+
+def test_v01_notebook_runs_with_get_kobert_model(notebook_dirs, shared_dir, kobert_dir, bert_12_768_12_params):
+    """v0.1.x: files in ~/kobert, data where its wget put it, get_kobert_model(model_file, vocab_file)."""
+    home, work = notebook_dirs
+    (home / 'kobert').mkdir()
+    vocab_file = shutil.copy(kobert_dir / SPIECE, home / 'kobert')
+    (work / 'ratings_train.txt?dl=1').write_text(nsmc_rows(shared_dir, 'train', TRAIN_ROWS), encoding='utf-8')
+    (work / 'ratings_test.txt?dl=1').write_text(nsmc_rows(shared_dir, 'test', TEST_ROWS), encoding='utf-8')
+    load = 'bert_base, vocab = get_mxnet_kobert_model(use_decoder=False, use_classifier=False, ctx=ctx)'
+    v01_load = ('from kobert.mxnet_kobert import get_kobert_model\n'
+                f'bert_base, vocab = get_kobert_model({str(bert_12_768_12_params)!r}, {str(vocab_file)!r}, '
+                'use_decoder=False, use_classifier=False, ctx=ctx)')
+    edits = COMMON_EDITS + [(4, 'ctx = mx.gpu()', 'ctx = mx.cpu()'),  # no GPU here
+                            (5, load, v01_load)]
+    run_notebook('v0.1.2', edits, home, work)
+
+
+# --- the package surface ------------------------------------------------------------------
+
+def test_finding_files_does_not_load_mxnet():
+    done = run_python('''
+        import sys
+        import kobert_gluon.assets
+        import kobert
+        from kobert.utils import download, get_tokenizer
+        from kobert_gluon.utils import get_tokenizer_path
+        print(sorted(m for m in ('mxnet', 'gluonnlp', 'torch') if m in sys.modules))
+        print(sorted(kobert_gluon.CPU_DEFAULTS))
+    ''', unset=THREAD_SETTINGS)
+    assert done.returncode == 0, done.stderr
+    loaded, thread_defaults = done.stdout.splitlines()
+    assert loaded == '[]'
+    assert 'OMP_NUM_THREADS' in thread_defaults  # decided although mxnet was never imported
+
+
+def test_sentencepiece_fix_follows_gluonnlp_imported_after_kobert(kobert_dir):
+    done = run_python(f'''
+        import kobert
+        import gluonnlp as nlp
+        import sentencepiece as spm
+        from kobert_gluon.tokenizer import get_vocab
+        path = {str(kobert_dir / SPIECE)!r}
+        tokenizer = nlp.data.BERTSPTokenizer(path, get_vocab(path), lower=False)
+        text = '한국어 모델을 공유합니다'  # no punctuation: BERTSPTokenizer splits that off first
+        assert tokenizer(text) == spm.SentencePieceProcessor(model_file=path).EncodeAsPieces(text)
+        print(spm.__version__)
+    ''')
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert tuple(int(p) for p in done.stdout.split('.')[:2]) >= (0, 1)
+
+
+def test_sentencepiece_fix_applies_at_once_when_gluonnlp_came_first():
+    done = run_python('''
+        import gluonnlp
+        from gluonnlp.data import transforms
+        before = transforms.SentencepieceTokenizer.__call__
+        import kobert_gluon
+        from kobert_gluon import spm_compat
+        print(before is not transforms.SentencepieceTokenizer.__call__, spm_compat.is_applied())
+    ''')
+    assert done.stdout.split() == ['True', 'True'], done.stderr[-2000:]
+
+
+def test_package_exports():
+    for name in kobert_gluon.__all__:
+        assert getattr(kobert_gluon, name) is not None, name
+    from kobert_gluon.export import export
+    assert kobert_gluon.export is export
+    assert issubclass(kobert_gluon.AssetError, kobert_gluon.KobertGluonError)
+    with pytest.raises(AttributeError):
+        kobert_gluon.no_such_name
+
+
+# --- old names and signatures ------------------------------------------------------------
+
+# Parameter names of SKT's functions (kobert v0.2.3; get_kobert_model from v0.1.2).
+ORIGINAL_PARAMETERS = {
+    'download': ['url', 'chksum', 'cachedir'],
+    'get_tokenizer': ['cachedir'],
+    'get_mxnet_kobert_model': ['use_pooler', 'use_decoder', 'use_classifier', 'ctx', 'cachedir'],
+    'get_kobert_model': ['model_file', 'vocab_file', 'use_pooler', 'use_decoder', 'use_classifier', 'ctx'],
+    'get_pytorch_kobert_model': ['ctx', 'cachedir'],
+    'get_onnx_kobert_model': ['cachedir'],
+}
+
+
+def test_kobert_alias_has_the_original_names_and_signatures():
+    import kobert
+    import kobert.mxnet_kobert
+    import kobert.utils
+    import kobert.utils.utils
+    import kobert_gluon.mxnet_kobert
+    import kobert_gluon.utils
+
+    places = {'download': [kobert, kobert.utils, kobert.utils.utils, kobert_gluon.utils],
+              'get_tokenizer': [kobert, kobert.utils, kobert.utils.utils],
+              'get_mxnet_kobert_model': [kobert, kobert.mxnet_kobert, kobert_gluon.mxnet_kobert],
+              'get_kobert_model': [kobert.mxnet_kobert, kobert_gluon.mxnet_kobert],
+              'get_pytorch_kobert_model': [kobert], 'get_onnx_kobert_model': [kobert]}
+    for name, modules in places.items():
+        for module in modules:
+            parameters = list(inspect.signature(getattr(module, name)).parameters)
+            expected = ORIGINAL_PARAMETERS[name]
+            assert parameters[:len(expected)] == expected, (module.__name__, name)
+    assert set(kobert.__all__) == {'download', 'get_tokenizer', 'get_pytorch_kobert_model',
+                                   'get_mxnet_kobert_model', 'get_onnx_kobert_model'}
+    assert kobert_gluon.utils.get_tokenizer_path is kobert_gluon.get_tokenizer_path
+
+
+@pytest.mark.parametrize('name', ['get_pytorch_kobert_model', 'get_onnx_kobert_model'])
+def test_pytorch_and_onnx_loaders_point_to_the_conversion(name):
+    import kobert
+    with pytest.raises(kobert_gluon.ConversionError, match='kobert-gluon convert --to-transformers'):
+        getattr(kobert, name)()
+
+
+@pytest.fixture
+def old_world(home_and_cwd):
+    return home_and_cwd
+
+
+def test_get_tokenizer_finds_the_v01_home_folder(old_world, kobert_dir):
+    import kobert
+    home, _ = old_world
+    (home / 'kobert').mkdir()
+    expected = shutil.copy(kobert_dir / SPIECE, home / 'kobert')
+    assert kobert.get_tokenizer() == str(expected)
+    assert kobert_gluon.utils.get_tokenizer_path() == str(expected)
+
+
+def test_cachedir_given_once_is_searched_by_later_calls(old_world, kobert_dir, tmp_path):
+    """Cell 5 passes cachedir, cell 6 does not; here the folder is not ./.cache either."""
+    from kobert import get_tokenizer
+    given = tmp_path / 'models'
+    given.mkdir()
+    expected = shutil.copy(kobert_dir / SPIECE, given)
+    (old_world[1] / 'elsewhere').mkdir()
+    assert get_tokenizer(cachedir=str(given)) == str(expected)
+    os.chdir(old_world[1] / 'elsewhere')
+    assert get_tokenizer() == str(expected)
+
+
+class OneFileServer:
+    """Serves ``body`` under any path on 127.0.0.1 and counts requests."""
+
+    def __init__(self, body):
+        self.requests = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests += 1
+                self.send_response(200)
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.HTTPServer(('127.0.0.1', 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={'poll_interval': 0.02}, daemon=True)
+        self.thread.start()
+        self.url = f'http://127.0.0.1:{self.httpd.server_port}/KoBERT/models/own_file.bin'
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_download_returns_path_and_whether_it_was_cached(old_world, tmp_path):
+    from kobert import download
+    body = b'any file the old download() fetched'
+    server = OneFileServer(body)
+    try:
+        path, cached = download(server.url, hashlib.md5(body).hexdigest()[:10], cachedir='.cache')
+        assert (path, cached) == (str(old_world[1] / '.cache' / 'own_file.bin'), False)
+        assert download(server.url, hashlib.md5(body).hexdigest()) == (path, True)
+        assert server.requests == 1
+        with pytest.raises(kobert_gluon.ConfigError, match='chksum is needed'):
+            download(server.url.replace('own_file', 'other_file'))
+    finally:
+        server.close()
+
+
+def test_download_of_a_known_file_uses_the_registry(old_world, kobert_dir):
+    from kobert import download
+    cache = old_world[1] / '.cache'
+    cache.mkdir()
+    shutil.copy(kobert_dir / SPIECE, cache)
+    url = 's3://skt-lsl-nlp-model/KoBERT/tokenizers/' + SPIECE  # v0.2.3's URL; never contacted
+    assert download(url, 'ae5711deb3') == (str(cache / SPIECE), True)
+    assert download(url) == (str(cache / SPIECE), True)  # chksum known to kobert_gluon
+
+
+# --- SKT's package and the alias, installed over each other ---------------------------------
+
+def fake_skt_distribution(site, version='0.2.3'):
+    info = site / f'kobert-{version}.dist-info'
+    info.mkdir(parents=True)
+    (info / 'METADATA').write_text(f'Metadata-Version: 2.1\nName: kobert\nVersion: {version}\n')
+    (info / 'RECORD').write_text('kobert/__init__.py,,\nkobert/mxnet_kobert.py,,\n')
+
+
+def test_alias_installed_over_skt_package_is_reported(tmp_path):
+    site = tmp_path / 'site'
+    shutil.copytree(REPO / 'kobert', site / 'kobert')  # our files won, SKT's metadata stayed
+    fake_skt_distribution(site)
+    done = run_python('import kobert', cwd=tmp_path, env={'PYTHONPATH': os.pathsep.join([str(site), str(REPO)])})
+    assert done.returncode == 0, done.stderr
+    assert 'KobertAliasWarning' in done.stderr
+    assert "SKT's kobert 0.2.3 is installed into the same folder as kobert_gluon's alias" in done.stderr
+    assert 'pip uninstall -y kobert' in done.stderr
+
+
+def test_skt_package_installed_over_alias_is_reported(tmp_path):
+    site = tmp_path / 'site'
+    (site / 'kobert').mkdir(parents=True)
+    (site / 'kobert' / '__init__.py').write_text('# stands for SKT\'s kobert/__init__.py\n')
+    fake_skt_distribution(site)
+    done = run_python('''
+        import kobert_gluon
+        from kobert_gluon.utils import kobert_alias_problems
+        print(len(kobert_alias_problems()))
+    ''', cwd=tmp_path, env={'PYTHONPATH': os.pathsep.join([str(site), str(REPO)])})
+    assert done.returncode == 0, done.stderr
+    assert f'`import kobert` loads {site / "kobert" / "__init__.py"}, which is not kobert_gluon' in done.stderr
+    assert done.stdout.strip() == '3'  # not the alias; SKT's installed; how to fix
+
+
+def test_clean_install_reports_nothing():
+    done = run_python('import kobert, kobert_gluon; from kobert_gluon.utils import kobert_alias_problems; '
+                      'print(kobert_alias_problems())', env={'PYTHONWARNINGS': 'error'})
+    assert (done.returncode, done.stdout.strip()) == (0, '[]'), done.stderr

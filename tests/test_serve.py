@@ -1,0 +1,512 @@
+"""kobert-gluon serve: a real server process on 127.0.0.1, its API, batching, bad input,
+SIGTERM, and the web page clicked through in headless Chromium."""
+import base64
+import concurrent.futures
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+import kobert_gluon
+from kobert_gluon import cli
+
+MAX_TEXTS = 16
+MAX_BODY_BYTES = 64 * 1024
+SENTENCES = ['배송이 빨라서 좋았어요', '', '다시는 안 삽니다 😡', '   ', '漢字 섞인 文章', 'KoBERT 2.0 최고 100점',
+             '정말 최고의 영화였습니다 ' * 300]  # the last one is cut at max_len, as predict does
+READY = re.compile(r'serving \S+ on http://([\d.]+):(\d+)/')
+STARTUP_S = 180
+ARTIFACTS_ENV = 'KOBERT_GLUON_TEST_ARTIFACTS'
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+                  '--disable-dev-shm-usage', '--hide-scrollbars', '--window-size=900,1000']
+
+
+def need(module):
+    """The serve extra and the browser are CI requirements; elsewhere their absence skips."""
+    try:
+        return __import__(module)
+    except ImportError:
+        if os.environ.get('CI'):
+            pytest.fail(f'{module} is not installed; CI must install it (.ci/run)')
+        pytest.skip(f'{module} is not installed')
+
+
+# ---------------------------------------------------------------------------- a server process
+
+class ServerProcess:
+    """``kobert-gluon serve`` on 127.0.0.1 and a free port; its log is collected as it runs."""
+
+    def __init__(self, model_dir, *flags):
+        command = [sys.executable, '-m', 'kobert_gluon.cli', 'serve', '--model', str(model_dir),
+                   '--host', '127.0.0.1', '--port', '0', *map(str, flags)]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True, encoding='utf-8')
+        self.log, self.address, self.ready = [], None, threading.Event()
+        threading.Thread(target=self._read_log, daemon=True).start()
+        deadline = time.monotonic() + STARTUP_S
+        while not self.ready.wait(0.2):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                pytest.fail('server did not start:\n' + self.log_text())
+
+    def _read_log(self):
+        for line in self.process.stderr:
+            self.log.append(line)
+            found = READY.search(line)
+            if found:
+                self.address = (found.group(1), int(found.group(2)))
+            if 'model ready' in line and self.address:
+                self.ready.set()
+
+    def log_text(self):
+        return ''.join(self.log)
+
+    @property
+    def url(self):
+        return 'http://%s:%d' % self.address
+
+    def call(self, method, path, body=None, headers=None):
+        """``(status, content type, decoded JSON or raw bytes)``."""
+        connection = http.client.HTTPConnection(*self.address, timeout=120)
+        try:
+            headers = headers or {}
+            connection.request(method, path, body=body, headers=headers,
+                               encode_chunked=headers.get('Transfer-Encoding') == 'chunked')
+            response = connection.getresponse()
+            data = response.read()
+        finally:
+            connection.close()
+        content_type = response.getheader('content-type', '')
+        return response.status, content_type, json.loads(data) if content_type == 'application/json' else data
+
+    def predict(self, texts):
+        status, _, answer = self.call('POST', '/predict', json.dumps({'texts': texts}),
+                                      {'Content-Type': 'application/json'})
+        assert status == 200, answer
+        return answer['predictions']
+
+    def health(self):
+        status, _, answer = self.call('GET', '/health')
+        assert status == 200
+        return answer
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope='module')
+def server(demo_model_dir):
+    need('starlette'), need('uvicorn')
+    process = ServerProcess(demo_model_dir, '--max_texts', MAX_TEXTS, '--max_body_bytes', MAX_BODY_BYTES,
+                            '--max_wait_ms', 20)
+    yield process
+    process.process.send_signal(signal.SIGTERM)
+    try:
+        process.process.wait(60)
+    finally:
+        process.kill()
+
+
+def assert_records_match(records, texts, classifier):
+    """``records`` are predict_records of ``texts``: labels equal, probabilities within 1e-6."""
+    assert [record['text'] for record in records] == texts
+    scored = [i for i, text in enumerate(texts) if text.strip()]
+    expected = classifier.predict_proba([texts[i] for i in scored])
+    names = classifier.label_map.names
+    for i, record in enumerate(records):
+        if i not in scored:
+            assert record['label'] is None and record['probabilities'] is None
+    got = np.array([[records[i]['probabilities'][name] for name in names] for i in scored])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    assert [records[i]['label'] for i in scored] == [names[j] for j in expected.argmax(axis=1)]
+
+
+# ---------------------------------------------------------------------------- the API
+
+def test_predict_round_trip_equals_predict_proba(server, demo_classifier):
+    records = server.predict(SENTENCES)
+    assert_records_match(records, SENTENCES, demo_classifier)
+    assert all(set(record) == {'text', 'label', 'probabilities'} for record in records)
+
+
+def test_16_concurrent_clients_each_get_their_own_answers_in_order(server, demo_classifier):
+    pool = [text for text in SENTENCES if text.strip()]
+    # Each request differs (its number is in its texts) and has 1-4 texts, so a mix-up shows.
+    requests = [[f'{pool[(k + j) % len(pool)][:60]} {k}' for j in range(1 + k % 4)] for k in range(200)]
+    batches_before = server.health()['batches']
+    with concurrent.futures.ThreadPoolExecutor(16) as clients:
+        answers = list(clients.map(server.predict, requests))
+    forward_batches = server.health()['batches'] - batches_before
+    every_text = [text for texts in requests for text in texts]
+    expected = dict(zip(every_text, demo_classifier.predict_proba(every_text)))
+    names = demo_classifier.label_map.names
+    for texts, records in zip(requests, answers):
+        assert [record['text'] for record in records] == texts
+        for text, record in zip(texts, records):
+            np.testing.assert_allclose([record['probabilities'][name] for name in names], expected[text], atol=1e-6)
+    assert forward_batches < len(requests), 'concurrent requests were never merged into one batch'
+
+
+def test_metadata_describes_the_model(server, demo_classifier, demo_model_dir):
+    status, _, info = server.call('GET', '/metadata')
+    assert status == 200
+    assert info['labels'] == demo_classifier.label_map.names
+    assert info['max_len'] == demo_classifier.max_len
+    assert info['bert'] == demo_classifier.bert_config.to_dict()
+    assert info['library_version'] == kobert_gluon.__version__
+    assert info['limits']['max_texts'] == MAX_TEXTS and info['limits']['batching'] is True
+    for entry in info['tokenizer'].values():
+        data = (demo_model_dir / 'tokenizer' / entry['file']).read_bytes()
+        assert entry['md5'] == hashlib.md5(data).hexdigest()
+
+
+def test_health_counts_the_sentences_classified(server):
+    before = server.health()
+    server.predict(['좋아요', '싫어요', ''])
+    after = server.health()
+    assert after['status'] == 'ok'
+    assert after['sentences'] - before['sentences'] == 3
+
+
+ROUTES = {('get', '/'), ('post', '/predict'), ('get', '/health'), ('get', '/metadata'), ('get', '/openapi.json')}
+
+
+def test_openapi_describes_every_endpoint_and_error(server, demo_classifier):
+    status, _, schema = server.call('GET', '/openapi.json')
+    assert status == 200 and schema['openapi'].startswith('3.')
+    documented = {(method, path) for path, item in schema['paths'].items() for method in item}
+    assert documented == ROUTES
+    for method, path in documented - {('post', '/predict')}:
+        status, content_type, _ = server.call(method.upper(), path)
+        assert status == 200
+        assert content_type.split(';')[0] in schema['paths'][path][method]['responses']['200']['content']
+    predict_errors = set(schema['paths']['/predict']['post']['responses']) - {'200'}
+    assert predict_errors == {str(status) for _, _, status, _ in BAD_INPUTS.values()}
+    labels = schema['components']['schemas']['Prediction']['properties']['label']['enum']
+    assert labels == demo_classifier.label_map.names + [None]
+
+
+# ---------------------------------------------------------------------------- bad input
+
+def chunks(data, size=4096):
+    return (data[start:start + size] for start in range(0, len(data), size))
+
+
+JSON = 'application/json'
+# name -> (body, content type, status, words the error must contain)
+BAD_INPUTS = {
+    'invalid JSON': (b'{"texts": ["a",]}', JSON, 400, ['not valid JSON']),
+    'truncated JSON': (b'{"texts": ["a"', JSON, 400, ['not valid JSON']),
+    'deeply nested JSON': (b'[' * 50000, JSON, 400, ['not valid JSON']),
+    'non-UTF-8 bytes': ('{"texts": ["좋아요"]}'.encode('euc-kr'), JSON, 400, ['UTF-8']),
+    'not an object': (b'["a", "b"]', JSON, 422, ['{"texts": [...]}', 'an array']),
+    'missing texts': (b'{"text": ["a"]}', JSON, 422, ['{"texts": [...]}']),
+    'unknown field': (b'{"texts": ["a"], "path": "/etc/passwd"}', JSON, 422, ['unknown fields', 'path']),
+    'texts is a string': (b'{"texts": "a"}', JSON, 422, ['"texts"', 'a string']),
+    'texts is null': (b'{"texts": null}', JSON, 422, ['"texts"', 'null']),
+    'a number among texts': (b'{"texts": ["a", 3]}', JSON, 422, ['texts[1]', 'a number']),
+    'an object among texts': (b'{"texts": [{"a": 1}]}', JSON, 422, ['texts[0]', 'an object']),
+    'empty list': (b'{"texts": []}', JSON, 422, ['empty']),
+    'lone surrogate': (b'{"texts": ["ok", "bad \\ud800 half"]}', JSON, 422, ['texts[1]', 'surrogate']),
+    'too many texts': (json.dumps({'texts': ['a'] * (MAX_TEXTS + 1)}).encode(), JSON, 413,
+                       [str(MAX_TEXTS + 1), '--max_texts']),
+    'body too large': (json.dumps({'texts': ['가' * MAX_BODY_BYTES]}).encode(), JSON, 413, ['--max_body_bytes']),
+    'chunked body too large': (lambda: chunks(json.dumps({'texts': ['a' * MAX_BODY_BYTES]}).encode()), JSON, 413,
+                               ['--max_body_bytes']),
+    'form content type': (b'texts=a', 'application/x-www-form-urlencoded', 415, ['application/json']),
+    'no content type': (b'{"texts": ["a"]}', None, 415, ['application/json']),
+    'a charset other than UTF-8': ('{"texts": ["좋아요"]}'.encode('euc-kr'), 'application/json; charset=euc-kr',
+                                   415, ['UTF-8']),
+}
+
+
+@pytest.mark.parametrize('case', sorted(BAD_INPUTS))
+def test_bad_input_gets_a_json_error_and_the_server_lives_on(server, case):
+    body, content_type, expected_status, words = BAD_INPUTS[case]
+    headers = {'Content-Type': content_type} if content_type else {}
+    if callable(body):  # an iterable body goes out with Transfer-Encoding: chunked, no length
+        body, headers['Transfer-Encoding'] = body(), 'chunked'
+    status, response_type, answer = server.call('POST', '/predict', body, headers)
+    assert status == expected_status, answer
+    assert response_type == 'application/json' and set(answer) == {'error'}
+    for word in words:
+        assert word in answer['error']
+    assert server.health()['status'] == 'ok'
+    assert server.predict(['그래도 잘 됩니다'])[0]['label'] is not None
+
+
+@pytest.mark.parametrize('method, path, expected', [('GET', '/predict', 405), ('GET', '/nowhere', 404),
+                                                    ('GET', '/static/../serve.py', 404)])
+def test_wrong_routes_get_json_errors(server, method, path, expected):
+    status, content_type, answer = server.call(method, path)
+    assert status == expected and content_type == 'application/json' and 'error' in answer
+
+
+# ---------------------------------------------------------------------------- batching
+
+@pytest.fixture()
+def serve_module():
+    need('starlette'), need('uvicorn')
+    from kobert_gluon import serve
+    return serve
+
+
+@pytest.mark.parametrize('batching, max_batch, sizes, expected_batches', [
+    (True, 64, [1, 2, 3, 1], 1),    # queued together: one forward batch
+    (False, 64, [1, 2, 3, 1], 4),   # switched off: one per request
+    (True, 4, [3, 3, 2, 2], 3),     # 3 | 3 | 2+2: a request that would overflow waits for the next batch
+    (True, 2, [5, 1], 2),           # a request over max_batch runs alone, in passes of max_batch
+])
+def test_batcher_merges_requests_and_returns_each_its_own(serve_module, demo_classifier, batching, max_batch,
+                                                          sizes, expected_batches):
+    limits = serve_module.Limits(max_batch=max_batch, max_wait_ms=0, batching=batching)  # queued ones still join
+    batcher = serve_module.Batcher(demo_classifier, limits)
+    requests = [[f'{SENTENCES[(k + j) % 3] or "빈칸"} {k}-{j}' for j in range(size)] for k, size in enumerate(sizes)]
+    futures = [batcher.submit(texts) for texts in requests]  # all queued before the thread starts
+    batcher.start()
+    try:
+        answers = [future.result(60) for future in futures]
+    finally:
+        batcher.stop()
+    assert batcher.batches == expected_batches
+    assert batcher.sentences == sum(sizes)
+    for texts, records in zip(requests, answers):
+        assert_records_match(records, texts, demo_classifier)
+
+
+# ---------------------------------------------------------------------------- the command
+
+def test_serve_help_works_without_the_extra(monkeypatch, capsys):
+    for name in [name for name in sys.modules if name.split('.')[0] in ('starlette', 'uvicorn')] + ['starlette']:
+        monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ImportError
+    monkeypatch.delitem(sys.modules, 'kobert_gluon.serve', raising=False)
+    monkeypatch.delattr(kobert_gluon, 'serve', raising=False)
+    assert cli.main(['serve', '--help']) == 0
+    out = capsys.readouterr().out
+    for flag in ('--max_batch', '--max_wait_ms', '--no-batching', '--max_texts', '--max_body_bytes', '--dtype'):
+        assert flag in out
+    assert cli.main(['serve', '--model', 'anything']) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith('kobert-gluon: error: ') and '\n' not in error
+    assert 'kobert_gluon[serve]' in error
+
+
+def test_serve_flags_reach_the_server(serve_module, monkeypatch, demo_model_dir):
+    started = {}
+    monkeypatch.setattr(serve_module, 'run', lambda classifier, host, port, limits: started.update(
+        classifier=classifier, host=host, port=port, limits=limits))
+    assert cli.main(['serve', '--model', str(demo_model_dir), '--no-batching', '--max_batch', '8', '--max-wait-ms',
+                     '2.5', '--max_texts', '3', '--max-body-bytes', '999', '--port', '0']) == 0
+    assert started['limits'] == serve_module.Limits(max_batch=8, max_wait_ms=2.5, batching=False, max_texts=3,
+                                                    max_body_bytes=999)
+    assert (started['host'], started['port'], started['classifier'].dtype) == ('127.0.0.1', 0, 'float32')
+    assert cli.main(['serve', '--model', str(demo_model_dir)]) == 0
+    assert started['limits'] == serve_module.Limits() and started['port'] == 8000
+
+
+def test_bad_serve_flags_are_one_line_errors(serve_module, capsys, demo_model_dir):
+    assert cli.main(['serve', '--model', str(demo_model_dir), '--max_wait_ms', '-1']) == 2
+    assert 'kobert-gluon: error: --max_wait_ms -1' in capsys.readouterr().err
+    with socket.create_server(('127.0.0.1', 0)) as busy:
+        port = busy.getsockname()[1]
+        assert cli.main(['serve', '--model', str(demo_model_dir), '--port', str(port)]) == 2
+    assert f'kobert-gluon: error: cannot listen on 127.0.0.1:{port}' in capsys.readouterr().err
+
+
+def test_int8_server_and_sigterm_lets_the_request_in_flight_finish_then_exit_0(demo_model_dir, demo_classifier):
+    need('starlette'), need('uvicorn')
+    from kobert_gluon import serve
+
+    server = ServerProcess(demo_model_dir, '--dtype', 'int8')  # calibrated on the built-in sample
+    texts = ['끝까지 답을 받습니다', '종료 중에도']
+    body = json.dumps({'texts': texts}, ensure_ascii=False).encode('utf-8')
+    try:
+        assert server.call('GET', '/metadata')[2]['dtype'] == 'int8'
+        with socket.create_connection(server.address, timeout=60) as client:
+            client.sendall(b'POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n'
+                           b'Content-Length: %d\r\n\r\n' % len(body) + body[:10])
+            time.sleep(1.0)  # the server has the headers: the request is in flight
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(1.0)
+            client.sendall(body[10:])
+            response = read_http_response(client)
+        assert server.process.wait(60) == 0, server.log_text()
+    finally:
+        server.kill()
+    status_line, _, payload = response.partition(b'\r\n')
+    assert b' 200 ' in status_line, response
+    records = json.loads(payload.split(b'\r\n\r\n', 1)[1])['predictions']
+    assert_records_match(records, texts, demo_classifier.with_precision('int8', serve.calibration_sample()))
+    assert 'Shutting down' in server.log_text()
+
+
+def read_http_response(client):
+    """Everything until the server closes (it does: it is shutting down)."""
+    data = b''
+    while True:
+        chunk = client.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+# ---------------------------------------------------------------------------- the page in Chromium
+
+class Chromium:
+    """Debian's headless chromium, driven over the DevTools protocol with websocket-client."""
+
+    def __init__(self, executable, profile_dir):
+        self.profile_dir = profile_dir
+        log = open(profile_dir.parent / 'chromium.log', 'wb')
+        self.process = subprocess.Popen([executable, *CHROMIUM_FLAGS, f'--user-data-dir={profile_dir}',
+                                         '--remote-debugging-port=0', 'about:blank'],
+                                        stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        self.next_id, self.events = 0, []
+        self.socket = need('websocket').create_connection(self._page_websocket(), timeout=60, suppress_origin=True)
+
+    def _page_websocket(self):
+        port_file = self.profile_dir / 'DevToolsActivePort'
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().count('\n') >= 1):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail('chromium did not start: ' + (self.profile_dir.parent / 'chromium.log').read_text())
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f'http://127.0.0.1:{port}/json/list', timeout=30) as response:
+            targets = json.load(response)
+        return next(target['webSocketDebuggerUrl'] for target in targets if target['type'] == 'page')
+
+    def send(self, method, **params):
+        self.next_id += 1
+        self.socket.send(json.dumps({'id': self.next_id, 'method': method, 'params': params}))
+        while True:
+            message = json.loads(self.socket.recv())
+            if message.get('id') == self.next_id:
+                assert 'error' not in message, f'{method}: {message["error"]}'
+                return message['result']
+            self.events.append(message)
+
+    def evaluate(self, expression):
+        result = self.send('Runtime.evaluate', expression=expression, returnByValue=True, awaitPromise=True)
+        assert 'exceptionDetails' not in result, result
+        return result['result'].get('value')
+
+    def wait_for(self, expression, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not self.evaluate(expression):
+            assert time.monotonic() < deadline, f'timed out waiting for {expression}'
+            time.sleep(0.1)
+
+    def click(self, selector):
+        box = self.evaluate(f'(() => {{ const r = document.querySelector({json.dumps(selector)})'
+                            '.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()')
+        for kind in ('mouseMoved', 'mousePressed', 'mouseReleased'):
+            self.send('Input.dispatchMouseEvent', type=kind, x=box[0], y=box[1], button='left', clickCount=1)
+
+    def press_enter(self):
+        for kind in ('keyDown', 'keyUp'):
+            self.send('Input.dispatchKeyEvent', type=kind, key='Enter', code='Enter', windowsVirtualKeyCode=13,
+                      **({'text': '\r'} if kind == 'keyDown' else {}))
+
+    def close(self):
+        self.socket.close()
+        os.killpg(self.process.pid, signal.SIGTERM)  # chromium's helpers share its new session
+        self.process.wait(30)
+
+
+@pytest.fixture()
+def chromium(tmp_path):
+    executable = shutil.which('chromium') or shutil.which('chromium-browser')
+    if not executable:
+        if os.environ.get('CI'):
+            pytest.fail('chromium is not installed; .ci/run installs it with apt-get')
+        pytest.skip('chromium is not installed (apt-get install chromium)')
+    need('websocket')
+    browser = Chromium(executable, tmp_path / 'profile')
+    yield browser
+    browser.close()
+
+
+def test_web_page_classifies_two_sentences_in_chromium(server, chromium, demo_classifier, tmp_path,
+                                                       record_property, capsys):
+    sentences = ['배송이 빨라서 정말 좋았어요', '다시는 안 삽니다. 최악이에요']
+    chromium.send('Runtime.enable')
+    chromium.send('Page.navigate', url=server.url + '/')
+    chromium.wait_for("document.readyState === 'complete' && "
+                      "document.getElementById('model').textContent.includes('max_len')")
+    chromium.click('#texts')
+    chromium.send('Input.insertText', text=sentences[0])
+    chromium.press_enter()
+    chromium.send('Input.insertText', text=sentences[1])
+    assert chromium.evaluate("document.getElementById('texts').value") == '\n'.join(sentences)
+    chromium.click('#classify')
+    chromium.wait_for("document.querySelectorAll('#results .result').length === 2")
+    shown = chromium.evaluate("[...document.querySelectorAll('#results .result')].map(card => ["
+                              "card.querySelector('.text').textContent, card.querySelector('.label').textContent, "
+                              "[...card.querySelectorAll('.bar .value')].map(v => parseFloat(v.textContent))])")
+    expected = demo_classifier.predict_proba(sentences)
+    assert [text for text, _, _ in shown] == sentences
+    assert [label for _, label, _ in shown] == demo_classifier.predict(sentences)
+    np.testing.assert_allclose([bars for _, _, bars in shown], 100 * expected, atol=0.051)
+    assert not [event for event in chromium.events if event.get('method') == 'Runtime.exceptionThrown']
+
+    artifacts = os.environ.get(ARTIFACTS_ENV)
+    folder = os.path.abspath(artifacts) if artifacts else str(tmp_path)
+    os.makedirs(folder, exist_ok=True)
+    screenshot = os.path.join(folder, 'serve-page.png')
+    with open(screenshot, 'wb') as out:
+        out.write(base64.b64decode(chromium.send('Page.captureScreenshot', format='png')['data']))
+    record_property('screenshot', screenshot)
+    with capsys.disabled():  # shown in the test log even when the test passes
+        print(f'\nscreenshot of the served page: {screenshot}')
+    assert os.path.getsize(screenshot) > 10_000
+
+
+def test_accepted_connections_send_without_nagle_delay(serve_module):
+    """Without TCP_NODELAY every kept-alive request waited ~40 ms for the client's delayed ACK."""
+    import asyncio
+
+    async def nodelay_of_accepted_connection():
+        accepted = asyncio.get_running_loop().create_future()
+
+        def on_connection(reader, writer):
+            accepted.set_result(writer.get_extra_info('socket').getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+        server = await asyncio.start_server(on_connection, sock=serve_module.listen('127.0.0.1', 0))
+        async with server:
+            _, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+            value = await asyncio.wait_for(accepted, 30)
+            writer.close()
+        return value
+
+    assert asyncio.run(nodelay_of_accepted_connection()) != 0
+
+
+def test_serve_benchmark_runs_both_settings(demo_model_dir, tmp_path):
+    need('starlette'), need('uvicorn')
+    rows_file = tmp_path / 'rows.json'
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'benchmarks', 'serve.py')
+    done = subprocess.run([sys.executable, script, '--models', 'demo', '--demo-model', str(demo_model_dir),
+                           '--clients', '2', '--duration', '1', '--warmup', '0.2', '--json', str(rows_file)],
+                          capture_output=True, text=True, encoding='utf-8', timeout=300)
+    assert done.returncode in (0, 1), done.stderr  # 1: batching was not faster, possible in one second
+    rows = json.loads(rows_file.read_text(encoding='utf-8'))['rows']
+    assert [(row['batching'], row['clients']) for row in rows] == [('on', 2), ('off', 2)]
+    assert all(row['requests'] > 0 and row['p50_ms'] <= row['p99_ms'] for row in rows)
+    assert 'dynamic batching on/off throughput at 2 clients' in done.stdout
