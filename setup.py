@@ -28,6 +28,10 @@ setup(
                     # reads and writes model.safetensors, torch only reads pytorch_model.bin.
                     # protobuf lets transformers read a SentencePiece model (its KoBERT tokenizer).
                     'convert': ['torch==2.13.0', 'transformers==5.24.0', 'safetensors>=0.4.3', 'protobuf>=4'],
-                    'serve': ['starlette>=0.37', 'uvicorn>=0.29']},
+                    'serve': ['starlette>=0.37', 'uvicorn>=0.29'],
+                    # Build it against the installed mxnet: scripts/install.sh horovod does, with
+                    # HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1
+                    # HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 --no-build-isolation.
+                    'horovod': ['horovod==0.28.1']},
     entry_points={'console_scripts': ['kobert-gluon=kobert_gluon.cli:main']},
 )

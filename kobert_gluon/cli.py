@@ -19,9 +19,11 @@ import mxnet as mx
 
 from .context import parse_ctx
 from .data import read_table, rows_digest
+from .distributed import ENGINES
 from .errors import ConfigError, DataError, KobertGluonError, last_line
 from .export import DEFAULT_NAME, export
 from .fileio import atomic_path, read_json, write_json
+from .launch import LAUNCH_ENGINES, launch
 from .metrics import classification_report, format_report
 from .pipeline import TextClassifier
 from .precision import PRECISIONS
@@ -35,7 +37,7 @@ EXIT_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
 EXPECTED_ERRORS = (KobertGluonError, OSError, mx.base.MXNetError)
-FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES, 'select_metric': SELECT_METRICS}
+FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES, 'select_metric': SELECT_METRICS, 'distributed': ENGINES}
 FORMATS = ('tsv', 'jsonl')
 # A tab or line break inside a sentence would shift the TSV columns; JSONL keeps the text as is.
 TSV_UNSAFE = str.maketrans('\t\r\n', '   ')
@@ -469,6 +471,28 @@ def run_pretrain(args):
     print(pretrain(PretrainConfig(**settings), command=command))
 
 
+# ---------------------------------------------------------------------------- launch
+
+def add_launch_arguments(parser):
+    parser.description = (
+        'Run a command as N workers of a distributed job on this host, e.g. '
+        'kobert-gluon launch --engine dist_sync -n 2 -- kobert-gluon train --distributed dist_sync ...; '
+        'a failing or killed process stops the whole job with an error naming it.')
+    parser.add_argument('--engine', choices=LAUNCH_ENGINES, default='dist_sync',
+                        help="dist_sync: MXNet's scheduler, servers and workers; horovod: horovodrun with Gloo")
+    parser.add_argument('-n', '--num-workers', '--num_workers', dest='num_workers', type=positive_int, default=2,
+                        help='worker processes')
+    parser.add_argument('--servers', type=positive_int, default=1, help='dist_sync: parameter servers')
+    parser.add_argument('--port', type=positive_int, help='dist_sync: scheduler port on 127.0.0.1; default: a free one')
+    parser.add_argument('--timeout', type=float, help='stop the job after this many seconds; default: none')
+    parser.add_argument('command', nargs=argparse.REMAINDER, help='the worker command, after --')
+
+
+def run_launch(args):
+    command = args.command[1:] if args.command[:1] == ['--'] else args.command
+    launch(command, args.engine, args.num_workers, args.servers, args.port, args.timeout)
+
+
 COMMANDS = (
     ('train', add_train_arguments, run_train, 'fine-tune a classifier (the Korean demo without --data)'),
     ('evaluate', add_evaluate_arguments, run_evaluate, 'accuracy, macro-F1, per-class report, confusion matrix'),
@@ -477,6 +501,7 @@ COMMANDS = (
     ('convert', add_convert_arguments, run_convert, 'transformers (PyTorch) BERT checkpoints <-> this library'),
     ('serve', add_serve_arguments, run_serve, 'JSON API and Korean web page, with dynamic batching'),
     ('pretrain', add_pretrain_arguments, run_pretrain, 'masked-LM pretraining of a BERT on your own Korean text'),
+    ('launch', add_launch_arguments, run_launch, 'run a command as N distributed workers on this host'),
 )
 
 

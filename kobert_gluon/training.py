@@ -29,6 +29,8 @@ from .assets import md5sum
 from .context import parse_ctx
 from .data import (BERTDataset, LabelMap, check_max_len, label_key, read_table, rows_digest,
                    split_positions)
+from .distributed import (ENGINES, Engine, aggregate_report, check_same_weights, create_engine,
+                          global_batch_sizes, root_first, shard_batches, start, sum_over_ranks)
 from .errors import CheckpointError, ConfigError, DataError
 from .fileio import atomic_directory, write_json
 from .metrics import classification_report, format_report
@@ -73,7 +75,7 @@ class TrainConfig:
     kobert_dir: Optional[str] = field(None, 'directory holding the KoBERT files (else KOBERT_HOME, the cache, a download)')
     bert: str = field('auto', "'kobert' (12 layers, pretrained), 'small' (2 layers, from scratch), or 'auto': kobert when --data is given")
     max_len: int = field(64, 'tokens per sentence, [CLS] and [SEP] included')
-    batch_size: int = field(64, 'sentences per optimizer step (before accumulation)')
+    batch_size: int = field(64, 'sentences per optimizer step (before accumulation) on each worker')
     num_epochs: int = field(5, 'passes over the training set')
     learning_rate: float = field(5e-5, 'peak learning rate')
     warmup_ratio: float = field(0.1, 'share of steps with linearly rising learning rate')
@@ -85,6 +87,8 @@ class TrainConfig:
     log_interval: int = field(200, 'batches between log lines')
     seed: int = field(42, 'seed for the split, shuffling, dropout and initialisation')
     ctx: str = field('auto', "'auto', 'cpu', 'gpu' or 'gpu:0,1'")
+    distributed: str = field('none', "'none', 'horovod' (under horovodrun) or 'dist_sync' (under kobert-gluon "
+                                     "launch); the global batch is batch_size x workers x accumulate")
     dtype: str = field('float32', "'float32', 'bfloat16' (CPU AMP) or 'float16' (GPU AMP)")
     bucketing: bool = field(False, 'batch sentences of similar length, padded per batch')
     select_metric: str = field('accuracy', "validation metric that picks best/: 'accuracy' or 'macro_f1'")
@@ -120,13 +124,20 @@ class TrainConfig:
         _check(self, 'test_size', 0 < self.test_size < 1, 'must be between 0 and 1')
         _check(self, 'valid_size', 0 <= self.valid_size < 1, 'must be in [0, 1)')
         _check(self, 'num_classes', self.num_classes is None or self.num_classes >= 2, 'must be at least 2')
-        for name, choices in (('bert', BERT_SIZES), ('dtype', DTYPES), ('select_metric', SELECT_METRICS)):
+        for name, choices in (('bert', BERT_SIZES), ('dtype', DTYPES), ('select_metric', SELECT_METRICS),
+                              ('distributed', ENGINES)):
             _check(self, name, getattr(self, name) in choices, f'expected one of {choices}')
         if self.resume and self.overwrite:
             raise ConfigError('resume and overwrite exclude each other: --resume continues the run in '
                               '--output_dir, --overwrite deletes it')
         if self.resume and not self.output_dir:
             raise ConfigError('--resume needs --output_dir: the run directory to continue')
+        if self.distributed != 'none' and not self.output_dir:
+            raise ConfigError(f'--distributed {self.distributed} needs --output_dir: one run directory for '
+                              'every worker')
+        if self.distributed != 'none' and self.bucketing:
+            raise ConfigError('bucketing is not available with --distributed: every rank must take the same '
+                              'number of batches')
         return self
 
 
@@ -271,18 +282,22 @@ def data_path(config):
     return config.data or str(resources.files(__package__).joinpath('resources', DEMO_DATA))
 
 
-def make_loader(dataset, config, shuffle, pad_id):
-    if config.bucketing:
-        lengths = [int(item[1]) for item in dataset]
-        sampler = nlp.data.FixedBucketSampler(lengths, batch_size=config.batch_size, num_buckets=10,
-                                              ratio=0, shuffle=shuffle)
-        # Rounding widths to a multiple of 8 bounds how many shapes the graph is built for.
-        batchify = nlp.data.batchify.Tuple(nlp.data.batchify.Pad(axis=0, pad_val=pad_id, dtype='int32', round_to=8),
-                                           nlp.data.batchify.Stack('int32'),
-                                           nlp.data.batchify.Pad(axis=0, pad_val=0, dtype='int32', round_to=8),
-                                           nlp.data.batchify.Stack('int32'))
-        return gluon.data.DataLoader(dataset, batch_sampler=sampler, batchify_fn=batchify)
-    return gluon.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle)
+def make_loader(dataset, config, shuffle, pad_id, engine=None):
+    """This rank's DataLoader (one process's without ``engine``). Shuffling draws from numpy's
+    global generator, as gluon's own loader does, so every rank must have seeded it alike."""
+    if not config.bucketing:
+        engine = engine or Engine()
+        plan = shard_batches(len(dataset), config.batch_size, engine.rank, engine.num_workers, shuffle)
+        return gluon.data.DataLoader(dataset, batch_sampler=[indices for indices, _ in plan])
+    lengths = [int(item[1]) for item in dataset]  # one process only: TrainConfig.validate
+    sampler = nlp.data.FixedBucketSampler(lengths, batch_size=config.batch_size, num_buckets=10,
+                                          ratio=0, shuffle=shuffle)
+    # Rounding widths to a multiple of 8 bounds how many shapes the graph is built for.
+    batchify = nlp.data.batchify.Tuple(nlp.data.batchify.Pad(axis=0, pad_val=pad_id, dtype='int32', round_to=8),
+                                       nlp.data.batchify.Stack('int32'),
+                                       nlp.data.batchify.Pad(axis=0, pad_val=0, dtype='int32', round_to=8),
+                                       nlp.data.batchify.Stack('int32'))
+    return gluon.data.DataLoader(dataset, batch_sampler=sampler, batchify_fn=batchify)
 
 
 def run_inputs(config, splits, tokenizer_files, bert_config):
@@ -331,8 +346,9 @@ def prepare_model(config, bert_config, num_classes, ctx):
 def evaluate(model, loader, ctx, num_classes, desc='evaluating'):
     """Report over the whole ``loader`` (every batch, not a sample)."""
     labels, predictions = [], []
-    for token_ids, valid_length, segment_ids, label in tqdm(loader, desc=desc, leave=False, disable=None,
-                                                            mininterval=1):
+    # No bar where INFO is off: ranks > 0 of a distributed run log warnings only.
+    for token_ids, valid_length, segment_ids, label in tqdm(loader, desc=desc, leave=False, mininterval=1,
+                                                            disable=None if logger.isEnabledFor(logging.INFO) else True):
         logits = forward(model, token_ids, segment_ids, valid_length, ctx[0])
         predictions.append(logits.argmax(axis=1).astype('int32').asnumpy())
         labels.append(label.asnumpy())
@@ -398,22 +414,25 @@ def train(config):
     """Fine-tune a BERTClassifier as configured; returns the selected model (also in best/)."""
     check_types(config)
     config.validate()
-    ctx = parse_ctx(config.ctx)  # fail on a missing GPU before any work
+    engine = create_engine(config.distributed)  # joins the other workers, if any
+    ctx = engine.devices(parse_ctx(config.ctx))  # fail on a missing GPU before any work
     dtype = precision.resolve(config.dtype, ctx[0], training=True)
     run_dir = config.output_dir or rundir.unique_run_dir(run_name(config))
     config = dataclasses.replace(config, output_dir=run_dir)
+    if not engine.is_root:  # rank 0 holds the run directory and writes every file in it
+        return _train(config, run_dir, ctx, dtype, engine)
     with rundir.locked(run_dir):
         rundir.prepare(run_dir, config.resume, config.overwrite)
-        return _train(config, run_dir, ctx, dtype)
+        return _train(config, run_dir, ctx, dtype, engine)
 
 
 def run_name(config):
     return os.path.splitext(os.path.basename(config.data))[0] if config.data else 'demo'
 
 
-def _train(config, run_dir, ctx, dtype):
+def _train(config, run_dir, ctx, dtype, engine):
     settings = settings_of(config)
-    if not config.resume:  # a resumed run keeps its record until its inputs are checked
+    if not config.resume and engine.is_root:  # a resumed run keeps its record until its inputs are checked
         write_json(os.path.join(run_dir, rundir.CONFIG_FILE), settings)
     seed_everything(config.seed)
     splits = load_splits(config)
@@ -425,26 +444,32 @@ def _train(config, run_dir, ctx, dtype):
         logger.info('starting from %s (%d x %d BERT pretrained on %s)', init_params, bert_config.num_layers,
                     bert_config.units, record['corpus']['file'])
     else:
-        tokenizer, vocab, tokenizer_files = load_or_train_tokenizer(
-            [text for text, _ in splits.train], os.path.join(run_dir, 'tokenizer.spiece'),
-            kobert_dir=config.kobert_dir, download=bert_size(config) == 'kobert', vocab_size=config.tokenizer_vocab_size)
+        with root_first(engine):  # a tokenizer trained into the run directory is trained once, by rank 0
+            tokenizer, vocab, tokenizer_files = load_or_train_tokenizer(
+                [text for text, _ in splits.train], os.path.join(run_dir, 'tokenizer.spiece'),
+                kobert_dir=config.kobert_dir, download=bert_size(config) == 'kobert',
+                vocab_size=config.tokenizer_vocab_size)
         bert_config = bert_config_for(config, vocab)
     inputs = run_inputs(config, splits, tokenizer_files, bert_config)
-    if config.resume:
-        rundir.check_inputs(run_dir, inputs)
-    rundir.write_start(run_dir, settings, inputs, splits.record)
+    if engine.num_workers > 1:  # it sets the global batch: a resume with another count is refused
+        inputs['workers'] = engine.num_workers
     label_map = splits.label_map
-    label_map.save(os.path.join(run_dir, 'labels.json'))
+    if engine.is_root:
+        if config.resume:
+            rundir.check_inputs(run_dir, inputs)
+        rundir.write_start(run_dir, settings, inputs, splits.record)
+        label_map.save(os.path.join(run_dir, 'labels.json'))
 
     pad = not config.bucketing
     train_data = BERTDataset(splits.train, 0, 1, tokenizer, config.max_len, pad, False)
+    test_data = BERTDataset(splits.test, 0, 1, tokenizer, config.max_len, pad, False)
     pad_id = vocab[vocab.padding_token]
     valid_loader = (make_loader(BERTDataset(splits.valid, 0, 1, tokenizer, config.max_len, pad, False),
-                                config, shuffle=False, pad_id=pad_id) if splits.valid else None)
-    test_loader = make_loader(BERTDataset(splits.test, 0, 1, tokenizer, config.max_len, pad, False),
-                              config, shuffle=False, pad_id=pad_id)
-    logger.info('train %d / validation %d / test %d sentences, %d classes %s, ctx %s, run directory %s',
-                len(splits.train), len(splits.valid), len(splits.test), len(label_map), label_map.names, ctx, run_dir)
+                                config, False, pad_id, engine) if splits.valid else None)
+    test_loader = make_loader(test_data, config, False, pad_id, engine)
+    logger.info('train %d / validation %d / test %d sentences, %d classes %s, ctx %s, %d worker(s), '
+                'run directory %s', len(splits.train), len(splits.valid), len(splits.test), len(label_map),
+                label_map.names, ctx, engine.num_workers, run_dir)
     if not splits.valid:
         logger.info('no validation set (valid_size=0): best/ will be the last epoch, no model selection')
 
@@ -460,46 +485,53 @@ def _train(config, run_dir, ctx, dtype):
     # until they are zeroed after the update, which is how accumulation works.
     params.setattr('grad_req', 'add')
     trainable = list(params.values())
-    trainer = gluon.Trainer(params, 'bertadam', {'learning_rate': config.learning_rate,
-                                                 'epsilon': config.epsilon, 'wd': config.weight_decay},
-                            update_on_kvstore=False)
+    trainer = engine.make_trainer(params, 'bertadam', {'learning_rate': config.learning_rate,
+                                                       'epsilon': config.epsilon, 'wd': config.weight_decay})
     if dtype == 'float16':
         amp.init_trainer(trainer)  # dynamic loss scaling
     loss_function = gluon.loss.SoftmaxCELoss()
 
-    steps_per_epoch = -(-len(make_loader(train_data, config, True, pad_id)) // config.accumulate)
+    steps_per_epoch = -(-len(make_loader(train_data, config, False, pad_id, engine)) // config.accumulate)
+    # Each step's sentences on all ranks together (their shares differ by one at most).
+    global_sizes = None if config.bucketing else global_batch_sizes(len(train_data), config.batch_size,
+                                                                    engine.num_workers)
     num_train_steps = steps_per_epoch * config.num_epochs
     num_warmup_steps = int(num_train_steps * config.warmup_ratio)
 
     state = new_state()
     last_dir, best_dir = (os.path.join(run_dir, d) for d in ('last', 'best'))
     if config.resume:
-        rundir.restore_interrupted(run_dir, 'best')
-        newest = rundir.newest_checkpoint(run_dir, 'last')
+        with root_first(engine):  # rank 0 repairs an interrupted checkpoint; the others then read it
+            rundir.restore_interrupted(run_dir, 'best')
+            newest = rundir.newest_checkpoint(run_dir, 'last')
         if newest:
             state = load_checkpoint(newest, model, trainer, ctx, config.allow_pickle_resume)
             logger.info('resuming %s after epoch %d, batch %d (step %d)', newest, state['epoch'],
                         state['batches_done'], state['step'])
         else:
             logger.warning('%s has no complete checkpoint yet: starting at epoch 1', run_dir)
+    start(engine, model, trainer, config.max_len, ctx[0])
 
     for epoch in range(state['epoch'] + 1, config.num_epochs + 1):
         if state['stopped_early']:
             break
         # Seeding per epoch gives a resumed run exactly the batch order and dropout masks of an
-        # uninterrupted one; batches trained before a mid-epoch checkpoint are skipped.
+        # uninterrupted one; batches trained before a mid-epoch checkpoint are skipped. Every
+        # rank shuffles alike (and takes its share of each global batch); dropout masks differ.
         seed_everything(config.seed * 1000 + epoch)
-        train_loader = make_loader(train_data, config, shuffle=True, pad_id=pad_id)
+        mx.random.seed(engine.rank_seed(config.seed * 1000 + epoch))
+        train_loader = make_loader(train_data, config, True, pad_id, engine)
         skip = state['batches_done']
-        totals = state['epoch_totals'] or {'loss': 0.0, 'correct': 0, 'seen': 0, 'seconds': 0.0}
+        # A mid-epoch checkpoint holds the totals of every rank: rank 0 carries them on.
+        totals = (engine.is_root and state['epoch_totals']) or {'loss': 0.0, 'correct': 0, 'seen': 0, 'seconds': 0.0}
         started = time.time() - totals['seconds']
         progress = tqdm(total=len(train_loader), initial=skip, desc=f'epoch {epoch}/{config.num_epochs}',
-                        leave=False, disable=None)
+                        leave=False, disable=None if engine.is_root else True)
         group_size = 0  # sentences whose gradients are summed in the parameters so far
         for batch_id, (token_ids, valid_length, segment_ids, label) in enumerate(train_loader):
             if batch_id < skip:
                 if batch_id + 1 == skip:
-                    mx.random.seed(checkpoint_seed(config.seed, epoch, skip))
+                    mx.random.seed(engine.rank_seed(checkpoint_seed(config.seed, epoch, skip)))
                 continue
             batch_size = label.shape[0]
             with mx.autograd.record():
@@ -514,7 +546,7 @@ def _train(config, run_dir, ctx, dtype):
                     mx.autograd.backward(scaled)
             else:
                 mx.autograd.backward(losses)
-            group_size += batch_size
+            group_size += global_sizes[batch_id] if global_sizes else batch_size
 
             batch_loss = sum(l.asscalar() for l in losses) / batch_size
             # split_and_load keeps order, so the concatenated predictions line up with label.
@@ -537,9 +569,10 @@ def _train(config, run_dir, ctx, dtype):
                 group_size = 0
                 if config.save_every and state['step'] % config.save_every == 0 and batch_id + 1 < len(train_loader):
                     state['batches_done'] = batch_id + 1
-                    state['epoch_totals'] = {**totals, 'seconds': time.time() - started}
-                    save_checkpoint(last_dir, classifier, trainer, state, settings)
-                    mx.random.seed(checkpoint_seed(config.seed, epoch, batch_id + 1))
+                    state['epoch_totals'] = {**sum_over_ranks(engine, totals), 'seconds': time.time() - started}
+                    if engine.is_root:
+                        save_checkpoint(last_dir, classifier, trainer, state, settings)
+                    mx.random.seed(engine.rank_seed(checkpoint_seed(config.seed, epoch, batch_id + 1)))
 
             state['history']['steps'].append({'step': state['step'], 'epoch': epoch,
                                               'loss': batch_loss, 'lr': trainer.learning_rate})
@@ -551,8 +584,12 @@ def _train(config, run_dir, ctx, dtype):
                             len(train_loader), batch_loss, trainer.learning_rate, totals['correct'] / totals['seen'])
         progress.close()
 
-        valid_report = evaluate(model, valid_loader, ctx, len(label_map), 'validating') if valid_loader else None
-        test_report = evaluate(model, test_loader, ctx, len(label_map), 'testing')
+        check_same_weights(engine, params)
+        # Each rank evaluated its share of the rows: the reports add up their confusion matrices.
+        valid_report = (aggregate_report(engine, evaluate(model, valid_loader, ctx, len(label_map), 'validating'))
+                        if valid_loader else None)
+        test_report = aggregate_report(engine, evaluate(model, test_loader, ctx, len(label_map), 'testing'))
+        totals = sum_over_ranks(engine, totals)
         seconds = time.time() - started
         state['history']['epochs'].append({'epoch': epoch, 'train_loss': totals['loss'] / totals['seen'],
                                            'train_accuracy': totals['correct'] / totals['seen'],
@@ -563,7 +600,8 @@ def _train(config, run_dir, ctx, dtype):
                     format_report(test_report, label_map.names))
         state.update(epoch=epoch, batches_done=0, epoch_totals=None)
         if improved(valid_report, state['best'], config.select_metric):
-            classifier.save(best_dir)
+            if engine.is_root:
+                classifier.save(best_dir)
             state['best'] = {'epoch': epoch, 'metric': config.select_metric if valid_report else None,
                              'value': valid_report[config.select_metric] if valid_report else None}
             state['epochs_without_improvement'] = 0
@@ -573,11 +611,16 @@ def _train(config, run_dir, ctx, dtype):
             state['stopped_early'] = epoch
             logger.info('early stopping after epoch %d: no validation %s improvement for %d epochs',
                         epoch, config.select_metric, config.early_stopping)
-        save_checkpoint(last_dir, classifier, trainer, state, settings)
-        write_plots(state['history'], run_dir, label_map.names)
+        if engine.is_root:
+            save_checkpoint(last_dir, classifier, trainer, state, settings)
+            write_plots(state['history'], run_dir, label_map.names)
 
+    classifier.history, classifier.run_dir, classifier.test_report = state['history'], run_dir, None
+    if not engine.is_root:  # rank 0 alone tests the selected model: its weights are in its best/
+        return classifier
     model.load_parameters(os.path.join(best_dir, 'model.params'), ctx=ctx)
-    report = evaluate(model, test_loader, ctx, len(label_map), 'testing the selected model')
+    report = evaluate(model, make_loader(test_data, config, False, pad_id), ctx, len(label_map),
+                      'testing the selected model')
     selection = state['best']
     write_json(os.path.join(run_dir, TEST_REPORT), {
         'evaluated': 'once, on the selected model (best/); the test set was not used for selection',
@@ -591,9 +634,7 @@ def _train(config, run_dir, ctx, dtype):
         logger.info('no validation set, so no selection: kept the last epoch (%d); its test accuracy %.4f '
                     '(macro-F1 %.4f), saved in %s\n%s', selection['epoch'], report['accuracy'], report['macro_f1'],
                     best_dir, format_report(report, label_map.names))
-    classifier.history = state['history']
     classifier.test_report = report
-    classifier.run_dir = run_dir
     return classifier
 
 

@@ -48,8 +48,8 @@ def test_validation_and_test_rows_never_reach_training_batches(tmp_path, small_d
     seen = {'train': [], 'other': []}
     original = train_module.make_loader
 
-    def recording_loader(dataset, config, shuffle, pad_id):
-        loader = original(dataset, config, shuffle, pad_id)
+    def recording_loader(dataset, config, shuffle, pad_id, engine=None):
+        loader = original(dataset, config, shuffle, pad_id, engine)
         for token_ids, valid_length, _, _ in loader:
             rows = [tuple(ids[:int(n)]) for ids, n in zip(token_ids.asnumpy(), valid_length.asnumpy())]
             seen['train' if shuffle else 'other'].extend(rows)
