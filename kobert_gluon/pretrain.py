@@ -38,7 +38,7 @@ from .errors import CheckpointError, ConfigError, DataError
 from .fileio import atomic_directory, atomic_path, read_json, write_json
 from .model import BertConfig, build_bert, load_params
 from .tokenizer import SPECIAL_TOKENS, get_bert_tokenizer, get_vocab, train_sentencepiece
-from .training import exclude_from_weight_decay, field, learning_rate_at
+from .training import OptimizerConfig, exclude_from_weight_decay, field, learning_rate_at
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ WIDTH_MULTIPLE = 8  # batch widths rounded up to it, so few graph shapes get bui
 
 
 @dataclasses.dataclass
-class PretrainConfig:
+class PretrainConfig(OptimizerConfig):
     """Every setting of a pretraining run; the CLI's flags are these field names."""
     corpus: Optional[str] = field(None, 'UTF-8 text file: one sentence per line (documents separated by blank '
                                         'lines for --next_sentence); streamed, any size')
@@ -82,10 +82,7 @@ class PretrainConfig:
     num_steps: int = field(1000, 'optimizer steps (the corpus is read again as often as needed); 0: save the '
                                  'initial weights (a from-scratch start with this tokenizer)')
     learning_rate: float = field(1e-4, 'peak learning rate')
-    warmup_ratio: float = field(0.1, 'share of steps with linearly rising learning rate')
-    weight_decay: float = field(0.01, 'bertadam weight decay (not on LayerNorm or biases)')
     epsilon: float = field(1e-6, 'bertadam epsilon')
-    max_grad_norm: float = field(1.0, 'global gradient norm clip')
     mask_prob: float = field(0.15, 'share of tokens chosen for prediction')
     max_predictions: int = field(20, 'most predicted tokens per sequence')
     whole_word_mask: bool = field(False, 'choose whole words (a ▁ piece and the pieces after it)')

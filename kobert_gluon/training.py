@@ -57,7 +57,18 @@ def field(default, help):
 
 
 @dataclasses.dataclass
-class TrainConfig:
+class OptimizerConfig:
+    """The optimisation recipe fine-tuning and pretraining share: bertadam, linear warmup then
+    linear decay, global-norm clipping (pretraining overrides the rate and epsilon defaults)."""
+    learning_rate: float = field(5e-5, 'peak learning rate')
+    warmup_ratio: float = field(0.1, 'share of steps with linearly rising learning rate')
+    weight_decay: float = field(0.01, 'bertadam weight decay (not on LayerNorm or biases)')
+    epsilon: float = field(1e-9, 'bertadam epsilon')
+    max_grad_norm: float = field(1.0, 'global gradient norm clip')
+
+
+@dataclasses.dataclass
+class TrainConfig(OptimizerConfig):
     """Every setting of a fine-tuning run; the CLI's flags are these field names."""
     data: Optional[str] = field(None, 'labeled TSV/CSV/XLSX file; none: the embedded Korean demo set')
     text_column: str = field('text', 'column holding the sentences')
@@ -70,18 +81,14 @@ class TrainConfig:
     num_classes: Optional[int] = field(None, 'expected number of classes; checked against the labels')
     init_from: Optional[str] = field(None, 'pretrained BERT params file (bert_12_768_12 layout) to start from, '
                                            "instead of KoBERT's own; a `kobert-gluon pretrain` result brings its "
-                                           "tokenizer and size along; 'none': random weights. Without --data: the "
-                                           'small BERT pretrained on NSMC reviews shipped in the package')
+                                           "tokenizer and size along; a transformers BERT directory is converted; "
+                                           "'none': random weights. Without --data: a checkpoint shipped in "
+                                           'kobert_gluon/resources/pretrained/ if there is one (none is shipped now)')
     kobert_dir: Optional[str] = field(None, 'directory holding the KoBERT files (else KOBERT_HOME, the cache, a download)')
     bert: str = field('auto', "'kobert' (12 layers, pretrained), 'small' (2 layers, from scratch), or 'auto': kobert when --data is given")
     max_len: int = field(64, 'tokens per sentence, [CLS] and [SEP] included')
     batch_size: int = field(64, 'sentences per optimizer step (before accumulation) on each worker')
     num_epochs: int = field(5, 'passes over the training set')
-    learning_rate: float = field(5e-5, 'peak learning rate')
-    warmup_ratio: float = field(0.1, 'share of steps with linearly rising learning rate')
-    weight_decay: float = field(0.01, 'bertadam weight decay (not on LayerNorm or biases)')
-    epsilon: float = field(1e-9, 'bertadam epsilon')
-    max_grad_norm: float = field(1.0, 'global gradient norm clip')
     accumulate: int = field(1, 'batches whose gradients add up to one step')
     dropout: float = field(0.1, 'dropout before the classifier head')
     log_interval: int = field(200, 'batches between log lines')
