@@ -6,22 +6,14 @@
     python benchmarks/benchmark.py --smoke         # tiniest: checks the plumbing (the test runs this)
     python benchmarks/benchmark.py --json out.json --repeats 5 --threads 2
 
-Every measurement runs in a fresh worker process (this file with ``--worker SPEC``, printing one
-JSON line), so MXNet's and PyTorch's OpenMP runtimes never share a process and each peak RSS is
-the worker's own. The parent runs the setups in turn (mxnet, torch, mxnet, torch, ...) for
-``--repeats`` rounds and reports medians. Every worker gets the same thread count.
-
-Peak RSS is ``VmHWM`` of /proc/self/status: ``getrusage(RUSAGE_SELF).ru_maxrss`` of a child on
-Linux also counts its parent's peak from before ``exec`` (the kernel carries the old memory's
-high-water mark over), so it would report the parent's size for a small worker.
-
-The parent process imports neither mxnet nor torch: it uses only the parts of kobert_gluon that
-load neither (``runtime``, ``bert_config``); mxnet-side code runs inside the mxnet workers only,
-torch inside the torch worker.
+Each measurement runs in a fresh worker process (this file with ``--worker SPEC``, printing one
+JSON line; all with the same thread count), so MXNet's and PyTorch's OpenMP runtimes never share a
+process. Setups alternate (mxnet, torch, mxnet, ...) for ``--repeats`` rounds; medians are reported.
+The parent imports neither mxnet nor torch (of kobert_gluon only ``runtime`` and ``bert_config``).
+Peak RSS is VmHWM: a Linux child's ``ru_maxrss`` also counts its parent's peak from before exec.
 """
 import argparse
 import dataclasses
-import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -52,14 +44,11 @@ MODES = ('train', 'infer')
 MXNET_PRECISION_ORDER = ('float32', 'bfloat16', 'int8')
 TORCH_PRECISIONS = ('float32', 'bfloat16')
 CPU_FLAGS_OF_INTEREST = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_int8')
-THREAD_VARIABLES = runtime.THREAD_VARIABLES
 PAD_ID = 1           # KoBERT's [PAD]
 FIRST_REGULAR_ID = 5  # ids 0-4 are [UNK] [PAD] [CLS] [SEP] [MASK]
 KOBERT_SPIECE = os.path.join('kobert', 'kobert_news_wiki_ko_cased-1087f8699e.spiece')
 NSMC_TEST = os.path.join('data', 'nsmc', 'ratings_test_small.txt')
 
-
-# ============================================================================ configuration
 
 @dataclasses.dataclass
 class Config:
@@ -89,7 +78,6 @@ class Config:
                 f'clip {self.max_grad_norm:g}')
 
 
-# Presets: model size and run length.
 PRESETS = {
     'full': dict(bert=BertConfig.kobert(), batch_size=32, seq_len=64, steps=10, warmup=2, repeats=3,
                  sentences=2000),
@@ -100,17 +88,17 @@ PRESETS = {
 }
 
 
-# ============================================================================ machine facts
+def proc_value(path, key):
+    """What follows the colon on the first line of a /proc file that starts with ``key``, or None."""
+    try:
+        with open(path, encoding='utf-8') as lines:
+            return next((line.split(':', 1)[1].strip() for line in lines if line.startswith(key)), None)
+    except OSError:
+        return None
+
 
 def cpu_model():
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return proc_value('/proc/cpuinfo', 'model name') or platform.processor() or platform.machine()
 
 
 def package_version(name):
@@ -122,18 +110,12 @@ def package_version(name):
 
 def peak_rss_mb():
     """This process's peak resident memory in MB (VmHWM; see the module docstring)."""
-    try:
-        with open('/proc/self/status', encoding='ascii') as status:
-            for line in status:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    hwm = proc_value('/proc/self/status', 'VmHWM:')
+    if hwm:
+        return int(hwm.split()[0]) / 1024
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return maxrss / (1024 * 1024 if sys.platform == 'darwin' else 1024)
 
-
-# ============================================================================ inputs
 
 def make_batch(config, seed):
     """Random token ids in [5, vocab), valid_length in [seq_len//2, seq_len], padding [PAD]."""
@@ -148,96 +130,86 @@ def make_batch(config, seed):
     return token_ids, segment_ids, valid_length, labels
 
 
-def timed_loop(step, warmup, steps, sync):
-    """Seconds for ``steps`` calls of ``step`` after ``warmup`` untimed ones, and each step's time.
-
-    Step times are read without an extra sync (mxnet's gradient clipping and ``asnumpy``
-    sync anyway); the total ends with ``sync()``.
-    """
-    for _ in range(warmup):
-        step()
+def throughput(config, precision, mode, step, sync, summary):
+    """Time ``config.steps`` calls of ``step`` after ``config.warmup`` untimed ones (ending with ``sync()``;
+    no sync per step: mxnet's gradient clipping and ``asnumpy`` sync anyway). ``summary`` of the last
+    step's output joins the result."""
+    outputs = []
+    for _ in range(config.warmup):
+        outputs.append(step())
     sync()
     started = last = time.perf_counter()
     step_times = []
-    for _ in range(steps):
-        step()
+    for _ in range(config.steps):
+        outputs.append(step())
         now = time.perf_counter()
         step_times.append(now - last)
         last = now
     sync()
-    return time.perf_counter() - started, step_times
-
-
-def throughput(config, precision, mode, timing, extra=None):
-    seconds, step_times = timing
+    seconds = time.perf_counter() - started
     samples = config.batch_size * config.steps
-    result = {'precision': precision, 'mode': mode, 'seconds': seconds, 'step_seconds': step_times,
-              'samples_per_s': samples / seconds,
-              'tokens_per_s': samples * config.seq_len / seconds, 'peak_rss_mb': peak_rss_mb()}
-    result.update(extra or {})
-    return result
+    return {'precision': precision, 'mode': mode, 'seconds': seconds, 'step_seconds': step_times,
+            'samples_per_s': samples / seconds, 'tokens_per_s': samples * config.seq_len / seconds,
+            'peak_rss_mb': peak_rss_mb(), **summary(outputs[-1])}
 
 
-# ============================================================================ mxnet worker
-
-class FromPrecisionModule:
-    """A precision implemented by ``kobert_gluon.precision``: ``resolve`` says whether it runs
-    here, ``init_training`` precedes the model, ``for_inference`` converts a trained one."""
-
-    def __init__(self, name, module):
-        self.name, self.module = name, module
-
-    def unsupported(self, mode):
-        """Why ``mode`` ('train' or 'infer') cannot run in this precision here, or None."""
-        import mxnet as mx
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                resolved = self.module.resolve(self.name, mx.cpu(), training=mode == 'train')
-        except ValueError as error:
-            return str(error)
-        return None if resolved == self.name else f'kobert_gluon.precision falls back to {resolved} here'
-
-    def prepare_training(self):
-        return self.module.init_training(self.name)
-
-    def prepare_inference(self, model, calibration_batches):
-        import mxnet as mx
-        calibration = (tuple(mx.nd.concat(*parts, dim=0) for parts in zip(*calibration_batches))
-                       if calibration_batches else None)
-        return self.module.for_inference(model, self.name, mx.cpu(), calibration)
+def logits_shape(logits):
+    return {'logits_shape': list(logits.shape)}
 
 
 def mxnet_precisions():
-    """Hooks for every precision of kobert_gluon.precision, in table order. Imports mxnet."""
-    precision = importlib.import_module('kobert_gluon.precision')
-    names = dict.fromkeys(list(MXNET_PRECISION_ORDER) + list(precision.PRECISIONS))
-    return {name: FromPrecisionModule(name, precision) for name in names}
+    """Every precision of kobert_gluon.precision, in table order. Imports mxnet."""
+    from kobert_gluon import precision
+    return list(dict.fromkeys(list(MXNET_PRECISION_ORDER) + list(precision.PRECISIONS)))
+
+
+def unsupported(name, mode):
+    """Why ``mode`` ('train' or 'infer') cannot run in precision ``name`` here, or None."""
+    from kobert_gluon import precision
+    import mxnet as mx
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            resolved = precision.resolve(name, mx.cpu(), training=mode == 'train')
+    except ValueError as error:
+        return str(error)
+    return None if resolved == name else f'kobert_gluon.precision falls back to {resolved} here'
+
+
+def for_inference(name, model, calibration_batches):
+    """kobert_gluon.precision.for_inference, with the calibration batches concatenated into one."""
+    from kobert_gluon import precision
+    import mxnet as mx
+    calibration = (tuple(mx.nd.concat(*parts, dim=0) for parts in zip(*calibration_batches))
+                   if calibration_batches else None)
+    return precision.for_inference(model, name, mx.cpu(), calibration)
 
 
 def no_weight_decay(name):
-    """BERT's rule, as in kobert_gluon's training recipe: no decay on biases and LayerNorm.
-
-    mxnet names LayerNorm's parameters gamma/beta, transformers LayerNorm.weight/.bias.
-    """
+    """BERT's rule: no decay on biases and LayerNorm (gamma/beta in mxnet, LayerNorm.* in transformers)."""
     return name.endswith(('bias', 'gamma', 'beta')) or 'LayerNorm' in name
 
 
-def skipped(precision, mode, reason):
-    return {'precision': precision, 'mode': mode, 'skipped': reason}
+def measure(runs, why_not, infer, train):
+    """Results of ``runs`` ([precision, mode] pairs): ``why_not(precision, mode)`` or a measurement."""
+    results = []
+    for precision, mode in runs:
+        reason = why_not(precision, mode)
+        results.append({'precision': precision, 'mode': mode, 'skipped': reason} if reason
+                       else (infer if mode == 'infer' else train)(precision))
+    return results
 
 
 def mxnet_worker(config, runs):
     """Measure ``runs`` ([precision, mode] pairs, all of one precision) with kobert_gluon."""
-    import kobert_gluon  # noqa: F401  (must come before mxnet)
+    from kobert_gluon.model import build_classifier  # kobert_gluon first: it must come before mxnet
+    from kobert_gluon.precision import init_training
+    from kobert_gluon.training import exclude_from_weight_decay
     import gluonnlp as nlp
     import mxnet as mx
     import numpy as np
-    from kobert_gluon.model import build_classifier
-    from kobert_gluon.training import exclude_from_weight_decay
     from mxnet import gluon
 
-    precisions = mxnet_precisions()
     bert_config = BertConfig(**config.bert)
     ctx = mx.cpu()
     token_ids, segment_ids, valid_length, labels = (mx.nd.array(a, ctx=ctx, dtype='int32')
@@ -250,20 +222,18 @@ def mxnet_worker(config, runs):
         model.hybridize(static_alloc=True, static_shape=True)
         return model
 
-    def infer(precision, hooks):
+    def infer(precision):
         model = build()
         model(token_ids, segment_ids, valid_length).asnumpy()  # shapes known before conversion
         calibration = [tuple(mx.nd.array(a, ctx=ctx, dtype='int32')
                              for a in make_batch(config, config.seed + 1 + i)[:3])
                        for i in range(config.calibration_batches if precision != 'float32' else 0)]
-        model = hooks.prepare_inference(model, calibration)
-        outputs = []
-        timing = timed_loop(lambda: outputs.append(model(token_ids, segment_ids, valid_length).asnumpy()),
-                            config.warmup, config.steps, lambda: None)
-        return throughput(config, precision, 'infer', timing, {'logits_shape': list(outputs[-1].shape)})
+        model = for_inference(precision, model, calibration)
+        return throughput(config, precision, 'infer', lambda: model(token_ids, segment_ids, valid_length).asnumpy(),
+                          lambda: None, logits_shape)
 
-    def train(precision, hooks):
-        hooks.prepare_training()  # before the model exists (AMP needs that)
+    def train(precision):
+        init_training(precision)  # before the model exists (AMP needs that)
         model = build()
         params = model.collect_params()
         exclude_from_weight_decay(params)
@@ -272,7 +242,6 @@ def mxnet_worker(config, runs):
                                                      'epsilon': config.epsilon, 'wd': config.weight_decay},
                                 update_on_kvstore=False)
         loss_function = gluon.loss.SoftmaxCELoss()
-        losses = []
 
         def step():
             with mx.autograd.record():
@@ -281,23 +250,12 @@ def mxnet_worker(config, runs):
             trainer.allreduce_grads()
             nlp.utils.clip_grad_global_norm(trainable, config.max_grad_norm)
             trainer.update(1)
-            losses.append(loss)
+            return loss
 
-        timing = timed_loop(step, config.warmup, config.steps, mx.nd.waitall)
-        return throughput(config, precision, 'train', timing, {'last_loss': float(losses[-1].asscalar())})
+        return throughput(config, precision, 'train', step, mx.nd.waitall,
+                          lambda loss: {'last_loss': float(loss.asscalar())})
 
-    results = []
-    for precision, mode in runs:
-        hooks = precisions[precision]
-        reason = hooks.unsupported(mode)
-        if reason:
-            results.append(skipped(precision, mode, reason))
-        else:
-            results.append((infer if mode == 'infer' else train)(precision, hooks))
-    return results
-
-
-# ============================================================================ torch worker
+    return measure(runs, unsupported, infer, train)
 
 def torch_worker(config, runs):
     """Measure ``runs`` ([precision, mode] pairs) with transformers' BertForSequenceClassification."""
@@ -320,56 +278,50 @@ def torch_worker(config, runs):
     attention_mask = (torch.arange(config.seq_len)[None, :] < valid_length[:, None]).long()
     inputs = {'input_ids': token_ids, 'token_type_ids': segment_ids, 'attention_mask': attention_mask}
 
-    def infer(autocast):
+    def build(training):
+        torch.manual_seed(config.seed)
         model = BertForSequenceClassification(hf_config)
-        model.eval()
-        outputs = []
+        model.train(training)
+        return model
+
+    def facts(model):
+        return {'attn_implementation': getattr(model.config, '_attn_implementation', None),
+                'torch_threads': torch.get_num_threads()}
+
+    def infer(precision):
+        model = build(False)
 
         def step():
-            with torch.inference_mode(), autocast():
-                outputs.append(model(**inputs).logits.float().numpy())
+            with torch.inference_mode(), autocasts[precision]():
+                return model(**inputs).logits.float().numpy()
 
-        return model, timed_loop(step, config.warmup, config.steps, lambda: None), \
-            {'logits_shape': list(outputs[-1].shape)}
+        return throughput(config, precision, 'infer', step, lambda: None,
+                          lambda logits: {**logits_shape(logits), **facts(model)})
 
-    def train(autocast):
-        model = BertForSequenceClassification(hf_config)
-        model.train()
+    def train(precision):
+        model = build(True)
         named = list(model.named_parameters())
         optimizer = torch.optim.AdamW(
             [{'params': [p for n, p in named if not no_weight_decay(n)], 'weight_decay': config.weight_decay},
              {'params': [p for n, p in named if no_weight_decay(n)], 'weight_decay': 0.0}],
             lr=config.learning_rate, eps=config.epsilon)
-        losses = []
 
         def step():
             optimizer.zero_grad(set_to_none=True)
-            with autocast():
+            with autocasts[precision]():
                 logits = model(**inputs).logits
             loss = torch.nn.functional.cross_entropy(logits.float(), labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
-            losses.append(loss.detach())
+            return loss.detach()
 
-        return model, timed_loop(step, config.warmup, config.steps, lambda: None), \
-            {'last_loss': float(losses[-1])}
+        return throughput(config, precision, 'train', step, lambda: None,
+                          lambda loss: {'last_loss': float(loss), **facts(model)})
 
-    results = []
-    for precision, mode in runs:
-        if precision not in autocasts:
-            results.append(skipped(precision, mode, f'no {precision} path for torch here'))
-            continue
-        torch.manual_seed(config.seed)
-        model, timing, extra = (infer if mode == 'infer' else train)(autocasts[precision])
-        extra.update(attn_implementation=getattr(model.config, '_attn_implementation', None),
-                     torch_threads=torch.get_num_threads())
-        results.append(throughput(config, precision, mode, timing, extra))
-        del model
-    return results
+    return measure(runs, lambda precision, mode: None if precision in autocasts
+                   else f'no {precision} path for torch here', infer, train)
 
-
-# ============================================================================ data worker
 
 def load_sentences(config):
     from importlib import resources
@@ -387,11 +339,10 @@ def load_sentences(config):
 
 
 def data_worker(config, workdir):
-    import kobert_gluon  # noqa: F401  (before gluonnlp: thread defaults, sentencepiece fix)
+    from kobert_gluon.data import BERTDataset  # kobert_gluon before gluonnlp: thread defaults, sentencepiece fix
+    from kobert_gluon.tokenizer import get_bert_tokenizer, get_vocab, train_sentencepiece
     import gluonnlp as nlp
     import numpy as np
-    from kobert_gluon.data import BERTDataset
-    from kobert_gluon.tokenizer import get_bert_tokenizer, get_vocab, train_sentencepiece
 
     sentences, source = load_sentences(config)
     spiece = os.path.join(config.shared_dir, KOBERT_SPIECE) if config.shared_dir else None
@@ -416,15 +367,12 @@ def data_worker(config, workdir):
     warm = min(50, len(sentences))
     plain(sentences[:warm])
     ours(rows[:warm])
-    seconds = {plain: [], ours: []}
+    outputs, seconds = {}, {plain: [], ours: []}
     for run, items in ((plain, sentences), (ours, rows), (ours, rows), (plain, sentences)):  # ABBA
         started = time.perf_counter()
-        output = run(items)
+        outputs[run] = run(items)
         seconds[run].append(time.perf_counter() - started)
-        if run is plain:
-            expected = output
-        else:
-            dataset = output
+    expected, dataset = outputs[plain], outputs[ours]
     plain_seconds, our_seconds = min(seconds[plain]), min(seconds[ours])
 
     if len(dataset) != len(expected):
@@ -434,8 +382,8 @@ def data_worker(config, workdir):
         for name, a, b in zip(('token_ids', 'valid_length', 'segment_ids'), want, got):
             a, b = np.asarray(a), np.asarray(b)
             if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b):
-                raise AssertionError(f'sentence {i} {sentences[i]!r}: {name} differs: '
-                                     f'plain {a.dtype}{a.shape} {a.tolist()} vs BERTDataset {b.dtype}{b.shape} {b.tolist()}')
+                raise AssertionError(f'sentence {i} {sentences[i]!r}: {name} differs: plain {a.dtype}{a.shape} '
+                                     f'{a.tolist()} vs BERTDataset {b.dtype}{b.shape} {b.tolist()}')
     n = len(sentences)
     return [{'precision': None, 'mode': 'data', 'sentences': n, 'max_len': max_len, 'source': source,
              'tokenizer': tokenizer_source, 'identical': True,
@@ -443,15 +391,15 @@ def data_worker(config, workdir):
              'peak_rss_mb': peak_rss_mb()}]
 
 
-def probe_worker(config):
+def probe_worker():
     """Versions and which mxnet precisions can run, from the mxnet side."""
     import kobert_gluon
     precisions = {}
-    for name, hooks in mxnet_precisions().items():
+    for name in mxnet_precisions():
         precisions[name] = {}
         for mode in MODES:
             try:
-                precisions[name][mode] = hooks.unsupported(mode)
+                precisions[name][mode] = unsupported(name, mode)
             except Exception as error:  # a broken check must not hide the other rows
                 precisions[name][mode] = f'support check raised {type(error).__name__}: {error}'
     return {'kobert_gluon': kobert_gluon.__version__, 'cpu_defaults': kobert_gluon.CPU_DEFAULTS,
@@ -460,30 +408,16 @@ def probe_worker(config):
 
 def run_worker(spec_json):
     spec = json.loads(spec_json)
-    config = Config(**spec['config'])
-    kind = spec['kind']
-    if kind == MXNET:
-        result = mxnet_worker(config, spec['runs'])
-    elif kind == TORCH:
-        result = torch_worker(config, spec['runs'])
-    elif kind == DATA:
-        with tempfile.TemporaryDirectory() as workdir:
-            result = data_worker(config, workdir)
-    elif kind == PROBE:
-        result = probe_worker(config)
-    else:
-        raise ValueError(f'unknown worker kind {kind!r}')
-    sys.stdout.write(json.dumps(result) + '\n')
-    sys.stdout.flush()
+    config, runs = Config(**spec['config']), spec.get('runs')
+    with tempfile.TemporaryDirectory() as workdir:
+        result = {MXNET: lambda: mxnet_worker(config, runs), TORCH: lambda: torch_worker(config, runs),
+                  DATA: lambda: data_worker(config, workdir), PROBE: probe_worker}[spec['kind']]()
+    print(json.dumps(result), flush=True)
 
-
-# ============================================================================ parent
 
 def spawn(spec, threads, timeout):
     """Run one worker; (result, None) or (None, why it failed)."""
-    env = dict(os.environ)
-    for name in THREAD_VARIABLES:
-        env[name] = str(threads)
+    env = dict(os.environ, **{name: str(threads) for name in runtime.THREAD_VARIABLES})
     command = [sys.executable, os.path.abspath(__file__), '--worker', json.dumps(spec)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
@@ -499,10 +433,8 @@ def spawn(spec, threads, timeout):
 
 
 def torch_missing():
-    for module in ('torch', 'transformers'):
-        if importlib.util.find_spec(module) is None:
-            return f'{module} not installed'
-    return None
+    missing = [m for m in ('torch', 'transformers') if importlib.util.find_spec(m) is None]
+    return f'{missing[0]} not installed' if missing else None
 
 
 def parse_args(argv):
@@ -542,7 +474,7 @@ def parse_args(argv):
     return args
 
 
-def build_config(args, probe):
+def build_config(args):
     preset = dict(PRESETS[args.preset])
     repeats = preset.pop('repeats')
     bert = dataclasses.asdict(preset.pop('bert'))
@@ -605,17 +537,14 @@ def plan(args, probe):
     else:
         # Inference first, so its peak RSS is its own. mxnet: one process per precision (a
         # precision may change process-wide state, e.g. AMP); torch: autocast is scoped, one process.
-        jobs, torch_job = [], None
+        jobs = []
         for kind, precision in rows:
             runs = [[precision, mode] for mode in ('infer', 'train') if live(kind, precision, mode)]
-            if not runs:
-                continue
-            if kind == TORCH and torch_job is not None:
+            torch_job = next((job for job in jobs if job['kind'] == TORCH), None)
+            if runs and kind == TORCH and torch_job:
                 torch_job['runs'].extend(runs)
-                continue
-            jobs.append({'kind': kind, 'runs': runs})
-            if kind == TORCH:
-                torch_job = jobs[-1]
+            elif runs:
+                jobs.append({'kind': kind, 'runs': runs})
     return rows, jobs, notes
 
 
@@ -623,7 +552,7 @@ def collect(args):
     probe, error = spawn({'kind': PROBE, 'config': dataclasses.asdict(Config())}, args.threads, args.worker_timeout)
     if probe is None:
         raise SystemExit(f'the mxnet side does not start: {error}')
-    config, repeats = build_config(args, probe)
+    config, repeats = build_config(args)
     facts = machine_facts(args, probe)
     logger.info('%s; %d threads; %d round(s)', config.describe(), config.threads, repeats)
     rows, jobs, notes = plan(args, probe)
@@ -666,28 +595,20 @@ def collect(args):
 
 
 def summarize(report):
-    """Medians per (framework, precision, mode)."""
-    medians = {}
-    for key, results in report['runs'].items():
-        if results:
-            medians[key] = {field: statistics.median(r[field] for r in results)
-                            for field in ('samples_per_s', 'tokens_per_s', 'peak_rss_mb', 'seconds')}
-            medians[key]['runs'] = len(results)
-    data = None
-    if report['data_runs']:
-        data = {field: statistics.median(r[field] for r in report['data_runs'])
-                for field in ('plain_sentences_per_s', 'ours_sentences_per_s')}
-        data.update({k: report['data_runs'][0][k] for k in ('sentences', 'max_len', 'source', 'tokenizer')})
-        data['runs'] = len(report['data_runs'])
-    return medians, data
+    """Medians per (framework, precision, mode), and of the data pipeline (None if it did not run)."""
+    def median(results, fields):
+        return {field: statistics.median(r[field] for r in results) for field in fields}
+
+    medians = {key: {**median(results, ('samples_per_s', 'tokens_per_s', 'peak_rss_mb', 'seconds')),
+                     'runs': len(results)} for key, results in report['runs'].items() if results}
+    runs = report['data_runs']
+    data = runs and {**median(runs, ('plain_sentences_per_s', 'ours_sentences_per_s')),
+                     **{k: runs[0][k] for k in ('sentences', 'max_len', 'source', 'tokenizer')}, 'runs': len(runs)}
+    return medians, data or None
 
 
 def fmt_rate(value):
-    if value >= 1000:
-        return f'{value:,.0f}'
-    if value >= 10:
-        return f'{value:.1f}'
-    return f'{value:.2f}'
+    return f'{value:,.0f}' if value >= 1000 else f'{value:.1f}' if value >= 10 else f'{value:.2f}'
 
 
 def format_report(report, medians, data):
@@ -733,27 +654,22 @@ def format_report(report, medians, data):
                cells['train'][2], cells['infer'][2], cells['train'][3], cells['infer'][3]]
         lines.append('| ' + ' | '.join(row) + ' |')
     if emulated_bf16:
-        lines.append('')
-        lines.append('⚠ This CPU has no native bfloat16 (no avx512_bf16 / amx_bf16): bf16 rows run on '
-                     'emulation or conversion kernels, so they say little about bf16 on newer CPUs.')
-    lines.append('')
-    lines.append('Tokens/s count padded positions (samples/s × seq_len). Ratios are samples/s over the '
-                 'PyTorch float32 row (above 1: faster). Peak RSS is each worker\'s VmHWM'
-                 + (' (one process did inference, then training)' if report['one_process'] else '') + '.')
-    lines.append('')
-    lines.append('| data pipeline | sentences/s | vs plain |')
-    lines.append('|---|---:|---:|')
+        lines += ['', '⚠ This CPU has no native bfloat16 (no avx512_bf16 / amx_bf16): bf16 rows run on '
+                  'emulation or conversion kernels, so they say little about bf16 on newer CPUs.']
+    lines += ['', 'Tokens/s count padded positions (samples/s × seq_len). Ratios are samples/s over the '
+              'PyTorch float32 row (above 1: faster). Peak RSS is each worker\'s VmHWM'
+              + (' (one process did inference, then training)' if report['one_process'] else '') + '.',
+              '', '| data pipeline | sentences/s | vs plain |', '|---|---:|---:|']
     if data:
         plain, ours = data['plain_sentences_per_s'], data['ours_sentences_per_s']
-        lines.append(f'| gluonnlp BERTSentenceTransform, per sentence (plain) | {fmt_rate(plain)} | 1.00× |')
-        lines.append(f'| kobert_gluon BERTDataset | {fmt_rate(ours)} | {ours / plain:.2f}× |')
-        lines.append('')
-        lines.append(f'Data: {data["sentences"]} sentences from {data["source"]}, max_len {data["max_len"]}, '
-                     f'tokenizer {data["tokenizer"]}; arrays identical in every round '
-                     f'(token_ids, valid_length, segment_ids, dtypes included); medians of {data["runs"]} round(s).')
+        lines += [f'| gluonnlp BERTSentenceTransform, per sentence (plain) | {fmt_rate(plain)} | 1.00× |',
+                  f'| kobert_gluon BERTDataset | {fmt_rate(ours)} | {ours / plain:.2f}× |', '',
+                  f'Data: {data["sentences"]} sentences from {data["source"]}, max_len {data["max_len"]}, '
+                  f'tokenizer {data["tokenizer"]}; arrays identical in every round (token_ids, valid_length, '
+                  f'segment_ids, dtypes included); medians of {data["runs"]} round(s).']
     else:
-        lines.append(f'| gluonnlp BERTSentenceTransform, per sentence (plain) | {report["data_note"]} | — |')
-        lines.append(f'| kobert_gluon BERTDataset | {report["data_note"]} | — |')
+        lines += [f'| gluonnlp BERTSentenceTransform, per sentence (plain) | {report["data_note"]} | — |',
+                  f'| kobert_gluon BERTDataset | {report["data_note"]} | — |']
     return '\n'.join(lines)
 
 

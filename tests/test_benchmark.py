@@ -138,17 +138,16 @@ def test_precision_hooks_follow_kobert_gluon_precision(monkeypatch):
     from kobert_gluon import precision, runtime
     bench = load_benchmark()
     monkeypatch.setattr(runtime, 'has_bf16', lambda: False)
-    assert bench.FromPrecisionModule('bfloat16', precision).unsupported('train') == \
-        'kobert_gluon.precision falls back to float32 here'
-    assert 'inference only' in bench.FromPrecisionModule('int8', precision).unsupported('train')
-    assert bench.FromPrecisionModule('int8', precision).unsupported('infer') is None
-    hooks = bench.mxnet_precisions()
-    assert list(hooks)[:3] == ['float32', 'bfloat16', 'int8']
-    assert hooks['float32'].unsupported('train') is None and hooks['float32'].unsupported('infer') is None
+    assert bench.unsupported('bfloat16', 'train') == 'kobert_gluon.precision falls back to float32 here'
+    assert 'inference only' in bench.unsupported('int8', 'train')
+    assert bench.unsupported('int8', 'infer') is None
+    names = bench.mxnet_precisions()
+    assert names[:3] == ['float32', 'bfloat16', 'int8']
+    assert bench.unsupported('float32', 'train') is None and bench.unsupported('float32', 'infer') is None
 
     seen = {}
     monkeypatch.setattr(precision, 'for_inference',
                         lambda model, name, ctx, calibration: seen.update(shapes=[a.shape for a in calibration]) or model)
     batches = [tuple(mx.nd.ones((2, 5)) for _ in range(3)) for _ in range(3)]
-    bench.FromPrecisionModule('int8', precision).prepare_inference('model', batches)
+    bench.for_inference('int8', 'model', batches)
     assert seen['shapes'] == [(6, 5)] * 3  # the calibration batches, concatenated
