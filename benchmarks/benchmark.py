@@ -31,8 +31,7 @@ import warnings
 
 logger = logging.getLogger('benchmark')
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(HERE)
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(REPO_ROOT, 'kobert_gluon')) and REPO_ROOT not in sys.path:
     sys.path.insert(1, REPO_ROOT)  # benchmark the checkout this script belongs to
 
@@ -134,19 +133,15 @@ def throughput(config, precision, mode, step, sync, summary):
     """Time ``config.steps`` calls of ``step`` after ``config.warmup`` untimed ones (ending with ``sync()``;
     no sync per step: mxnet's gradient clipping and ``asnumpy`` sync anyway). ``summary`` of the last
     step's output joins the result."""
-    outputs = []
-    for _ in range(config.warmup):
-        outputs.append(step())
+    outputs = [step() for _ in range(config.warmup)]
     sync()
-    started = last = time.perf_counter()
-    step_times = []
+    stamps = [time.perf_counter()]
     for _ in range(config.steps):
         outputs.append(step())
-        now = time.perf_counter()
-        step_times.append(now - last)
-        last = now
+        stamps.append(time.perf_counter())
     sync()
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - stamps[0]
+    step_times = [b - a for a, b in zip(stamps, stamps[1:])]
     samples = config.batch_size * config.steps
     return {'precision': precision, 'mode': mode, 'seconds': seconds, 'step_seconds': step_times,
             'samples_per_s': samples / seconds, 'tokens_per_s': samples * config.seq_len / seconds,
@@ -517,18 +512,11 @@ def plan(args, probe):
     if any(p not in TORCH_PRECISIONS for p in torch_wanted):
         raise SystemExit(f'--torch-precisions {args.torch_precisions}: choose from {TORCH_PRECISIONS}')
     no_torch = '--skip-torch' if args.skip_torch else torch_missing()
-    rows = []  # alternating frameworks: mxnet fp32, torch fp32, mxnet bf16, torch bf16, mxnet int8
-    for name in dict.fromkeys(list(probe['precisions']) + list(TORCH_PRECISIONS)):
-        if name in wanted:
-            rows.append((MXNET, name))
-        if name in torch_wanted:
-            rows.append((TORCH, name))
-    notes = {}
-    for kind, precision in rows:
-        for mode in MODES:
-            reason = probe['precisions'][precision][mode] if kind == MXNET else no_torch
-            if reason:
-                notes[(kind, precision, mode)] = f'skipped: {reason}'
+    # Alternating frameworks: mxnet fp32, torch fp32, mxnet bf16, torch bf16, mxnet int8.
+    rows = [(kind, name) for name in dict.fromkeys(list(probe['precisions']) + list(TORCH_PRECISIONS))
+            for kind, chosen in ((MXNET, wanted), (TORCH, torch_wanted)) if name in chosen]
+    notes = {(kind, precision, mode): f'skipped: {reason}' for kind, precision in rows for mode in MODES
+             if (reason := probe['precisions'][precision][mode] if kind == MXNET else no_torch)}
     live = lambda kind, precision, mode: (kind, precision, mode) not in notes  # noqa: E731
     if not args.one_process:
         # One measurement per process: train of every setup in turn, then infer.
@@ -556,16 +544,18 @@ def collect(args):
     facts = machine_facts(args, probe)
     logger.info('%s; %d threads; %d round(s)', config.describe(), config.threads, repeats)
     rows, jobs, notes = plan(args, probe)
-    runs = {}
-    data_runs, data_note = [], ('skipped by --skip-data' if args.skip_data else None)
+    runs, data_runs, data_note = {}, [], ('skipped by --skip-data' if args.skip_data else None)
+
+    def run(spec):
+        return spawn(dict(spec, config=dataclasses.asdict(config)), config.threads, args.worker_timeout)
+
     for round_number in range(1, repeats + 1):
         for job in jobs:
             keys = [(job['kind'], precision, mode) for precision, mode in job['runs']]
             if all(key in notes for key in keys):
                 continue  # skipped or failed in an earlier round
             started = time.time()
-            results, error = spawn(dict(job, config=dataclasses.asdict(config)), config.threads,
-                                   args.worker_timeout)
+            results, error = run(job)
             if results is None:
                 notes.update({key: f'failed: {error}' for key in keys if key not in notes})
                 continue
@@ -579,8 +569,7 @@ def collect(args):
                             round_number, repeats, ' '.join(key), result['samples_per_s'],
                             result['peak_rss_mb'], time.time() - started)
         if data_note is None:
-            result, error = spawn({'kind': DATA, 'config': dataclasses.asdict(config)}, config.threads,
-                                  args.worker_timeout)
+            result, error = run({'kind': DATA})
             if result is None:
                 data_note = f'failed: {error}'
             else:
@@ -627,8 +616,7 @@ def format_report(report, medians, data):
              '']
     header = ['setup', 'precision', 'train samples/s', 'train tokens/s', 'infer samples/s', 'infer tokens/s',
               'train peak RSS MB', 'infer peak RSS MB', 'train vs torch fp32', 'infer vs torch fp32']
-    lines.append('| ' + ' | '.join(header) + ' |')
-    lines.append('|' + '|'.join(['---', '---'] + ['---:'] * (len(header) - 2)) + '|')
+    lines += ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---', '---'] + ['---:'] * (len(header) - 2)) + '|']
     baseline = {m: medians.get(f'{TORCH}|float32|{m}') for m in MODES}
     emulated_bf16 = False
     for kind, precision in report['rows']:
@@ -690,9 +678,7 @@ def main(argv=None):
                        runtime.cpu_count())
     report = collect(args)
     report['machine'].update(load_average_start=busy, load_average_end=load_average())
-    medians, data = summarize(report)
-    report['medians'] = medians
-    report['data'] = data
+    report['medians'], report['data'] = medians, data = summarize(report)
     report['wall_seconds'] = time.time() - started
     print(format_report(report, medians, data))
     if args.json_path:
@@ -700,8 +686,7 @@ def main(argv=None):
             json.dump(report, out, indent=2, ensure_ascii=False)
     logger.info('done in %.0f s', report['wall_seconds'])
     failed = sorted(k for k, v in report['notes'].items() if v.startswith('failed'))
-    if report['data_note'] and report['data_note'].startswith('failed'):
-        failed.append('data pipeline')
+    failed += ['data pipeline'] if (report['data_note'] or '').startswith('failed') else []
     if failed:
         logger.error('failed: %s', ', '.join(failed))
         return 1
