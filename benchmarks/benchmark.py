@@ -427,11 +427,6 @@ def spawn(spec, threads, timeout):
     return None, (tail[-1].strip()[:200] if tail else f'exit status {done.returncode}')
 
 
-def torch_missing():
-    missing = [m for m in ('torch', 'transformers') if importlib.util.find_spec(m) is None]
-    return f'{missing[0]} not installed' if missing else None
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -445,8 +440,7 @@ def parse_args(argv):
     parser.add_argument('--repeats', type=int, help='rounds of A/B alternation; medians reported (default 3; smoke 1)')
     parser.add_argument('--sentences', type=int, help='sentences for the data pipeline rows (default 2000)')
     parser.add_argument('--threads', type=int, default=runtime.cpu_count(), help='threads for every worker')
-    parser.add_argument('--precisions', default=None,
-                        help='comma-separated kobert_gluon precisions to run (default: all known)')
+    parser.add_argument('--precisions', help='comma-separated kobert_gluon precisions to run (default: all known)')
     parser.add_argument('--torch-precisions', default=','.join(TORCH_PRECISIONS),
                         help='comma-separated PyTorch precisions (float32 and/or bfloat16)')
     parser.add_argument('--skip-torch', action='store_true', help='no PyTorch rows')
@@ -511,7 +505,8 @@ def plan(args, probe):
     torch_wanted = [p for p in args.torch_precisions.split(',') if p]
     if any(p not in TORCH_PRECISIONS for p in torch_wanted):
         raise SystemExit(f'--torch-precisions {args.torch_precisions}: choose from {TORCH_PRECISIONS}')
-    no_torch = '--skip-torch' if args.skip_torch else torch_missing()
+    missing = [m for m in ('torch', 'transformers') if importlib.util.find_spec(m) is None]
+    no_torch = '--skip-torch' if args.skip_torch else f'{missing[0]} not installed' if missing else None
     # Alternating frameworks: mxnet fp32, torch fp32, mxnet bf16, torch bf16, mxnet int8.
     rows = [(kind, name) for name in dict.fromkeys(list(probe['precisions']) + list(TORCH_PRECISIONS))
             for kind, chosen in ((MXNET, wanted), (TORCH, torch_wanted)) if name in chosen]
