@@ -32,7 +32,7 @@ import numpy as np
 from ._version import __version__
 from .assets import md5sum
 from .errors import ConversionError, MissingExtraError
-from .fileio import atomic_directory, read_json, write_json
+from .fileio import atomic_directory, file_inside, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -384,14 +384,9 @@ def _tokenizer_files(src_dir, tokenizer=None, vocab_json=None):
 
 
 def _recorded_file(directory, entry):
-    """A tokenizer file named in META_FILE: only a plain name inside tokenizer/, so a downloaded
-    directory cannot make us read (and copy into a model) a file from elsewhere."""
+    """A tokenizer file named in META_FILE (a downloaded directory may have written anything)."""
     name = entry.get('file') if isinstance(entry, dict) else None
-    path = os.path.join(directory, TOKENIZER_DIR, name or '')
-    if not isinstance(name, str) or os.path.basename(name) != name or name in ('', '.', '..') or os.path.islink(path):
-        raise ConversionError(f'{os.path.join(directory, META_FILE)}: tokenizer file {name!r} is not a plain file '
-                              f'name inside {TOKENIZER_DIR}/')
-    return path
+    return file_inside(directory, TOKENIZER_DIR, name, ConversionError, os.path.join(directory, META_FILE))
 
 
 def _copy_tokenizer(directory, tokenizer_files, meta):

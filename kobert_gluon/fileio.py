@@ -68,3 +68,17 @@ def write_json(path, obj):
 def read_json(path):
     with open(path, encoding='utf-8') as source:
         return json.load(source)
+
+
+def file_inside(directory, folder, name, error, source, what='the directory'):
+    """The path of ``folder/name`` under ``directory``, for a ``name`` read from a file anyone
+    may have written (config.json, kobert_gluon.json, pretrain.json): only a plain file name,
+    never an absolute path, ``..``, a subfolder or a symlink, so it cannot make us read (and
+    copy into a model or export) a file from outside. ``error(message)`` is raised otherwise."""
+    base = os.path.realpath(os.path.join(directory, folder))
+    path = os.path.join(base, name) if isinstance(name, str) else ''
+    if (not isinstance(name, str) or os.path.basename(name) != name or name in ('', '.', '..')
+            or os.path.islink(path) or os.path.dirname(os.path.realpath(path)) != base):
+        raise error(f'{source}: tokenizer file {name!r} is not a plain file name inside {folder}/; '
+                    f'refusing to read outside {what}')
+    return path

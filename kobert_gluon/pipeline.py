@@ -24,7 +24,7 @@ from .errors import ConfigError, ModelDirectoryError, last_line
 from .assets import md5sum
 from .context import check_ctx
 from .data import LabelMap, check_max_len, check_text
-from .fileio import atomic_directory, read_json, write_json
+from .fileio import atomic_directory, file_inside, read_json, write_json
 from .model import BertConfig, BERTClassifier, build_bert, load_params
 from .tokenizer import get_bert_tokenizer, get_vocab
 
@@ -242,7 +242,8 @@ def _tokenizer_files(directory, config):
         raise ModelDirectoryError(f"{os.path.join(directory, CONFIG_FILE)}: 'tokenizer' must map roles to "
                                   "{'file': name, 'md5': hex}")
     for role, entry in entries.items():
-        path = _inside(directory, TOKENIZER_DIR, entry['file'])
+        path = file_inside(directory, TOKENIZER_DIR, entry['file'], ModelDirectoryError,
+                           os.path.join(directory, CONFIG_FILE), 'the model directory')
         if not os.path.isfile(path):
             raise ModelDirectoryError(f'{directory}: missing tokenizer file {TOKENIZER_DIR}/{entry["file"]}')
         actual = md5sum(path)
@@ -252,20 +253,6 @@ def _tokenizer_files(directory, config):
     if 'tokenizer' not in files:
         raise ModelDirectoryError(f'{directory}: {CONFIG_FILE} names no tokenizer file')
     return files
-
-
-def _inside(directory, folder, name):
-    """The path of ``folder/name`` in ``directory``, refusing names that lead outside it.
-
-    A model directory may come from anyone: its config.json must not make us read (and
-    export copy) an absolute path, ``../..`` or a symlink out of the directory.
-    """
-    base = os.path.realpath(os.path.join(directory, folder))
-    path = os.path.realpath(os.path.join(base, name))
-    if os.path.basename(name) != name or name in ('', '.', '..') or os.path.dirname(path) != base:
-        raise ModelDirectoryError(f'{os.path.join(directory, CONFIG_FILE)}: tokenizer file {name!r} is not a '
-                                  f'plain file name inside {folder}/; refusing to read outside the model directory')
-    return path
 
 
 def as_texts(texts):

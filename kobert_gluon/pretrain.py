@@ -25,7 +25,6 @@ import time
 from importlib import resources
 from typing import Optional
 
-import gluonnlp as nlp
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
@@ -35,10 +34,10 @@ from . import assets, checkpoint, rundir
 from ._version import __version__
 from .corpus import Position, check_corpus, read_chunks, sample_lines, tokenized_chunks
 from .errors import CheckpointError, ConfigError, DataError
-from .fileio import atomic_directory, atomic_path, read_json, write_json
+from .fileio import atomic_directory, atomic_path, file_inside, read_json, write_json
 from .model import BertConfig, build_bert, load_params
 from .tokenizer import SPECIAL_TOKENS, get_bert_tokenizer, get_vocab, train_sentencepiece
-from .training import OptimizerConfig, exclude_from_weight_decay, field, learning_rate_at
+from .training import OptimizerConfig, clip_gradients, exclude_from_weight_decay, field, learning_rate_at
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +46,6 @@ TOKENIZER_CHOICES = ('auto', 'kobert', 'train')
 SAVE_DTYPES = ('float32', 'float16')
 PARAMS_FILE = 'bert.params'
 RECORD_FILE = 'pretrain.json'
-STATE_FILE = 'state.json'
 TOKENIZER_DIR = 'tokenizer'
 TRAINED_TOKENIZER = 'tokenizer.spiece'
 RECORD_FORMAT = 'kobert_gluon.pretrained_bert'
@@ -425,7 +423,9 @@ def read_record(params_path):
 
 
 def record_tokenizer_path(params_path, record):
-    return os.path.join(os.path.dirname(os.path.abspath(params_path)), TOKENIZER_DIR, record['tokenizer']['file'])
+    directory = os.path.dirname(os.path.abspath(params_path))
+    return file_inside(directory, TOKENIZER_DIR, record['tokenizer']['file'], ConfigError,
+                       os.path.join(directory, RECORD_FILE))
 
 
 def record_tokenizer(params_path, record):
@@ -438,17 +438,18 @@ def record_tokenizer(params_path, record):
 # ---------------------------------------------------------------------------- checkpoints
 
 def save_checkpoint(directory, model, trainer, state):
-    """``last/``: weights, optimizer state (no pickle) and where the corpus was left, atomically."""
+    """``last/``: weights, optimizer state (no pickle) and where the corpus was left, atomically;
+    state.json last, listing the files, as fine-tuning's checkpoints (rundir)."""
     with atomic_directory(directory) as tmp:
         save_bert_params(model, os.path.join(tmp, PARAMS_FILE))
         checkpoint.save_trainer_state(trainer, tmp)
-        write_json(os.path.join(tmp, STATE_FILE), state)
+        rundir.write_state(tmp, state)
 
 
 def load_checkpoint(directory, model, trainer, ctx):
-    state = checkpoint.read_checkpoint_json(os.path.join(directory, STATE_FILE))
+    state = rundir.read_state(directory)
     if 'position' not in state or 'step' not in state:
-        raise CheckpointError(f'{os.path.join(directory, STATE_FILE)}: not a pretraining checkpoint')
+        raise CheckpointError(f'{os.path.join(directory, rundir.STATE_FILE)}: not a pretraining checkpoint')
     try:
         load_params(model, os.path.join(directory, PARAMS_FILE), ctx)
     except ValueError as error:
@@ -498,9 +499,11 @@ def _pretrain(config, ctx, command):
     last_dir = os.path.join(config.output_dir, 'last')
     state = {'step': 0, 'seconds': 0.0, 'history': [],
              'position': {'epoch': 0, 'offset': 0, 'unit': 0, 'batch': 0}}
-    if config.resume and os.path.isfile(os.path.join(last_dir, STATE_FILE)):
-        state = load_checkpoint(last_dir, model, trainer, ctx)
-        logger.info('resuming %s at step %d', last_dir, state['step'])
+    # The newest complete checkpoint, also after a crash while last/ was being replaced.
+    newest = rundir.newest_checkpoint(config.output_dir, 'last') if config.resume else None
+    if newest:
+        state = load_checkpoint(newest, model, trainer, ctx)
+        logger.info('resuming %s at step %d', newest, state['step'])
 
     word_starts = word_start_table(vocab) if config.whole_word_mask else None
     stream = BatchStream(config, tokenizer_path, vocab, word_starts)(state['position'])
@@ -552,7 +555,7 @@ def train_step(model, trainer, trainable, loss_function, batch, ctx, config, lea
             loss = loss + nsp_loss
     loss.backward()
     trainer.set_learning_rate(learning_rate)
-    nlp.utils.clip_grad_global_norm(trainable, config.max_grad_norm)
+    clip_gradients(trainable, config.max_grad_norm, group_size=1)  # the loss is already a mean
     trainer.update(1)
     return mlm_loss.asscalar(), nsp_loss.asscalar() if config.next_sentence else 0.0
 

@@ -48,7 +48,9 @@ def unique_run_dir(name, root='runs'):
 
 
 def holds_run(directory):
-    return any(os.path.exists(os.path.join(directory, name)) for name in RUN_FILES)
+    """Also a run whose only checkpoint is a crash's leftover (last.old, .last.*.tmp)."""
+    return (any(os.path.exists(os.path.join(directory, name)) for name in RUN_FILES)
+            or bool(_candidates(directory, 'last')))
 
 
 @contextlib.contextmanager
@@ -151,6 +153,18 @@ def checkpoint_files(checkpoint_dir):
             if relative != STATE_FILE:
                 sizes[relative.replace(os.sep, '/')] = os.path.getsize(path)
     return sizes
+
+
+def write_state(checkpoint_dir, state):
+    """Write ``state.json`` as the checkpoint's last file, listing every other file's size."""
+    write_json(os.path.join(checkpoint_dir, STATE_FILE), {**state, 'files': checkpoint_files(checkpoint_dir)})
+
+
+def read_state(checkpoint_dir):
+    """The state :func:`write_state` wrote, without its file list."""
+    state = read_checkpoint_json(os.path.join(checkpoint_dir, STATE_FILE))
+    state.pop('files', None)
+    return state
 
 
 def damage(checkpoint_dir):

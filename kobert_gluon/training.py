@@ -340,8 +340,8 @@ def start_from(config):
     return fine_tuning_start(config.init_from, demo=not config.data)
 
 
-def prepare_model(config, bert_config, num_classes, ctx):
-    pretrained, _ = start_from(config)
+def prepare_model(config, bert_config, num_classes, ctx, pretrained):
+    """``pretrained``: the params file :func:`start_from` chose, or None (KoBERT's for 'kobert')."""
     if pretrained is None and config.init_from is None and bert_size(config) == 'kobert':
         from .assets import resolve
         pretrained = resolve('mxnet_params', kobert_dir=config.kobert_dir)
@@ -376,7 +376,7 @@ def save_checkpoint(directory, classifier, trainer, state, settings):
         classifier.save(os.path.join(tmp, 'model'))
         checkpoint.save_trainer_state(trainer, tmp)
         write_json(os.path.join(tmp, rundir.CONFIG_FILE), settings)
-        write_json(os.path.join(tmp, rundir.STATE_FILE), {**state, 'files': rundir.checkpoint_files(tmp)})
+        rundir.write_state(tmp, state)
 
 
 def load_checkpoint(directory, model, trainer, ctx, allow_pickle=False):
@@ -395,9 +395,7 @@ def load_checkpoint(directory, model, trainer, ctx, allow_pickle=False):
         checkpoint.load_legacy_pickle(trainer, directory)
     else:
         raise CheckpointError(f'{directory}: no optimizer state ({checkpoint.STATE_JSON})')
-    state = checkpoint.read_checkpoint_json(os.path.join(directory, rundir.STATE_FILE))
-    state.pop('files', None)
-    return state
+    return rundir.read_state(directory)
 
 
 def new_state():
@@ -481,7 +479,7 @@ def _train(config, run_dir, ctx, dtype, engine):
         logger.info('no validation set (valid_size=0): best/ will be the last epoch, no model selection')
 
     precision.init_training(dtype)  # AMP rewrites operators, so it must precede the model
-    model = prepare_model(config, bert_config, len(label_map), ctx)
+    model = prepare_model(config, bert_config, len(label_map), ctx, init_params)
     # Saved models carry the split's hashes, so `evaluate` can tell the test set from the rest.
     split_hashes = {name: {'rows': part['rows'], 'sha256': part['sha256']} for name, part in splits.record.items()}
     classifier = TextClassifier(model, tokenizer, label_map, bert_config, config.max_len, tokenizer_files,

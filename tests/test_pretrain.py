@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kobert_gluon import cli, corpus, pretrain
+from kobert_gluon import cli, corpus, fileio, pretrain
 from kobert_gluon.model import BertConfig, get_mxnet_kobert_model
 from kobert_gluon.pretrain import PretrainConfig, make_batch, mask_tokens, word_start_table
 from kobert_gluon.tokenizer import get_bert_tokenizer, get_vocab
@@ -241,9 +241,37 @@ def test_resume_of_a_killed_run_equals_an_uninterrupted_one(corpus_file, kobert_
     assert [h['mlm_loss'] for h in histories[0]] == [h['mlm_loss'] for h in histories[1]]
 
 
+def test_a_crash_while_last_is_replaced_resumes_from_the_newest_complete_checkpoint(corpus_file, kobert_spiece,
+                                                                                    tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger='kobert_gluon')
+    settings = dict(num_steps=12, save_every=5)
+    pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'straight', **settings))
+    original_replace = os.replace
+
+    def crash_between_renames(source, target):
+        original_replace(source, target)
+        if str(target).endswith('last.old'):  # the step-10 checkpoint: last -> last.old done, tmp -> last not
+            raise KeyboardInterrupt('killed between the two renames')
+    with monkeypatch.context() as patch:
+        patch.setattr(fileio.os, 'replace', crash_between_renames)
+        with pytest.raises(KeyboardInterrupt):
+            pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'killed', **settings))
+    assert not (tmp_path / 'killed' / 'last').exists() and (tmp_path / 'killed' / 'last.old').is_dir()
+
+    caplog.clear()
+    pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'killed', resume=True, **settings))
+    # The interrupted write removed its own temporary copy, so last.old (step 5) is the newest
+    # complete checkpoint; before, a resume found no last/ and silently started at step 0.
+    assert 'last.old (the newest complete checkpoint)' in caplog.text and 'at step 5' in caplog.text
+    assert sorted(os.listdir(tmp_path / 'killed' / 'last')) == sorted(os.listdir(tmp_path / 'straight' / 'last'))
+    straight, resumed = read_params(tmp_path / 'straight' / 'bert.params'), read_params(tmp_path / 'killed' / 'bert.params')
+    for name in straight:
+        np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
+
+
 def test_continued_pretraining_round_trips(corpus_file, kobert_spiece, kobert_dir, tmp_path, caplog):
     import gluonnlp as nlp
-    from kobert_gluon.training import TrainConfig, prepare_model
+    from kobert_gluon.training import TrainConfig, prepare_model, start_from
 
     # An encoder-only BERT in bert_12_768_12 layout, built and saved by gluonnlp itself.
     small = BertConfig.small()
@@ -279,8 +307,8 @@ def test_continued_pretraining_round_trips(corpus_file, kobert_spiece, kobert_di
         stored = 'word_embed.0.weight' if name == 'decoder.3.weight' else name  # tied, stored once
         np.testing.assert_array_equal(param.data().asnumpy(), saved[stored], err_msg=name)
 
-    classifier = prepare_model(TrainConfig(bert='small', init_from=params_path, kobert_dir=str(kobert_dir)),
-                               BertConfig(**record['bert']), 2, [mx.cpu()])
+    config = TrainConfig(bert='small', init_from=params_path, kobert_dir=str(kobert_dir))
+    classifier = prepare_model(config, BertConfig(**record['bert']), 2, [mx.cpu()], start_from(config)[0])
     for name, param in classifier.bert._collect_params_with_prefix().items():
         np.testing.assert_array_equal(param.data().asnumpy(), saved[name], err_msg=name)
 
@@ -354,6 +382,16 @@ def test_fine_tuning_from_a_pretrain_result_brings_its_tokenizer_and_size(corpus
     with open(params_path, 'ab') as params_file:
         params_file.write(b'x')
     with pytest.raises(ValueError, match='bert.params: md5 differs'):
+        pretrain.fine_tuning_start(params_path)
+
+    # the record names its tokenizer; a name leading out of tokenizer/ is refused, not read
+    record_path = os.path.join(os.path.dirname(params_path), 'pretrain.json')
+    with open(record_path, encoding='utf-8') as source:
+        tampered = json.load(source)
+    tampered['tokenizer']['file'] = '../../outside.spiece'
+    with open(record_path, 'w', encoding='utf-8') as target:
+        json.dump(tampered, target)
+    with pytest.raises(ValueError, match='pretrain.json: tokenizer file .* refusing to read outside'):
         pretrain.fine_tuning_start(params_path)
 
 
