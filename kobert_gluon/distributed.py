@@ -154,14 +154,19 @@ class KVStoreEngine(Engine):
         self.barrier()
 
     def allreduce_sum(self, name, array):
-        value = mx.nd.array(array, dtype='float64')
+        # float32 on the wire: MXNet 1.9.1's server never initialises its multi_precision_ flag,
+        # and in a process where that byte happens to be non-zero it keeps every non-float32
+        # key as float32 and answers float64 sums rounded to float32 (seen in CI: each rank got
+        # rank 0's weight sums back rounded). float32 keys are never converted. Counts stay
+        # exact below 2**24 per key element.
+        value = mx.nd.array(array, dtype='float32')
         key = self._metric_keys.get((name, value.shape))
         if key is None:
             key = self._metric_keys[name, value.shape] = self.FIRST_METRIC_KEY + len(self._metric_keys)
             self.kvstore.init(key, mx.nd.zeros_like(value))
         total = mx.nd.zeros_like(value)
         self.kvstore.pushpull(key, value, out=total)
-        return total.asnumpy()
+        return total.asnumpy().astype(np.float64)
 
     def barrier(self):
         self.kvstore._barrier()
@@ -271,11 +276,13 @@ def sum_over_ranks(engine, counts):
 
 
 def check_same_weights(engine, params):
-    """DistributedError unless every rank holds rank 0's weights (compared by per-parameter sums)."""
+    """DistributedError unless every rank holds rank 0's weights (compared by per-parameter sums,
+    rounded to float32: what every engine's allreduce_sum carries exactly)."""
     if engine.num_workers == 1:
         return
     names = sorted(params.keys())
     sums = np.array([params[name].data().asnumpy().astype(np.float64).sum() for name in names])
+    sums = sums.astype(np.float32).astype(np.float64)
     root_sums = engine.allreduce_sum('weight_sums', sums if engine.is_root else np.zeros_like(sums))
     differing = [name for name, own, root in zip(names, sums, root_sums) if own != root]
     if differing:
