@@ -142,6 +142,10 @@ class TrainConfig(OptimizerConfig):
         if self.distributed != 'none' and not self.output_dir:
             raise ConfigError(f'--distributed {self.distributed} needs --output_dir: one run directory for '
                               'every worker')
+        if self.dtype == 'bfloat16' and self.accumulate > 1:
+            raise ConfigError('accumulate > 1 is not available with dtype=bfloat16: under MXNet 1.9.1\'s bf16 AMP '
+                              'gradients that add up over several batches stay zero; use accumulate 1 with a '
+                              'larger batch_size, or dtype float32')
         if self.distributed != 'none' and self.bucketing:
             raise ConfigError('bucketing is not available with --distributed: every rank must take the same '
                               'number of batches')
@@ -487,8 +491,10 @@ def _train(config, run_dir, ctx, dtype, engine):
     params = model.collect_params()
     exclude_from_weight_decay(params)
     # Every parameter is trained (none is frozen); gradients add up over the batches of a step
-    # until they are zeroed after the update, which is how accumulation works.
-    params.setattr('grad_req', 'add')
+    # until they are zeroed after the update, which is how accumulation works. Under MXNet
+    # 1.9.1's bf16 AMP 'add' gradients stay zero (global norm 0 at every step: the demo never
+    # left chance), so bf16 runs, which validate() keeps at accumulate 1, write them instead.
+    params.setattr('grad_req', 'write' if dtype == 'bfloat16' else 'add')
     trainable = list(params.values())
     trainer = engine.make_trainer(params, 'bertadam', {'learning_rate': config.learning_rate,
                                                        'epsilon': config.epsilon, 'wd': config.weight_decay})
