@@ -62,7 +62,8 @@ def worker(args):
     import mxnet as mx
     import numpy as np
     from mxnet import autograd, gluon
-    from kobert_gluon.distributed import create_engine, start, step
+    from kobert_gluon.distributed import create_engine, start
+    from kobert_gluon.training import optimizer_step
 
     engine = create_engine(args.worker)
     model = build_model(args.model)
@@ -82,7 +83,7 @@ def worker(args):
         with autograd.record():
             loss = loss_function(model(token_ids, segment_ids, valid_length), label).sum()
         loss.backward()
-        step(trainer, trainable, global_batch, max_grad_norm=1.0)
+        optimizer_step(trainer, trainable, global_batch, max_grad_norm=1.0)
         mx.nd.waitall()
 
     for _ in range(WARMUP_STEPS):

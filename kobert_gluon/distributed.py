@@ -20,7 +20,6 @@ import contextlib
 import logging
 import os
 
-import gluonnlp as nlp
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
@@ -184,17 +183,6 @@ def start(engine, model, trainer, max_len, ctx):
     with mx.autograd.pause():
         model(token_ids, mx.nd.zeros_like(token_ids), mx.nd.array([max_len], ctx=ctx, dtype='int32'))
     engine.synchronize(model.collect_params(), trainer)
-
-
-def step(trainer, params, global_size, max_grad_norm):
-    """One optimizer step as train() takes it, from gradients that are sums over this rank's
-    sentences: summed over the ranks, clipped so that the mean gradient's norm is at most
-    ``max_grad_norm``, divided by the ``global_size`` sentences of all ranks; then zeroed."""
-    trainer.allreduce_grads()
-    nlp.utils.clip_grad_global_norm(params, max_grad_norm * global_size)
-    trainer.update(global_size)
-    for param in params:
-        param.zero_grad()
 
 
 @contextlib.contextmanager

@@ -210,6 +210,20 @@ def clip_gradients(params, max_grad_norm, group_size):
     return float(norm.asscalar() if isinstance(norm, mx.nd.NDArray) else norm) / group_size
 
 
+def optimizer_step(trainer, params, group_size, max_grad_norm, dtype='float32'):
+    """One optimizer step from gradients that are sums over ``group_size`` sentences (of every
+    rank: the engine's ``allreduce_grads`` sums the ranks'), float16 loss scaling undone,
+    clipped (:func:`clip_gradients`) and divided by ``group_size``; then zeroed for the next
+    accumulation group."""
+    trainer.allreduce_grads()
+    if dtype == 'float16':
+        amp.unscale(trainer)  # clip the true gradients, not the loss-scaled ones
+    clip_gradients(params, max_grad_norm, group_size)
+    trainer.update(group_size)
+    for param in params:
+        param.zero_grad()
+
+
 def checkpoint_seed(seed, epoch, batches_done):
     """The seed MXNet continues with after a mid-epoch checkpoint: a run resumed there starts
     from the same seed, so it draws exactly the dropout masks the uninterrupted run drew."""
@@ -570,13 +584,7 @@ def _train(config, run_dir, ctx, dtype, engine):
                 state['step'] += 1
                 lr = learning_rate_at(state['step'], num_train_steps, num_warmup_steps, config.learning_rate)
                 trainer.set_learning_rate(lr)
-                trainer.allreduce_grads()
-                if dtype == 'float16':
-                    amp.unscale(trainer)  # clip the true gradients, not the loss-scaled ones
-                clip_gradients(trainable, config.max_grad_norm, group_size)
-                trainer.update(group_size)
-                for p in trainable:
-                    p.zero_grad()
+                optimizer_step(trainer, trainable, group_size, config.max_grad_norm, dtype)
                 group_size = 0
                 if config.save_every and state['step'] % config.save_every == 0 and batch_id + 1 < len(train_loader):
                     state['batches_done'] = batch_id + 1

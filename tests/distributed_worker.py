@@ -14,9 +14,10 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from kobert_gluon.distributed import aggregate_report, check_same_weights, create_engine, shard_batches, step
+from kobert_gluon.distributed import aggregate_report, check_same_weights, create_engine, shard_batches
 from kobert_gluon.metrics import classification_report
 from kobert_gluon.model import BertConfig, build_classifier
+from kobert_gluon.training import optimizer_step
 
 TINY = BertConfig.small(num_layers=1, units=32, hidden_size=64, num_heads=2, max_length=16, vocab_size=60,
                          dropout=0.0)
@@ -62,7 +63,7 @@ def train_and_evaluate(engine, model, batch_size):
             with autograd.record():
                 loss = loss_function(model(token_ids, segment_ids, valid_length), label).sum()
             loss.backward()
-            step(trainer, trainable, global_size, max_grad_norm=1.0)
+            optimizer_step(trainer, trainable, global_size, max_grad_norm=1.0)
     check_same_weights(engine, params)
     (indices, _), = shard_batches(NUM_TEST, NUM_TEST, engine.rank, engine.num_workers)
     token_ids, segment_ids, valid_length, label = (a[mx.nd.array(indices)] for a in test_data)
