@@ -36,7 +36,7 @@ if os.path.isdir(os.path.join(REPO_ROOT, 'kobert_gluon')) and REPO_ROOT not in s
     sys.path.insert(1, REPO_ROOT)  # benchmark the checkout this script belongs to
 
 from kobert_gluon import runtime  # noqa: E402  (loads neither mxnet nor gluonnlp)
-from kobert_gluon.bert_config import BertConfig  # noqa: E402
+from kobert_gluon.models.config import BertConfig  # noqa: E402
 
 MXNET, TORCH, DATA, PROBE = 'mxnet', 'torch', 'data', 'probe'
 MODES = ('train', 'infer')
@@ -153,14 +153,14 @@ def logits_shape(logits):
 
 
 def mxnet_precisions():
-    """Every precision of kobert_gluon.precision, in table order. Imports mxnet."""
-    from kobert_gluon import precision
+    """Every precision of kobert_gluon.models.precision, in table order. Imports mxnet."""
+    from kobert_gluon.models import precision
     return list(dict.fromkeys(list(MXNET_PRECISION_ORDER) + list(precision.PRECISIONS)))
 
 
 def unsupported(name, mode):
     """Why ``mode`` ('train' or 'infer') cannot run in precision ``name`` here, or None."""
-    from kobert_gluon import precision
+    from kobert_gluon.models import precision
     import mxnet as mx
     try:
         with warnings.catch_warnings():
@@ -168,12 +168,12 @@ def unsupported(name, mode):
             resolved = precision.resolve(name, mx.cpu(), training=mode == 'train')
     except ValueError as error:
         return str(error)
-    return None if resolved == name else f'kobert_gluon.precision falls back to {resolved} here'
+    return None if resolved == name else f'kobert_gluon.models.precision falls back to {resolved} here'
 
 
 def for_inference(name, model, calibration_batches):
-    """kobert_gluon.precision.for_inference, with the calibration batches concatenated into one."""
-    from kobert_gluon import precision
+    """kobert_gluon.models.precision.for_inference, with the calibration batches concatenated into one."""
+    from kobert_gluon.models import precision
     import mxnet as mx
     calibration = (tuple(mx.nd.concat(*parts, dim=0) for parts in zip(*calibration_batches))
                    if calibration_batches else None)
@@ -197,9 +197,9 @@ def measure(runs, why_not, infer, train):
 
 def mxnet_worker(config, runs):
     """Measure ``runs`` ([precision, mode] pairs, all of one precision) with kobert_gluon."""
-    from kobert_gluon.model import build_classifier  # kobert_gluon first: it must come before mxnet
-    from kobert_gluon.precision import init_training
-    from kobert_gluon.training import exclude_from_weight_decay
+    from kobert_gluon.models.bert import build_classifier  # kobert_gluon first: it must come before mxnet
+    from kobert_gluon.models.precision import init_training
+    from kobert_gluon.train.finetune import exclude_from_weight_decay
     import gluonnlp as nlp
     import mxnet as mx
     import numpy as np
@@ -321,7 +321,7 @@ def torch_worker(config, runs):
 def load_sentences(config):
     from importlib import resources
 
-    from kobert_gluon.data import read_table
+    from kobert_gluon.text.data import read_table
     nsmc = os.path.join(config.shared_dir, NSMC_TEST) if config.shared_dir else None
     if nsmc and os.path.isfile(nsmc):
         sentences, source = list(read_table(nsmc, 'document')['document']), nsmc
@@ -334,8 +334,8 @@ def load_sentences(config):
 
 
 def data_worker(config, workdir):
-    from kobert_gluon.data import BERTDataset  # kobert_gluon before gluonnlp: thread defaults, sentencepiece fix
-    from kobert_gluon.tokenizer import get_bert_tokenizer, get_vocab, train_sentencepiece
+    from kobert_gluon.text.data import BERTDataset  # kobert_gluon before gluonnlp: thread defaults, sentencepiece fix
+    from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab, train_sentencepiece
     import gluonnlp as nlp
     import numpy as np
 

@@ -4,12 +4,12 @@
 
 Every setup trains the same BERT classifier (default: the 2-layer 'small' BERT with KoBERT's
 8,002-piece vocabulary) for --steps optimizer steps of --batch_size sentences per worker on
-random token ids (max_len 64), after 3 warm-up steps, through kobert_gluon.distributed's
+random token ids (max_len 64), after 3 warm-up steps, through kobert_gluon.train.distributed's
 engines exactly as train() steps (sum of losses, gradients summed over the workers, clipped,
 divided by the global batch):
 
 - ``1 process``: the baseline, measured in the same run
-- ``dist_sync``: 2 workers + 1 server + scheduler on 127.0.0.1 (kobert_gluon.launch)
+- ``dist_sync``: 2 workers + 1 server + scheduler on 127.0.0.1 (kobert_gluon.train.launch)
 - ``horovod``: 2 workers, Gloo over 127.0.0.1 (horovodrun), when horovod is installed
 
 Traffic is read from the kernel's TCP counters of each worker's sockets (``ss -ti``) before
@@ -45,7 +45,7 @@ def socket_bytes(pid):
 
 def build_model(size):
     import mxnet as mx
-    from kobert_gluon.model import BertConfig, build_classifier
+    from kobert_gluon.models.bert import BertConfig, build_classifier
     config = BertConfig.kobert() if size == 'kobert' else BertConfig.small(vocab_size=8002)
     model = build_classifier(config, num_classes=2, dropout=0.1)
     token_ids = mx.nd.ones((1, MAX_LEN), dtype='int32')
@@ -62,8 +62,8 @@ def worker(args):
     import mxnet as mx
     import numpy as np
     from mxnet import autograd, gluon
-    from kobert_gluon.distributed import create_engine, start
-    from kobert_gluon.training import optimizer_step
+    from kobert_gluon.train.distributed import create_engine, start
+    from kobert_gluon.train.finetune import optimizer_step
 
     engine = create_engine(args.worker)
     model = build_model(args.model)
@@ -106,7 +106,7 @@ def worker(args):
 
 
 def run_setup(engine, args, output):
-    from kobert_gluon.launch import launch
+    from kobert_gluon.train.launch import launch
     command = [sys.executable, os.path.abspath(__file__), '--worker', engine, '--output', output,
                '--steps', str(args.steps), '--batch_size', str(args.batch_size), '--model', args.model]
     if engine == 'none':

@@ -59,7 +59,7 @@ def nsmc_text(shared):
 
 def emotion_split(shared):
     import pandas as pd
-    from kobert_gluon.data import stratified_split
+    from kobert_gluon.text.data import stratified_split
     frame = pd.read_csv(os.path.join(shared, EMOTION_CSV), encoding='cp949')
     return stratified_split(frame, 'Emotion', TEST_SIZE, SPLIT_SEED)
 
@@ -90,7 +90,7 @@ def run_json(command, env=None):
 
 def finetune_worker(args):
     """Fine-tune as configured; print the test accuracy and macro-F1 of the model it keeps."""
-    from kobert_gluon.training import TrainConfig, train
+    from kobert_gluon.train.finetune import TrainConfig, train
     settings = json.loads(args.worker)
     demo = settings.pop('demo', False)
     config = (TrainConfig.demo if demo else TrainConfig)(log_interval=10 ** 9, ctx='cpu', **settings)
@@ -127,7 +127,7 @@ def read_results(path):
 
 def benchmark(args):
     """Rows are computed into WORKDIR/results.json (``--only`` picks some), then the table is printed."""
-    from kobert_gluon.pretrain import read_record, record_tokenizer_path, shipped_params
+    from kobert_gluon.train.pretrain import read_record, record_tokenizer_path, shipped_params
     workdir = args.workdir or tempfile.mkdtemp(prefix='pretraining-bench-')
     os.makedirs(workdir, exist_ok=True)
     results_path = os.path.join(workdir, 'results.json')
@@ -216,7 +216,7 @@ def print_table(results, args, num_train, num_test):
 
 def memory(args):
     """Peak RSS of a pretraining run on a generated corpus of ``--megabytes`` vs a tiny one."""
-    from kobert_gluon.tokenizer import train_sentencepiece
+    from kobert_gluon.text.tokenizer import train_sentencepiece
     workdir = args.workdir or tempfile.mkdtemp(prefix='pretraining-memory-')
     lines = list(nsmc_text(args.shared))
     tokenizer = train_sentencepiece(lines[:20000], os.path.join(workdir, 'tok.spiece'), 2000)
@@ -250,8 +250,8 @@ def generate_corpus(path, lines, megabytes):
 
 def memory_worker(args):
     """Stream the whole corpus through tokenizing and batching (every batch, no model step)."""
-    from kobert_gluon.pretrain import BatchStream, PretrainConfig
-    from kobert_gluon.tokenizer import get_vocab
+    from kobert_gluon.train.pretrain import BatchStream, PretrainConfig
+    from kobert_gluon.text.tokenizer import get_vocab
     settings = json.loads(args.memory_worker)
     config = PretrainConfig(corpus=settings['corpus'], tokenizer=settings['tokenizer'],
                             output_dir=settings['output_dir'], max_len=64, batch_size=64, num_procs=2)

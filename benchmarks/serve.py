@@ -43,7 +43,7 @@ SETTINGS = {'on': [], 'off': ['--no-batching']}
 # ---------------------------------------------------------------------------- models
 
 def demo_model(workdir):
-    from kobert_gluon.training import TrainConfig, train
+    from kobert_gluon.train.finetune import TrainConfig, train
 
     output_dir = os.path.join(workdir, 'demo-run')
     train(TrainConfig.demo(output_dir=output_dir, num_epochs=1))
@@ -53,10 +53,10 @@ def demo_model(workdir):
 def kobert_size_model(workdir, shared_dir, max_len):
     """A randomly initialised 12 x 768 classifier directory with KoBERT's tokenizer."""
     import mxnet as mx
-    from kobert_gluon.data import LabelMap
-    from kobert_gluon.model import BertConfig, build_classifier
-    from kobert_gluon.pipeline import TextClassifier
-    from kobert_gluon.tokenizer import get_bert_tokenizer, get_vocab
+    from kobert_gluon.text.data import LabelMap
+    from kobert_gluon.models.bert import BertConfig, build_classifier
+    from kobert_gluon.inference.classifier import TextClassifier
+    from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab
 
     spiece = os.path.join(shared_dir, KOBERT_SPIECE)
     if not os.path.isfile(spiece):
@@ -71,7 +71,7 @@ def kobert_size_model(workdir, shared_dir, max_len):
 
 
 def demo_sentences():
-    from kobert_gluon.serve import calibration_sample
+    from kobert_gluon.serve.app import calibration_sample
 
     return calibration_sample()
 

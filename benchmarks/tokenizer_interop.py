@@ -6,7 +6,7 @@
 Baseline: our pipeline, gluonnlp's BERTSPTokenizer + BERTSentenceTransform on KoBERT's .spiece.
 Compared with it, per sentence (all ids of [CLS] ... [SEP], untruncated and cut at max_len 64):
 
-- ``TokenIds``: kobert_gluon.convert.TokenIds, what a PyTorch user runs (sentencepiece only).
+- ``TokenIds``: kobert_gluon.interop.transformers.TokenIds, what a PyTorch user runs (sentencepiece only).
   It must differ on no sentence.
 - ``KoBERTTokenizer (SKT)``: SKT's kobert_tokenizer.KoBERTTokenizer as it runs on transformers
   4.x, the tokenizer the Hugging Face KoBERT model card shows. It is transformers' slow
@@ -38,9 +38,9 @@ import kobert_gluon  # noqa: E402,F401  (first: it sets thread defaults and patc
 import gluonnlp as nlp  # noqa: E402
 import sentencepiece as spm  # noqa: E402
 
-from kobert_gluon.convert import TokenIds  # noqa: E402
-from kobert_gluon.data import read_table  # noqa: E402
-from kobert_gluon.tokenizer import get_bert_tokenizer, get_vocab  # noqa: E402
+from kobert_gluon.interop.transformers import TokenIds  # noqa: E402
+from kobert_gluon.text.data import read_table  # noqa: E402
+from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab  # noqa: E402
 
 SPIECE = os.path.join('kobert', 'kobert_news_wiki_ko_cased-1087f8699e.spiece')
 EMOTION = os.path.join('data', 'emotion', 'single_turn_emotion.xlsx')
@@ -131,7 +131,7 @@ def main(argv=None):
     texts = list(read_table(os.path.join(args.shared, EMOTION), 'Sentence')['Sentence'])[:args.limit]
     baseline, baseline_seconds = timed(ours, path, texts)
     rows = [compare('gluonnlp BERTSPTokenizer (ours, baseline)', baseline, baseline, baseline_seconds)]
-    for name, function in (('TokenIds (kobert_gluon.convert)', token_ids),
+    for name, function in (('TokenIds (kobert_gluon.interop.transformers)', token_ids),
                            ('KoBERTTokenizer (SKT, transformers 4.x)', skt_kobert),
                            ('XLNetTokenizer (transformers 5.24)', transformers_xlnet)):
         ids, seconds = timed(function, path, texts)

@@ -16,9 +16,9 @@ SKT's package installs a ``kobert`` too: a mix of both is reported (KobertAliasW
 import importlib
 
 import kobert_gluon  # thread defaults and the SentencePiece fix, before mxnet/gluonnlp load
-from kobert_gluon.utils import download, get_tokenizer, warn_if_kobert_alias_mixed
+from kobert_gluon.legacy import download, get_tokenizer, warn_if_kobert_alias_mixed
 
-__kobert_gluon_alias__ = True  # kobert_gluon.utils.kobert_alias_problems looks for this name
+__kobert_gluon_alias__ = True  # kobert_gluon.legacy.kobert_alias_problems looks for this name
 __version__ = kobert_gluon.__version__
 __all__ = ('download', 'get_tokenizer', 'get_pytorch_kobert_model', 'get_mxnet_kobert_model',
            'get_onnx_kobert_model')

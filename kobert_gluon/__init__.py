@@ -8,10 +8,11 @@ can find files without mxnet.
 import importlib
 import logging
 import sys
-import types
 
 from ._version import __version__
-from . import runtime, spm_compat, utils
+from . import legacy, runtime, spm_compat
+
+utils = legacy  # the old module name (kobert_gluon/utils.py is the same module)
 from .errors import (AssetError, CheckpointError, ConfigError, ConversionError, DataError,
                      DeviceError, DistributedError, KobertGluonError, MissingExtraError,
                      ModelDirectoryError)
@@ -22,13 +23,18 @@ spm_compat.install()
 
 # public name -> the submodule that defines it, imported on first use
 _LAZY = {
-    'BERTDataset': 'data', 'LabelMap': 'data', 'read_table': 'data', 'stratified_split': 'data',
-    'get_tokenizer': 'utils', 'get_tokenizer_path': 'utils',  # file paths: no mxnet
-    'get_bert_tokenizer': 'tokenizer', 'get_vocab': 'tokenizer', 'load_tokenizer': 'tokenizer', 'train_sentencepiece': 'tokenizer',
-    'BertConfig': 'bert_config', 'BERTClassifier': 'model', 'get_mxnet_kobert_model': 'model',
-    'TextClassifier': 'pipeline', 'load': 'pipeline',
-    'TrainConfig': 'training', 'train': 'training', 'PretrainConfig': 'pretrain',
-    'export': 'export',
+    'BERTDataset': 'text.data', 'LabelMap': 'text.data', 'read_table': 'text.data',
+    'stratified_split': 'text.data',
+    'get_tokenizer': 'legacy', 'get_tokenizer_path': 'legacy',  # file paths: no mxnet
+    'get_bert_tokenizer': 'text.tokenizer', 'get_vocab': 'text.tokenizer', 'load_tokenizer': 'text.tokenizer',
+    'train_sentencepiece': 'text.tokenizer',
+    'BertConfig': 'models.config', 'BERTClassifier': 'models.heads', 'get_mxnet_kobert_model': 'models.bert',
+    'TextClassifier': 'inference.classifier', 'load': 'inference.classifier',
+    'evaluate': 'inference.evaluate', 'export': 'inference.export',
+    'TrainConfig': 'train.config', 'PretrainConfig': 'train.config',
+    'train': 'train.finetune', 'pretrain': 'train.pretrain',
+    'from_transformers': 'interop.transformers', 'to_transformers': 'interop.transformers',
+    'TokenIds': 'text.token_ids',
 }
 _ERRORS = ['KobertGluonError', 'AssetError', 'CheckpointError', 'ConfigError', 'ConversionError',
            'DataError', 'DeviceError', 'DistributedError', 'MissingExtraError', 'ModelDirectoryError']
@@ -48,17 +54,6 @@ def __dir__():
     return sorted(set(globals()) | set(__all__))
 
 
-class _Package(types.ModuleType):
-    """The import system sets ``kobert_gluon.export`` to the submodule when it loads it; the
-    package's public ``export`` stays the function (the module is ``sys.modules['kobert_gluon.export']``)."""
-
-    def __setattr__(self, name, value):
-        if name == 'export' and isinstance(value, types.ModuleType):
-            value = value.export
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 # SKT's kobert package installed over the alias replaces the alias's code: only we can tell.
-utils.warn_if_kobert_alias_mixed(check_distributions=False)
+legacy.warn_if_kobert_alias_mixed(check_distributions=False)
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -4,6 +4,9 @@ import json
 import os
 import shutil
 import tempfile
+from importlib import resources
+
+PACKAGE = 'kobert_gluon'
 
 
 def _umask():
@@ -82,3 +85,8 @@ def file_inside(directory, folder, name, error, source, what='the directory'):
         raise error(f'{source}: tokenizer file {name!r} is not a plain file name inside {folder}/; '
                     f'refusing to read outside {what}')
     return path
+
+
+def package_file(*parts):
+    """Path of a file shipped inside the package (``resources/...``, ``serve/static/...``)."""
+    return str(resources.files(PACKAGE).joinpath(*parts))

@@ -2,8 +2,8 @@
 v0.1's ``get_kobert_model(model_file, vocab_file)``."""
 import mxnet as mx
 
-from .model import get_mxnet_kobert_model
-from .tokenizer import get_vocab
+from .models.bert import get_mxnet_kobert_model
+from .text.tokenizer import get_vocab
 
 __all__ = ['get_mxnet_kobert_model', 'get_kobert_model']
 

@@ -111,7 +111,7 @@ def kobert_dir(shared_dir):
 @pytest.fixture(scope='session')
 def demo_run(tmp_path_factory):
     """The demo trained once: ``.classifier`` (in memory, last epoch) and ``.run_dir``."""
-    from kobert_gluon.training import TrainConfig, train
+    from kobert_gluon.train.finetune import TrainConfig, train
 
     run_dir = tmp_path_factory.mktemp('demo-run')
     classifier = train(TrainConfig.demo(output_dir=str(run_dir), num_epochs=DEMO_EPOCHS))
@@ -126,7 +126,7 @@ def demo_model_dir(demo_run):
 
 @pytest.fixture(scope='session')
 def demo_classifier(demo_model_dir):
-    from kobert_gluon.pipeline import TextClassifier
+    from kobert_gluon.inference.classifier import TextClassifier
 
     return TextClassifier.load(demo_model_dir)
 
@@ -243,7 +243,7 @@ def bert_12_768_12_params(tmp_path_factory, kobert_dir):
     (encoder, pooler, NSP classifier, MLM decoder), random weights. About 350 MB."""
     import gluonnlp as nlp
     import mxnet as mx
-    from kobert_gluon.tokenizer import get_vocab
+    from kobert_gluon.text.tokenizer import get_vocab
 
     vocab = get_vocab(kobert_dir=str(kobert_dir))
     model, _ = nlp.model.get_model('bert_12_768_12', vocab=vocab, pretrained=False, use_pooler=True,

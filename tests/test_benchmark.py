@@ -36,7 +36,7 @@ def torch_available():
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp('bench') / 'smoke.json'
     started = time.time()
-    # float32 only: the other precisions belong to kobert_gluon.precision's own tests.
+    # float32 only: the other precisions belong to kobert_gluon.models.precision's own tests.
     done = subprocess.run([sys.executable, SCRIPT, '--smoke', '--precisions', 'float32', '--json', str(out)],
                           capture_output=True, text=True, timeout=SMOKE_TIMEOUT, cwd=REPO)
     return done, time.time() - started, out
@@ -132,13 +132,15 @@ def test_peak_rss_is_the_workers_own():
 
 
 def test_precision_hooks_follow_kobert_gluon_precision(monkeypatch):
-    """Rows are skipped exactly where kobert_gluon.precision says a precision cannot run."""
+    """Rows are skipped exactly where kobert_gluon.models.precision says a precision cannot run."""
     import mxnet as mx
 
-    from kobert_gluon import precision, runtime
+    from kobert_gluon import runtime
+
+    from kobert_gluon.models import precision
     bench = load_benchmark()
     monkeypatch.setattr(runtime, 'has_bf16', lambda: False)
-    assert bench.unsupported('bfloat16', 'train') == 'kobert_gluon.precision falls back to float32 here'
+    assert bench.unsupported('bfloat16', 'train') == 'kobert_gluon.models.precision falls back to float32 here'
     assert 'inference only' in bench.unsupported('int8', 'train')
     assert bench.unsupported('int8', 'infer') is None
     names = bench.mxnet_precisions()

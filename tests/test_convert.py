@@ -17,12 +17,13 @@ import torch
 import transformers
 
 import gluonnlp as nlp
-from kobert_gluon import cli, convert
-from kobert_gluon.data import read_table
+from kobert_gluon import cli
+from kobert_gluon.interop import transformers as convert
+from kobert_gluon.text.data import read_table
 from kobert_gluon.errors import ConversionError, MissingExtraError
-from kobert_gluon.model import BertConfig, build_bert, build_classifier, load_pretrained_bert
-from kobert_gluon.pipeline import TextClassifier
-from kobert_gluon.tokenizer import get_bert_tokenizer, get_vocab
+from kobert_gluon.models.bert import BertConfig, build_bert, build_classifier, load_pretrained_bert
+from kobert_gluon.inference.classifier import TextClassifier
+from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab
 
 TOLERANCE = 1e-4
 SMALL = dict(vocab_size=8002, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,

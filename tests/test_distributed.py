@@ -1,7 +1,7 @@
 """Distributed fine-tuning: sharding, the engines against one process, the launcher's failures.
 
 The multi-process tests start 2 workers on 127.0.0.1 (Horovod with Gloo; dist_sync with one
-scheduler and one server) through kobert_gluon.launch, and compare with a single process fed
+scheduler and one server) through kobert_gluon.train.launch, and compare with a single process fed
 the union of the ranks' batches.
 """
 import importlib.util
@@ -19,11 +19,11 @@ import pytest
 from mxnet import gluon
 
 import distributed_worker as worker
-from kobert_gluon import distributed
-from kobert_gluon.distributed import Engine, aggregate_report, create_engine, shard_batches
+from kobert_gluon.train import distributed
+from kobert_gluon.train.distributed import Engine, aggregate_report, create_engine, shard_batches
 from kobert_gluon.errors import ConfigError, DistributedError, MissingExtraError
-from kobert_gluon.launch import launch
-from kobert_gluon.metrics import classification_report
+from kobert_gluon.train.launch import launch
+from kobert_gluon.inference.metrics import classification_report
 
 WORKER = os.path.join(os.path.dirname(__file__), 'distributed_worker.py')
 LAUNCH_TIMEOUT = 120  # a hang fails the test instead of blocking the suite
@@ -233,7 +233,7 @@ def test_launch_command_line_errors():
 TINY_BERT = dict(dropout=0.0, num_layers=1, units=32, hidden_size=64, num_heads=2)
 TRAIN_WORKER = f'''
 import sys
-from kobert_gluon import model
+from kobert_gluon.models import bert as model
 small = model.BertConfig.small.__func__
 model.BertConfig.small = classmethod(lambda cls, **settings: small(cls, **{{**{TINY_BERT!r}, **settings}}))
 from kobert_gluon.cli import main
@@ -265,8 +265,8 @@ def saved_weights(model_dir):
 @pytest.fixture(scope='module')
 def single_process_run(train_file, tmp_path_factory):
     """One process, batches of 2 x 8: the union of the two ranks' batches at every step."""
-    from kobert_gluon import model
-    from kobert_gluon.training import TrainConfig, train
+    from kobert_gluon.models import bert as model
+    from kobert_gluon.train.finetune import TrainConfig, train
     output_dir = tmp_path_factory.mktemp('single')
     small = model.BertConfig.small.__func__
     with pytest.MonkeyPatch.context() as patch:
@@ -279,9 +279,9 @@ def single_process_run(train_file, tmp_path_factory):
 
 def single_process_report(run_dir, train_file):
     """Evaluation of the run's last weights in this one process, on the whole test split."""
-    from kobert_gluon.pipeline import TextClassifier
-    from kobert_gluon.training import TrainConfig, evaluate, load_splits, make_loader
-    from kobert_gluon.data import BERTDataset
+    from kobert_gluon.inference.classifier import TextClassifier
+    from kobert_gluon.train.finetune import TrainConfig, evaluate, load_splits, make_loader
+    from kobert_gluon.text.data import BERTDataset
     config = TrainConfig(**{**RUN_SETTINGS, 'data': str(train_file)})
     classifier = TextClassifier.load(run_dir / 'last' / 'model')
     splits = load_splits(config)
@@ -364,6 +364,6 @@ def test_killed_worker_ends_the_job_then_resume_continues(train_file, single_pro
     ({'distributed': 'mpi', 'output_dir': 'runs/x'}, "distributed='mpi'"),
 ])
 def test_distributed_settings_are_checked_up_front(settings, match):
-    from kobert_gluon.training import TrainConfig
+    from kobert_gluon.train.finetune import TrainConfig
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**settings).validate()

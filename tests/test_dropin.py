@@ -127,7 +127,7 @@ def test_finding_files_does_not_load_mxnet():
         import kobert_gluon.assets
         import kobert
         from kobert.utils import download, get_tokenizer
-        from kobert_gluon.utils import get_tokenizer_path
+        from kobert_gluon.legacy import get_tokenizer_path
         print(sorted(m for m in ('mxnet', 'gluonnlp', 'torch') if m in sys.modules))
         print(sorted(kobert_gluon.CPU_DEFAULTS))
     ''', unset=THREAD_SETTINGS)
@@ -142,7 +142,7 @@ def test_sentencepiece_fix_follows_gluonnlp_imported_after_kobert(kobert_dir):
         import kobert
         import gluonnlp as nlp
         import sentencepiece as spm
-        from kobert_gluon.tokenizer import get_vocab
+        from kobert_gluon.text.tokenizer import get_vocab
         path = {str(kobert_dir / SPIECE)!r}
         tokenizer = nlp.data.BERTSPTokenizer(path, get_vocab(path), lower=False)
         text = '한국어 모델을 공유합니다'  # no punctuation: BERTSPTokenizer splits that off first
@@ -168,8 +168,8 @@ def test_sentencepiece_fix_applies_at_once_when_gluonnlp_came_first():
 def test_package_exports():
     for name in kobert_gluon.__all__:
         assert getattr(kobert_gluon, name) is not None, name
-    from kobert_gluon.export import export
-    assert kobert_gluon.export is export
+    from kobert_gluon.inference.export import export
+    assert kobert_gluon.inference.export is export
     assert issubclass(kobert_gluon.AssetError, kobert_gluon.KobertGluonError)
     with pytest.raises(AttributeError):
         kobert_gluon.no_such_name
@@ -194,9 +194,9 @@ def test_kobert_alias_has_the_original_names_and_signatures():
     import kobert.utils
     import kobert.utils.utils
     import kobert_gluon.mxnet_kobert
-    import kobert_gluon.utils
+    import kobert_gluon.legacy
 
-    places = {'download': [kobert, kobert.utils, kobert.utils.utils, kobert_gluon.utils],
+    places = {'download': [kobert, kobert.utils, kobert.utils.utils, kobert_gluon.legacy],
               'get_tokenizer': [kobert, kobert.utils, kobert.utils.utils],
               'get_mxnet_kobert_model': [kobert, kobert.mxnet_kobert, kobert_gluon.mxnet_kobert],
               'get_kobert_model': [kobert.mxnet_kobert, kobert_gluon.mxnet_kobert],
@@ -208,7 +208,7 @@ def test_kobert_alias_has_the_original_names_and_signatures():
             assert parameters[:len(expected)] == expected, (module.__name__, name)
     assert set(kobert.__all__) == {'download', 'get_tokenizer', 'get_pytorch_kobert_model',
                                    'get_mxnet_kobert_model', 'get_onnx_kobert_model'}
-    assert kobert_gluon.utils.get_tokenizer_path is kobert_gluon.get_tokenizer_path
+    assert kobert_gluon.legacy.get_tokenizer_path is kobert_gluon.get_tokenizer_path
 
 
 @pytest.mark.parametrize('name', ['get_pytorch_kobert_model', 'get_onnx_kobert_model'])
@@ -229,7 +229,7 @@ def test_get_tokenizer_finds_the_v01_home_folder(old_world, kobert_dir):
     (home / 'kobert').mkdir()
     expected = shutil.copy(kobert_dir / SPIECE, home / 'kobert')
     assert kobert.get_tokenizer() == str(expected)
-    assert kobert_gluon.utils.get_tokenizer_path() == str(expected)
+    assert kobert_gluon.legacy.get_tokenizer_path() == str(expected)
 
 
 def test_cachedir_given_once_is_searched_by_later_calls(old_world, kobert_dir, tmp_path):
@@ -324,7 +324,7 @@ def test_skt_package_installed_over_alias_is_reported(tmp_path):
     fake_skt_distribution(site)
     done = run_python('''
         import kobert_gluon
-        from kobert_gluon.utils import kobert_alias_problems
+        from kobert_gluon.legacy import kobert_alias_problems
         print(len(kobert_alias_problems()))
     ''', cwd=tmp_path, env={'PYTHONPATH': os.pathsep.join([str(site), str(REPO)])})
     assert done.returncode == 0, done.stderr
@@ -333,6 +333,6 @@ def test_skt_package_installed_over_alias_is_reported(tmp_path):
 
 
 def test_clean_install_reports_nothing():
-    done = run_python('import kobert, kobert_gluon; from kobert_gluon.utils import kobert_alias_problems; '
+    done = run_python('import kobert, kobert_gluon; from kobert_gluon.legacy import kobert_alias_problems; '
                       'print(kobert_alias_problems())', env={'PYTHONWARNINGS': 'error'})
     assert (done.returncode, done.stdout.strip()) == (0, '[]'), done.stderr

@@ -11,7 +11,7 @@ import pytest
 
 import kobert_gluon
 from kobert_gluon.assets import md5sum
-from kobert_gluon.export import EXPORT_FILE, export, sample_inputs
+from kobert_gluon.inference.export import EXPORT_FILE, export, sample_inputs
 
 INPUT_NAMES = ['data0', 'data1', 'data2']
 # Other lengths than export() traces with, so a graph fixed to one shape would fail.

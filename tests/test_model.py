@@ -5,8 +5,8 @@ import gluonnlp as nlp
 import pytest
 
 from kobert_gluon import ConfigError, assets, get_mxnet_kobert_model
-from kobert_gluon.model import BertConfig, BERTClassifier, build_bert, load_pretrained_bert
-from kobert_gluon.tokenizer import get_vocab
+from kobert_gluon.models.bert import BertConfig, BERTClassifier, build_bert, load_pretrained_bert
+from kobert_gluon.text.tokenizer import get_vocab
 
 
 def test_kobert_config_is_bert_12_768_12():
@@ -87,7 +87,7 @@ def test_training_with_data_uses_the_pretrained_12_layer_kobert(gluonnlp_params_
     import dataclasses
     import shutil
 
-    from kobert_gluon.training import TrainConfig, train
+    from kobert_gluon.train.finetune import TrainConfig, train
     path, _, _ = gluonnlp_params_file
     home = tmp_path / 'kobert'
     home.mkdir()

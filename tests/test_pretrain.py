@@ -10,10 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kobert_gluon import cli, corpus, fileio, pretrain
-from kobert_gluon.model import BertConfig, get_mxnet_kobert_model
-from kobert_gluon.pretrain import PretrainConfig, make_batch, mask_tokens, word_start_table
-from kobert_gluon.tokenizer import get_bert_tokenizer, get_vocab
+from kobert_gluon import cli, fileio
+
+from kobert_gluon.text import corpus
+
+from kobert_gluon.train import pretrain
+from kobert_gluon.models.bert import BertConfig, get_mxnet_kobert_model
+from kobert_gluon.train.pretrain import PretrainConfig, make_batch, mask_tokens, word_start_table
+from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab
 
 VOCAB_SIZE = 8002
 MASK_ID, CLS_ID, SEP_ID, PAD_ID = 4, 2, 3, 1
@@ -186,7 +190,7 @@ def test_streaming_a_large_corpus_keeps_memory_bounded(tmp_path, nsmc_lines):
             out.write(block)
     # VmHWM is this process's own peak; ru_maxrss would start at pytest's, carried over fork + exec.
     script = ('import sys\n'
-              'from kobert_gluon.corpus import read_chunks\n'
+              'from kobert_gluon.text.corpus import read_chunks\n'
               'def peak_kb():\n'
               '    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])\n'
               'before = peak_kb()\n'
@@ -271,7 +275,7 @@ def test_a_crash_while_last_is_replaced_resumes_from_the_newest_complete_checkpo
 
 def test_continued_pretraining_round_trips(corpus_file, kobert_spiece, kobert_dir, tmp_path, caplog):
     import gluonnlp as nlp
-    from kobert_gluon.training import TrainConfig, prepare_model, start_from
+    from kobert_gluon.train.finetune import TrainConfig, prepare_model, start_from
 
     # An encoder-only BERT in bert_12_768_12 layout, built and saved by gluonnlp itself.
     small = BertConfig.small()
@@ -363,7 +367,7 @@ def test_cli_pretrains_and_reports_bad_corpus_in_one_line(corpus_file, kobert_sp
 
 def test_fine_tuning_from_a_pretrain_result_brings_its_tokenizer_and_size(corpus_file, nsmc_lines, tmp_path):
     from kobert_gluon.assets import md5sum
-    from kobert_gluon.training import TrainConfig, train
+    from kobert_gluon.train.finetune import TrainConfig, train
 
     # own tokenizer trained on the corpus, and a size that is not BertConfig.small()
     config = tiny_config(corpus_file, 'train', tmp_path / 'pre', tokenizer_vocab_size=600, num_steps=2)

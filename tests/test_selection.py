@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kobert_gluon import cli, plots
-from kobert_gluon import training as train_module
-from kobert_gluon.metrics import classification_report
-from kobert_gluon.training import load_splits, train
+from kobert_gluon import cli
+
+from kobert_gluon.train import plots
+from kobert_gluon.train import finetune as train_module
+from kobert_gluon.inference.metrics import classification_report
+from kobert_gluon.train.finetune import load_splits, train
 
 from helpers import demo_frame, final_params, run_config, write_small_data
 

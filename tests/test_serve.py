@@ -262,7 +262,7 @@ def test_wrong_routes_get_json_errors(server, method, path, expected):
 @pytest.fixture()
 def serve_module():
     need('starlette'), need('uvicorn')
-    from kobert_gluon import serve
+    from kobert_gluon.serve.app import app as serve
     return serve
 
 
@@ -294,7 +294,7 @@ def test_batcher_merges_requests_and_returns_each_its_own(serve_module, demo_cla
 def test_serve_help_works_without_the_extra(monkeypatch, capsys):
     for name in [name for name in sys.modules if name.split('.')[0] in ('starlette', 'uvicorn')] + ['starlette']:
         monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ImportError
-    monkeypatch.delitem(sys.modules, 'kobert_gluon.serve', raising=False)
+    monkeypatch.delitem(sys.modules, 'kobert_gluon.serve.app', raising=False)
     monkeypatch.delattr(kobert_gluon, 'serve', raising=False)
     assert cli.main(['serve', '--help']) == 0
     out = capsys.readouterr().out
@@ -330,7 +330,7 @@ def test_bad_serve_flags_are_one_line_errors(serve_module, capsys, demo_model_di
 
 def test_int8_server_and_sigterm_lets_the_request_in_flight_finish_then_exit_0(demo_model_dir, demo_classifier):
     need('starlette'), need('uvicorn')
-    from kobert_gluon import serve
+    from kobert_gluon.serve.app import app as serve
 
     server = ServerProcess(demo_model_dir, '--dtype', 'int8')  # calibrated on the built-in sample
     texts = ['끝까지 답을 받습니다', '종료 중에도']

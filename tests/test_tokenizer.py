@@ -9,8 +9,8 @@ import sentencepiece as spm
 
 import kobert_gluon
 from kobert_gluon import spm_compat
-from kobert_gluon.data import BERTDataset, LabelMap
-from kobert_gluon.tokenizer import SPECIAL_TOKENS, get_bert_tokenizer, get_vocab, load_tokenizer, train_sentencepiece
+from kobert_gluon.text.data import BERTDataset, LabelMap
+from kobert_gluon.text.tokenizer import SPECIAL_TOKENS, get_bert_tokenizer, get_vocab, load_tokenizer, train_sentencepiece
 
 SEED_SENTENCE = '그냥 멋져유 ~요리할땐 더 멋져유~기부했다고 들었을땐 더더더 멋져부러유~~^^'
 # Published with the issue: the seed notebook's array for this emotion-dataset row.

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kobert_gluon import training as train_module
-from kobert_gluon.context import parse_ctx
-from kobert_gluon.data import DataError
-from kobert_gluon.model import build_classifier
-from kobert_gluon.training import (TrainConfig, clip_gradients, exclude_from_weight_decay, learning_rate_at,
+from kobert_gluon.train import finetune as train_module
+from kobert_gluon.device import parse_ctx
+from kobert_gluon.text.data import DataError
+from kobert_gluon.models.bert import build_classifier
+from kobert_gluon.train.finetune import (TrainConfig, clip_gradients, exclude_from_weight_decay, learning_rate_at,
                                    train)
 
 from helpers import TINY, assert_same_params, final_params, run_config
@@ -175,7 +175,7 @@ def test_undecodable_and_empty_files_are_named(tmp_path):
 
 
 def test_gpu_on_cpu_only_build_fails_before_any_work(tmp_path, monkeypatch):
-    monkeypatch.setattr('kobert_gluon.context.cuda_build', lambda: False)
+    monkeypatch.setattr('kobert_gluon.device.cuda_build', lambda: False)
     with pytest.raises(RuntimeError, match='CPU-only build.*mxnet-cu'):
         train(TrainConfig.demo(ctx='gpu', output_dir=str(tmp_path / 'never')))
     assert not (tmp_path / 'never').exists()

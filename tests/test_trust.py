@@ -14,12 +14,13 @@ import pandas as pd
 import pytest
 
 import kobert_gluon
-from kobert_gluon import cli, fileio, rundir
-from kobert_gluon import training as train_module
-from kobert_gluon.data import BERTDataset, read_table
+from kobert_gluon import cli, fileio
+from kobert_gluon.train import rundir
+from kobert_gluon.train import finetune as train_module
+from kobert_gluon.text.data import BERTDataset, read_table
 from kobert_gluon.errors import CheckpointError, ConfigError, DataError, DeviceError, ModelDirectoryError
-from kobert_gluon.pipeline import TextClassifier
-from kobert_gluon.training import train
+from kobert_gluon.inference.classifier import TextClassifier
+from kobert_gluon.train.finetune import train
 
 from helpers import assert_same_params, demo_frame, final_params, run_config, write_small_data
 
@@ -350,7 +351,7 @@ def test_api_type_errors_are_library_errors(demo_classifier, call, error, match)
 
 
 def test_load_on_a_missing_gpu_is_a_device_error(demo_model_dir, monkeypatch):
-    monkeypatch.setattr('kobert_gluon.context.cuda_build', lambda: False)
+    monkeypatch.setattr('kobert_gluon.device.cuda_build', lambda: False)
     with pytest.raises(DeviceError, match='CPU-only build'):
         TextClassifier.load(demo_model_dir, ctx=mx.gpu(0))
 

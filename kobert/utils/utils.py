@@ -1,4 +1,4 @@
 """KoBERT v0.2.x's ``kobert.utils.utils`` module path."""
-from kobert_gluon.utils import download, get_tokenizer
+from kobert_gluon.legacy import download, get_tokenizer
 
 __all__ = ('download', 'get_tokenizer')

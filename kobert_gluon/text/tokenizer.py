@@ -14,10 +14,10 @@ import tempfile
 import gluonnlp as nlp
 import sentencepiece as spm
 
-from . import assets
-from .errors import ConfigError, DataError
-from .fileio import atomic_path
-from .utils import FORMATS, get_tokenizer, get_tokenizer_path  # noqa: F401  (old names, light: no mxnet)
+from .. import assets
+from ..errors import ConfigError, DataError
+from ..fileio import atomic_path
+from ..legacy import FORMATS, get_tokenizer, get_tokenizer_path  # noqa: F401  (old names, light: no mxnet)
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 
-from .errors import ConfigError, DistributedError
+from ..errors import ConfigError, DistributedError
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def horovodrun_command(command, num_workers):
     if not os.path.isfile(horovodrun):
         horovodrun = shutil.which('horovodrun')
     if not horovodrun:
-        from .errors import MissingExtraError
+        from ..errors import MissingExtraError
         raise MissingExtraError('horovod', 'horovodrun (horovod)')
     return [horovodrun, '-np', str(num_workers), '--gloo', '-H', f'localhost:{num_workers}',
             '--network-interfaces', 'lo', *command]

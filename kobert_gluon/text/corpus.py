@@ -18,7 +18,7 @@ from typing import List, Union
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ import os
 import shlex
 import shutil
 import time
-from importlib import resources
 from typing import Optional
 
 import mxnet as mx
@@ -30,14 +29,18 @@ import numpy as np
 from mxnet import gluon
 from tqdm.auto import tqdm
 
-from . import assets, checkpoint, rundir
-from ._version import __version__
-from .corpus import Position, check_corpus, read_chunks, sample_lines, tokenized_chunks
-from .errors import CheckpointError, ConfigError, DataError
-from .fileio import atomic_directory, atomic_path, file_inside, read_json, write_json
-from .model import BertConfig, build_bert, load_params
-from .tokenizer import SPECIAL_TOKENS, get_bert_tokenizer, get_vocab, train_sentencepiece
-from .training import OptimizerConfig, clip_gradients, exclude_from_weight_decay, field, learning_rate_at
+from .. import assets
+
+from . import checkpoint
+
+from . import rundir
+from .._version import __version__
+from ..text.corpus import Position, check_corpus, read_chunks, sample_lines, tokenized_chunks
+from ..errors import CheckpointError, ConfigError, DataError
+from ..fileio import atomic_directory, atomic_path, file_inside, package_file, read_json, write_json
+from ..models.bert import BertConfig, build_bert, load_params
+from ..text.tokenizer import SPECIAL_TOKENS, get_bert_tokenizer, get_vocab, train_sentencepiece
+from .finetune import OptimizerConfig, clip_gradients, exclude_from_weight_decay, field, learning_rate_at
 
 logger = logging.getLogger(__name__)
 
@@ -385,7 +388,7 @@ def save_bert_params(model, path, dtype='float32'):
 
 
 def shipped_params():
-    return str(resources.files(__package__).joinpath(*SHIPPED_DIR, PARAMS_FILE))
+    return package_file(*SHIPPED_DIR, PARAMS_FILE)
 
 
 def fine_tuning_start(init_from, demo=False):
@@ -465,7 +468,7 @@ def pretrain(config, command=None):
 
     The run directory is protected as in fine-tuning: one run at a time, never overwritten
     without --resume or --overwrite."""
-    from .context import parse_ctx
+    from ..device import parse_ctx
 
     config.validate()
     ctx = parse_ctx(config.ctx)[0]

@@ -18,15 +18,15 @@ import mxnet as mx
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import precision
-from ._version import __version__
-from .errors import ConfigError, ModelDirectoryError, last_line
-from .assets import md5sum
-from .context import check_ctx
-from .data import LabelMap, check_max_len, check_text
-from .fileio import atomic_directory, file_inside, read_json, write_json
-from .model import BertConfig, BERTClassifier, build_bert, load_params
-from .tokenizer import get_bert_tokenizer, get_vocab
+from ..models import precision
+from .._version import __version__
+from ..errors import ConfigError, ModelDirectoryError, last_line
+from ..assets import md5sum
+from ..device import check_ctx
+from ..text.data import LabelMap, check_max_len, check_text
+from ..fileio import atomic_directory, file_inside, read_json, write_json
+from ..models.bert import BertConfig, BERTClassifier, build_bert, load_params
+from ..text.tokenizer import get_bert_tokenizer, get_vocab
 
 logger = logging.getLogger(__name__)
 

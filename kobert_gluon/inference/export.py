@@ -26,11 +26,11 @@ import warnings
 import mxnet as mx
 import numpy as np
 
-from ._version import __version__
-from .assets import md5sum
-from .errors import ConfigError, ModelDirectoryError
-from .fileio import atomic_directory, write_json
-from .pipeline import TOKENIZER_DIR, TextClassifier
+from .._version import __version__
+from ..assets import md5sum
+from ..errors import ConfigError, ModelDirectoryError
+from ..fileio import atomic_directory, write_json
+from .classifier import TOKENIZER_DIR, TextClassifier
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from mxnet.contrib import amp
 from mxnet.contrib import quantization
 from mxnet.contrib.amp.lists import symbol_bf16
 
-from . import runtime
-from .errors import ConfigError
+from .. import runtime
+from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from typing import Iterator, List, Optional, Tuple
 
 from tqdm import tqdm
 
-from .errors import AssetError
+from ..errors import AssetError
 
 try:
     import fcntl

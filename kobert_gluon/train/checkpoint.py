@@ -18,8 +18,8 @@ import re
 
 import mxnet as mx
 
-from .errors import CheckpointError, last_line
-from .fileio import atomic_path, write_json
+from ..errors import CheckpointError, last_line
+from ..fileio import atomic_path, write_json
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import shutil
 import socket
 
 from .checkpoint import read_checkpoint_json
-from .errors import CheckpointError
-from .fileio import write_json
+from ..errors import CheckpointError
+from ..fileio import write_json
 
 try:
     import fcntl

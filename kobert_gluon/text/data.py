@@ -14,8 +14,8 @@ import pandas as pd
 from mxnet.gluon.data import Dataset
 from tqdm.auto import tqdm
 
-from .errors import ConfigError, DataError
-from .fileio import read_json, write_json
+from ..errors import ConfigError, DataError
+from ..fileio import package_file, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ MIN_MAX_LEN = 3  # [CLS] + one piece + [SEP]
 # utf-8-sig also reads plain utf-8; cp949 is a superset of euc-kr (the Korean Windows default).
 CSV_ENCODINGS = ('utf-8-sig', 'cp949')
 TSV_SUFFIXES = ('.tsv', '.txt')
+DEMO_DATA = 'demo_sentiment.tsv'  # the embedded Korean demo set (resources/)
 EXCEL_SUFFIXES = ('.xlsx', '.xls')
 
 
@@ -302,3 +303,8 @@ def _cell(row, row_number, position):
     except IndexError:
         raise DataError(f'BERTDataset: row {row_number} has {len(row)} columns, '
                          f'no column {position}') from None
+
+
+def demo_data_path():
+    """The embedded demo set: 600 Korean sentences labelled 긍정/부정."""
+    return package_file('resources', DEMO_DATA)

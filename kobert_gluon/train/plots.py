@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .fileio import atomic_path
+from ..fileio import atomic_path
 
 logger = logging.getLogger(__name__)
 

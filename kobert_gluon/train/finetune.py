@@ -14,7 +14,6 @@ import os
 import random
 import time
 import typing
-from importlib import resources
 from typing import Optional
 
 import gluonnlp as nlp
@@ -24,24 +23,27 @@ from mxnet import gluon
 from mxnet.contrib import amp
 from tqdm.auto import tqdm
 
-from . import checkpoint, precision, rundir
-from .assets import md5sum
-from .context import parse_ctx
-from .data import (BERTDataset, LabelMap, check_max_len, label_key, read_table, rows_digest,
+from . import checkpoint
+
+from ..models import precision
+
+from . import rundir
+from ..assets import md5sum
+from ..device import parse_ctx
+from ..text.data import (BERTDataset, demo_data_path, LabelMap, check_max_len, label_key, read_table, rows_digest,
                    split_positions)
 from .distributed import (ENGINES, Engine, aggregate_report, check_same_weights, create_engine,
                           global_batch_sizes, root_first, shard_batches, start, sum_over_ranks)
-from .errors import CheckpointError, ConfigError, DataError
-from .fileio import atomic_directory, write_json
-from .metrics import classification_report, format_report
-from .model import BertConfig, build_classifier
-from .pipeline import TextClassifier
+from ..errors import CheckpointError, ConfigError, DataError
+from ..fileio import atomic_directory, write_json
+from ..inference.metrics import classification_report, format_report
+from ..models.bert import BertConfig, build_classifier
+from ..inference.classifier import TextClassifier
 from .plots import plot_training
-from .tokenizer import load_or_train_tokenizer
+from ..text.tokenizer import load_or_train_tokenizer
 
 logger = logging.getLogger(__name__)
 
-DEMO_DATA = 'demo_sentiment.tsv'
 BERT_SIZES = ('auto', 'kobert', 'small')
 DTYPES = ('float32', 'bfloat16', 'float16')
 SELECT_METRICS = ('accuracy', 'macro_f1')
@@ -304,7 +306,7 @@ def check_labels(label_map, parts, config):
 
 
 def data_path(config):
-    return config.data or str(resources.files(__package__).joinpath('resources', DEMO_DATA))
+    return config.data or demo_data_path()
 
 
 def make_loader(dataset, config, shuffle, pad_id, engine=None):
@@ -361,7 +363,7 @@ def start_from(config):
 def prepare_model(config, bert_config, num_classes, ctx, pretrained):
     """``pretrained``: the params file :func:`start_from` chose, or None (KoBERT's for 'kobert')."""
     if pretrained is None and config.init_from is None and bert_size(config) == 'kobert':
-        from .assets import resolve
+        from ..assets import resolve
         pretrained = resolve('mxnet_params', kobert_dir=config.kobert_dir)
     model = build_classifier(bert_config, num_classes, config.dropout, ctx, bert_params=pretrained)
     model.hybridize(static_alloc=True, static_shape=not config.bucketing)

@@ -10,10 +10,10 @@ import mxnet as mx
 from gluonnlp.model import BERTEncoder, BERTModel
 from mxnet.gluon import nn
 
-from . import assets
-from .errors import ConfigError, last_line
-from .bert_config import MAX_POSITIONS, BertConfig  # noqa: F401  (imported from here before)
-from .tokenizer import get_vocab
+from .. import assets
+from ..errors import ConfigError, last_line
+from .config import MAX_POSITIONS, BertConfig  # noqa: F401  (imported from here before)
+from ..text.tokenizer import get_vocab
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def load_pretrained_bert(bert, path, ctx):
     checkpoint (config.json + model.safetensors or pytorch_model.bin), converted on the fly.
     """
     if os.path.isdir(path):
-        from .convert import load_transformers_bert
+        from ..interop.transformers import load_transformers_bert
         load_transformers_bert(bert, path)
         return
     check_bert_layout(bert, path)

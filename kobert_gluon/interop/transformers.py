@@ -29,10 +29,10 @@ import unicodedata
 
 import numpy as np
 
-from ._version import __version__
-from .assets import md5sum
-from .errors import ConversionError, MissingExtraError
-from .fileio import atomic_directory, file_inside, read_json, write_json
+from .._version import __version__
+from ..assets import md5sum
+from ..errors import ConversionError, MissingExtraError
+from ..fileio import atomic_directory, file_inside, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def check_output_dir(output_dir):
 
 def read_transformers_config(src_dir):
     """``(transformers config dict, BertConfig)``; errors name what does not fit gluonnlp's BERT."""
-    from .model import BertConfig
+    from ..models.bert import BertConfig
 
     path = os.path.join(src_dir, CONFIG_FILE)
     if not os.path.isfile(path):
@@ -287,7 +287,7 @@ def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None,
     """
     import mxnet as mx
 
-    from .model import BERTClassifier, build_bert
+    from ..models.bert import BERTClassifier, build_bert
 
     src_dir = os.fspath(src_dir)
     ctx = ctx or mx.cpu()
@@ -303,11 +303,11 @@ def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None,
             _checked_vocab(files, bert_config.vocab_size, src_dir)
             _save_bert(bert, bert_config, output_dir, files)
         return bert
-    from .data import LabelMap
-    from .pipeline import TextClassifier
-    from .tokenizer import get_bert_tokenizer
+    from ..text.data import LabelMap
+    from ..inference.classifier import TextClassifier
+    from ..text.tokenizer import get_bert_tokenizer
 
-    from . import assets
+    from .. import assets
 
     meta = _read_meta(src_dir)
     files = (_tokenizer_files(src_dir, tokenizer, vocab_json)
@@ -340,7 +340,7 @@ def _label_names(config, num_classes, src_dir):
 
 def _checked_vocab(tokenizer_files, vocab_size, source):
     """The vocab of ``tokenizer_files`` (None without files); it must have ``vocab_size`` tokens."""
-    from .tokenizer import get_vocab
+    from ..text.tokenizer import get_vocab
 
     if not tokenizer_files:
         return None
@@ -421,7 +421,7 @@ def to_transformers(model_or_dir, output_dir, tokenizer=None, vocab_json=None, n
     A params file does not record ``num_heads`` (default 12, KoBERT's) nor a tokenizer
     (``tokenizer`` / ``vocab_json``, copied along when given).
     """
-    from .pipeline import TextClassifier
+    from ..inference.classifier import TextClassifier
 
     check_output_dir(output_dir)
     if isinstance(model_or_dir, TextClassifier):
@@ -471,7 +471,7 @@ def _write_classifier(classifier, output_dir):
 def _write_bert(params_path, output_dir, num_heads, tokenizer, vocab_json):
     import mxnet as mx
 
-    from .model import BertConfig
+    from ..models.bert import BertConfig
 
     try:
         arrays = mx.nd.load(params_path)
@@ -495,7 +495,7 @@ def _write_bert(params_path, output_dir, num_heads, tokenizer, vocab_json):
 
 
 def _infer_bert_config(arrays, num_heads, source):
-    from .model import BertConfig
+    from ..models.bert import BertConfig
 
     num_layers = len({name.split('.')[2] for name in arrays if name.startswith('encoder.transformer_cells.')})
     vocab_size, units = arrays['word_embed.0.weight'].shape

@@ -24,8 +24,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from .errors import ConfigError, DataError, DistributedError, MissingExtraError
-from .metrics import classification_report
+from ..errors import ConfigError, DataError, DistributedError, MissingExtraError
+from ..inference.metrics import classification_report
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def create_engine(name):
     engine = HorovodEngine() if name == 'horovod' else KVStoreEngine(name)
     logger.info('%s: rank %d of %d workers', name, engine.rank, engine.num_workers)
     if not engine.is_root:  # only rank 0 logs; warnings and errors still come from every rank
-        logging.getLogger(__package__).setLevel(logging.WARNING)
+        logging.getLogger('kobert_gluon').setLevel(logging.WARNING)
     return engine
 
 

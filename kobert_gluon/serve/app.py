@@ -25,10 +25,10 @@ import threading
 import time
 from importlib import resources
 
-from .data import read_table
-from .errors import ConfigError, MissingExtraError
-from .pipeline import CALIBRATION_SENTENCES
-from .training import DEMO_DATA
+from ..text.data import demo_data_path, read_table
+from ..errors import ConfigError, MissingExtraError
+from ..fileio import PACKAGE
+from ..inference.classifier import CALIBRATION_SENTENCES
 
 try:
     import uvicorn
@@ -298,7 +298,7 @@ def warm_up(batcher, classifier):
 
 def calibration_sample():
     """Sentences for int8 calibration when the user gives none: the embedded demo set's."""
-    path = resources.files(__package__).joinpath('resources', DEMO_DATA)
+    path = demo_data_path()
     with resources.as_file(path) as demo_file:
         return list(read_table(str(demo_file), 'text', 'label')['text'][:CALIBRATION_SENTENCES])
 
@@ -342,7 +342,7 @@ def listen(host, port):
 @contextlib.contextmanager
 def uvicorn_logs():
     """uvicorn's own lines (started, shutting down, errors) go where this package's logs go."""
-    package_logger, uvicorn_logger = logging.getLogger(__package__), logging.getLogger('uvicorn')
+    package_logger, uvicorn_logger = logging.getLogger(PACKAGE), logging.getLogger('uvicorn')
     handlers = [handler for handler in package_logger.handlers if handler not in uvicorn_logger.handlers]
     previous_level = uvicorn_logger.level
     uvicorn_logger.setLevel(package_logger.getEffectiveLevel())

@@ -1,7 +1,7 @@
 """Classification metrics from a confusion matrix (no scikit-learn at run time)."""
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 
 def confusion_matrix(labels, predictions, num_classes):

@@ -17,18 +17,18 @@ import typing
 
 import mxnet as mx
 
-from .context import parse_ctx
-from .data import read_table, rows_digest
-from .distributed import ENGINES
-from .errors import ConfigError, DataError, KobertGluonError, last_line
-from .export import DEFAULT_NAME, export
-from .fileio import atomic_path, read_json, write_json
-from .launch import LAUNCH_ENGINES, launch
-from .metrics import classification_report, format_report
-from .pipeline import TextClassifier
-from .precision import PRECISIONS
-from .rundir import CONFIG_FILE
-from .training import BERT_SIZES, DTYPES, SELECT_METRICS, TrainConfig, check_setting, train
+from ..device import parse_ctx
+from ..text.data import read_table, rows_digest
+from ..train.distributed import ENGINES
+from ..errors import ConfigError, DataError, KobertGluonError, last_line
+from ..inference.export import DEFAULT_NAME, export
+from ..fileio import atomic_path, read_json, write_json
+from ..train.launch import LAUNCH_ENGINES, launch
+from ..inference.metrics import classification_report, format_report
+from ..inference.classifier import TextClassifier
+from ..models.precision import PRECISIONS
+from ..train.rundir import CONFIG_FILE
+from ..train.finetune import BERT_SIZES, DTYPES, SELECT_METRICS, TrainConfig, check_setting, train
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
 @contextlib.contextmanager
 def log_to_stderr(level):
     """INFO logs of the package on stderr for this command only (main() may run many times)."""
-    package_logger = logging.getLogger(__package__)
+    package_logger = logging.getLogger('kobert_gluon')
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT, '%H:%M:%S'))
     previous_level = package_logger.level
@@ -409,7 +409,7 @@ def add_convert_arguments(parser):
 
 
 def run_convert(args):
-    from . import convert  # safetensors/torch/transformers only when converting
+    from ..interop import transformers as convert  # safetensors/torch/transformers only when converting
 
     if args.from_transformers:
         convert.from_transformers(args.from_transformers, args.output, tokenizer=args.tokenizer,
@@ -441,7 +441,7 @@ def add_serve_arguments(parser):
 
 
 def run_serve(args):
-    from . import serve  # starlette and uvicorn load only here; without them: MissingExtraError
+    from ..serve import app as serve  # starlette and uvicorn load only here; without them: MissingExtraError
 
     limits = serve.Limits(args.batch_size, args.max_wait_ms, getattr(args, 'batching', True), args.max_texts,
                           args.max_body_bytes)
@@ -452,8 +452,8 @@ def run_serve(args):
 # ---------------------------------------------------------------------------- pretrain
 
 def add_pretrain_arguments(parser):
-    from .pretrain import SAVE_DTYPES, PretrainConfig
-    from .pretrain import BERT_SIZES as PRETRAIN_SIZES
+    from ..train.pretrain import SAVE_DTYPES, PretrainConfig
+    from ..train.pretrain import BERT_SIZES as PRETRAIN_SIZES
 
     parser.description = ('Masked-LM (+ optional next-sentence) pretraining of a BERT on a text corpus, '
                           "from scratch or continuing from KoBERT's or another bert_12_768_12-layout file. "
@@ -463,7 +463,7 @@ def add_pretrain_arguments(parser):
 
 
 def run_pretrain(args):
-    from .pretrain import PretrainConfig, pretrain
+    from ..train.pretrain import PretrainConfig, pretrain
 
     settings = {item.name: getattr(args, item.name) for item in dataclasses.fields(PretrainConfig)
                 if hasattr(args, item.name)}
