@@ -20,7 +20,7 @@ import pytest
 
 import kobert_gluon
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = REPO / 'tests' / 'fixtures'
 SPIECE = 'kobert_news_wiki_ko_cased-1087f8699e.spiece'
 NSMC = ('data', 'nsmc')

@@ -17,7 +17,7 @@ from kobert_gluon.errors import KobertGluonError
 from kobert_gluon.inference.classifier import TextClassifier
 from kobert_gluon.train.finetune import TrainConfig
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SENTENCES = ['배송이 빨라서 좋았어요', '', '   ', '다시는 안 삽니다 😡', '漢字 섞인 文章', 'KoBERT 2.0 최고 100점',
              '정말 최고의 영화였습니다 ' * 300]
 INFERENCE_FLAGS = [('--model', None), ('--ctx', 'auto'), ('--batch-size', 64), ('--batch_size', 64)]

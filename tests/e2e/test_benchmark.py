@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO, 'benchmarks', 'benchmark.py')
 SMOKE_TIMEOUT = 90  # about 20-30 s on two idle cores; slack for a busy machine
 

@@ -25,7 +25,7 @@ from kobert_gluon.errors import ConfigError, DistributedError, MissingExtraError
 from kobert_gluon.train.launch import launch
 from kobert_gluon.inference.metrics import classification_report
 
-WORKER = os.path.join(os.path.dirname(__file__), 'distributed_worker.py')
+WORKER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), 'distributed_worker.py')
 LAUNCH_TIMEOUT = 120  # a hang fails the test instead of blocking the suite
 
 

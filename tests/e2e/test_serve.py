@@ -501,7 +501,7 @@ def test_accepted_connections_send_without_nagle_delay(serve_module):
 def test_serve_benchmark_runs_both_settings(demo_model_dir, tmp_path):
     need('starlette'), need('uvicorn')
     rows_file = tmp_path / 'rows.json'
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'benchmarks', 'serve.py')
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'benchmarks', 'serve.py')
     done = subprocess.run([sys.executable, script, '--models', 'demo', '--demo-model', str(demo_model_dir),
                            '--clients', '2', '--duration', '1', '--warmup', '0.2', '--json', str(rows_file)],
                           capture_output=True, text=True, encoding='utf-8', timeout=300)
