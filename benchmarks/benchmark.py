@@ -197,9 +197,9 @@ def measure(runs, why_not, infer, train):
 
 def mxnet_worker(config, runs):
     """Measure ``runs`` ([precision, mode] pairs, all of one precision) with kobert_gluon."""
-    from kobert_gluon.models.bert import build_classifier  # kobert_gluon first: it must come before mxnet
+    from kobert_gluon.models.heads import build_classifier  # kobert_gluon first: it must come before mxnet
     from kobert_gluon.models.precision import init_training
-    from kobert_gluon.train.finetune import exclude_from_weight_decay
+    from kobert_gluon.train.optim import exclude_from_weight_decay
     import gluonnlp as nlp
     import mxnet as mx
     import numpy as np

@@ -31,7 +31,8 @@ SETUPS = [
 def worker(args):
     import kobert_gluon  # noqa: F401  (sets thread defaults before mxnet loads)
     import pandas as pd
-    from kobert_gluon.train.finetune import TrainConfig, train
+    from kobert_gluon.train.config import TrainConfig
+    from kobert_gluon.train.finetune import train
     frame = pd.read_csv(os.path.join(args.shared, 'data', 'emotion', 'single_turn_emotion_cp949.csv'), encoding='cp949')
     if args.rows < len(frame):
         frame = frame.groupby('Emotion').sample(args.rows // 7, random_state=0)

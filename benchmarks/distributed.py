@@ -45,7 +45,8 @@ def socket_bytes(pid):
 
 def build_model(size):
     import mxnet as mx
-    from kobert_gluon.models.bert import BertConfig, build_classifier
+    from kobert_gluon.models.config import BertConfig
+    from kobert_gluon.models.heads import build_classifier
     config = BertConfig.kobert() if size == 'kobert' else BertConfig.small(vocab_size=8002)
     model = build_classifier(config, num_classes=2, dropout=0.1)
     token_ids = mx.nd.ones((1, MAX_LEN), dtype='int32')
@@ -63,7 +64,7 @@ def worker(args):
     import numpy as np
     from mxnet import autograd, gluon
     from kobert_gluon.train.distributed import create_engine, start
-    from kobert_gluon.train.finetune import optimizer_step
+    from kobert_gluon.train.optim import optimizer_step
 
     engine = create_engine(args.worker)
     model = build_model(args.model)

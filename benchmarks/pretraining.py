@@ -90,7 +90,8 @@ def run_json(command, env=None):
 
 def finetune_worker(args):
     """Fine-tune as configured; print the test accuracy and macro-F1 of the model it keeps."""
-    from kobert_gluon.train.finetune import TrainConfig, train
+    from kobert_gluon.train.config import TrainConfig
+    from kobert_gluon.train.finetune import train
     settings = json.loads(args.worker)
     demo = settings.pop('demo', False)
     config = (TrainConfig.demo if demo else TrainConfig)(log_interval=10 ** 9, ctx='cpu', **settings)
@@ -127,7 +128,7 @@ def read_results(path):
 
 def benchmark(args):
     """Rows are computed into WORKDIR/results.json (``--only`` picks some), then the table is printed."""
-    from kobert_gluon.train.pretrain import read_record, record_tokenizer_path, shipped_params
+    from kobert_gluon.models.pretrained import read_record, record_tokenizer_path, shipped_params
     workdir = args.workdir or tempfile.mkdtemp(prefix='pretraining-bench-')
     os.makedirs(workdir, exist_ok=True)
     results_path = os.path.join(workdir, 'results.json')
@@ -250,7 +251,8 @@ def generate_corpus(path, lines, megabytes):
 
 def memory_worker(args):
     """Stream the whole corpus through tokenizing and batching (every batch, no model step)."""
-    from kobert_gluon.train.pretrain import BatchStream, PretrainConfig
+    from kobert_gluon.train.masking import BatchStream
+    from kobert_gluon.train.config import PretrainConfig
     from kobert_gluon.text.tokenizer import get_vocab
     settings = json.loads(args.memory_worker)
     config = PretrainConfig(corpus=settings['corpus'], tokenizer=settings['tokenizer'],

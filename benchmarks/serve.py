@@ -43,7 +43,8 @@ SETTINGS = {'on': [], 'off': ['--no-batching']}
 # ---------------------------------------------------------------------------- models
 
 def demo_model(workdir):
-    from kobert_gluon.train.finetune import TrainConfig, train
+    from kobert_gluon.train.config import TrainConfig
+    from kobert_gluon.train.finetune import train
 
     output_dir = os.path.join(workdir, 'demo-run')
     train(TrainConfig.demo(output_dir=output_dir, num_epochs=1))
@@ -54,7 +55,8 @@ def kobert_size_model(workdir, shared_dir, max_len):
     """A randomly initialised 12 x 768 classifier directory with KoBERT's tokenizer."""
     import mxnet as mx
     from kobert_gluon.text.data import LabelMap
-    from kobert_gluon.models.bert import BertConfig, build_classifier
+    from kobert_gluon.models.config import BertConfig
+    from kobert_gluon.models.heads import build_classifier
     from kobert_gluon.inference.classifier import TextClassifier
     from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab
 

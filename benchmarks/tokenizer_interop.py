@@ -38,7 +38,7 @@ import kobert_gluon  # noqa: E402,F401  (first: it sets thread defaults and patc
 import gluonnlp as nlp  # noqa: E402
 import sentencepiece as spm  # noqa: E402
 
-from kobert_gluon.interop.transformers import TokenIds  # noqa: E402
+from kobert_gluon.text.token_ids import TokenIds  # noqa: E402
 from kobert_gluon.text.data import read_table  # noqa: E402
 from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab  # noqa: E402
 

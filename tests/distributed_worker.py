@@ -16,8 +16,9 @@ from mxnet import autograd, gluon
 
 from kobert_gluon.train.distributed import aggregate_report, check_same_weights, create_engine, shard_batches
 from kobert_gluon.inference.metrics import classification_report
-from kobert_gluon.models.bert import BertConfig, build_classifier
-from kobert_gluon.train.finetune import optimizer_step
+from kobert_gluon.models.config import BertConfig
+from kobert_gluon.models.heads import build_classifier
+from kobert_gluon.train.optim import optimizer_step
 
 TINY = BertConfig.small(num_layers=1, units=32, hidden_size=64, num_heads=2, max_length=16, vocab_size=60,
                          dropout=0.0)

@@ -1,38 +1,29 @@
-"""A fine-tuned classifier as a directory: save, load, predict.
-
-Layout of a model directory::
-
-    config.json     library version, BERT size, max_len, dropout, labels, tokenizer md5s
-    model.params    BERTClassifier parameters
-    tokenizer/      the SentencePiece model (and v0.1 vocab json) it was trained with
-
-The tokenizer files are copied (they are small), so a directory works on any machine.
-"""
+"""TextClassifier: a fine-tuned BERTClassifier with everything needed to turn text into its
+inputs and its outputs into labels; saved and loaded as a model directory (:mod:`.model_dir`)."""
 import copy
 import logging
 import os
-import shutil
 
 import gluonnlp as nlp
 import mxnet as mx
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..models import precision
 from .._version import __version__
-from ..errors import ConfigError, ModelDirectoryError, last_line
 from ..assets import md5sum
 from ..device import check_ctx
-from ..text.data import LabelMap, check_max_len, check_text
-from ..fileio import atomic_directory, file_inside, read_json, write_json
-from ..models.bert import BertConfig, BERTClassifier, build_bert, load_params
+from ..errors import ConfigError
+from ..models import precision
+from ..models.bert import build_bert
+from ..models.heads import BERTClassifier
+from ..text.data import LabelMap, check_text
 from ..text.tokenizer import get_bert_tokenizer, get_vocab
+from . import tasks
+from .model_dir import (check_config_max_len, load_weights, read_bert_config, read_config, tokenizer_files,
+                        write_model_dir)
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = 'config.json'
-PARAMS_FILE = 'model.params'
-TOKENIZER_DIR = 'tokenizer'
 CALIBRATION_SENTENCES = 512
 
 
@@ -51,6 +42,10 @@ class TextClassifier:
         self.ctx = ctx or mx.cpu()
         self.dtype = 'float32'
         self.training = training  # what the training run recorded (the split's hashes), if known
+        # Set by train() on the classifier it returns: the run's history, directory and test report.
+        self.history = None
+        self.run_dir = None
+        self.test_report = None
         self._transform = nlp.data.BERTSentenceTransform(tokenizer, max_seq_length=max_len, pad=False, pair=False)
         self._pad_id = tokenizer.vocab[tokenizer.vocab.padding_token]
 
@@ -136,8 +131,7 @@ class TextClassifier:
         probabilities = self.predict_proba([texts[i] for i in scored], batch_size)
         records = [{'text': text, 'label': None, 'probabilities': None} for text in texts]
         for i, row in zip(scored, probabilities):
-            records[i]['label'] = self.label_map.names[int(row.argmax())]
-            records[i]['probabilities'] = {name: float(p) for name, p in zip(self.label_map.names, row)}
+            records[i].update(tasks.TEXT_CLASSIFICATION.prediction(row, self.label_map.names))
         blank = len(texts) - len(scored)
         if blank:
             logger.warning('%d of %d texts are empty or whitespace only: no prediction for them', blank, len(texts))
@@ -153,106 +147,26 @@ class TextClassifier:
 
     def save(self, directory):
         """Write the model directory atomically (readers never see half of one)."""
-        with atomic_directory(directory) as tmp:
-            os.makedirs(os.path.join(tmp, TOKENIZER_DIR))
-            for path in self.tokenizer_files.values():
-                shutil.copyfile(path, os.path.join(tmp, TOKENIZER_DIR, os.path.basename(path)))
-            self.model.save_parameters(os.path.join(tmp, PARAMS_FILE))
-            write_json(os.path.join(tmp, CONFIG_FILE), self.config_dict())
+        write_model_dir(directory, self.model, self.tokenizer_files, self.config_dict())
         logger.info('saved model to %s', directory)
         return directory
 
     @classmethod
     def load(cls, directory, ctx=None):
         ctx = check_ctx(ctx or mx.cpu())
-        config = _read_config(directory)
-        files = _tokenizer_files(directory, config)
+        config = read_config(directory)
+        files = tokenizer_files(directory, config)
         vocab = get_vocab(files['tokenizer'], files.get('vocab_json'))
-        bert_config = _bert_config(directory, config)
-        try:
-            check_max_len(config['max_len'], bert_config.max_length, os.path.join(directory, CONFIG_FILE))
-        except ConfigError as error:
-            raise ModelDirectoryError(str(error)) from None
+        bert_config = read_bert_config(directory, config)
+        check_config_max_len(directory, config, bert_config)
         label_map = LabelMap(sorted(config['labels'], key=config['labels'].get))
         bert = build_bert(bert_config, use_pooler=True, use_decoder=False, use_classifier=False)
         model = BERTClassifier(bert, num_classes=config['num_classes'], dropout=config['dropout'])
         model.initialize(ctx=ctx)
-        _load_weights(model, directory, ctx)
+        load_weights(model, directory, ctx)
         model.hybridize(static_alloc=True)
         return cls(model, get_bert_tokenizer(files['tokenizer'], vocab), label_map, bert_config,
                    config['max_len'], files, config['dropout'], ctx, config.get('training'))
-
-
-def _read_config(directory):
-    path = os.path.join(directory, CONFIG_FILE)
-    if not os.path.isdir(directory):
-        raise ModelDirectoryError(f'{directory}: not a model directory (it does not exist)')
-    if not os.path.isfile(path):
-        raise ModelDirectoryError(f'{directory}: missing {CONFIG_FILE}; is this a kobert_gluon model directory?')
-    try:
-        config = read_json(path)
-    except ValueError as error:
-        raise ModelDirectoryError(f'{path}: not valid JSON ({error})') from error
-    if not isinstance(config, dict):
-        raise ModelDirectoryError(f'{path}: expected a JSON object')
-    missing = [k for k in ('bert', 'max_len', 'num_classes', 'labels', 'tokenizer', 'dropout') if k not in config]
-    if missing:
-        raise ModelDirectoryError(f'{path}: missing keys {missing}')
-    if not isinstance(config['labels'], dict) or not isinstance(config['num_classes'], int):
-        raise ModelDirectoryError(f"{path}: 'labels' must map label names to ids and 'num_classes' be an integer")
-    if len(config['labels']) != config['num_classes']:
-        raise ModelDirectoryError(f"{path}: {len(config['labels'])} labels but num_classes={config['num_classes']}")
-    ids = sorted(config['labels'].values(), key=str)
-    if ids != list(range(len(ids))):
-        shared = sorted({str(i) for i in ids if ids.count(i) > 1})
-        detail = f'labels share id(s) {shared}' if shared else f'label ids are {ids}'
-        raise ModelDirectoryError(f'{path}: {detail}; expected each of 0..{len(ids) - 1} exactly once')
-    dropout = config['dropout']
-    if dropout is not None and not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-        raise ModelDirectoryError(f'{path}: dropout={dropout!r} must be in [0, 1)')
-    return config
-
-
-def _bert_config(directory, config):
-    try:
-        return BertConfig(**config['bert'])
-    except (TypeError, ValueError) as error:
-        raise ModelDirectoryError(f"{os.path.join(directory, CONFIG_FILE)}: bad 'bert' settings ({error})") from error
-
-
-def _load_weights(model, directory, ctx):
-    params = os.path.join(directory, PARAMS_FILE)
-    if not os.path.isfile(params):
-        raise ModelDirectoryError(f'{directory}: missing {PARAMS_FILE}')
-    try:
-        load_params(model, params, ctx)
-    except ValueError as error:
-        if isinstance(error.__cause__, mx.base.MXNetError):
-            # mxnet could not even parse the file (truncated, or not a params file at all).
-            raise ModelDirectoryError(f'{params}: corrupt or not an MXNet parameters file '
-                                      f'({last_line(error.__cause__)})') from error
-        raise ModelDirectoryError(f'{directory}: {PARAMS_FILE} does not match {CONFIG_FILE}: {error}') from error
-
-
-def _tokenizer_files(directory, config):
-    files = {}
-    entries = config['tokenizer']
-    if not isinstance(entries, dict) or not all(isinstance(e, dict) and isinstance(e.get('file'), str)
-                                                and isinstance(e.get('md5'), str) for e in entries.values()):
-        raise ModelDirectoryError(f"{os.path.join(directory, CONFIG_FILE)}: 'tokenizer' must map roles to "
-                                  "{'file': name, 'md5': hex}")
-    for role, entry in entries.items():
-        path = file_inside(directory, TOKENIZER_DIR, entry['file'], ModelDirectoryError,
-                           os.path.join(directory, CONFIG_FILE), 'the model directory')
-        if not os.path.isfile(path):
-            raise ModelDirectoryError(f'{directory}: missing tokenizer file {TOKENIZER_DIR}/{entry["file"]}')
-        actual = md5sum(path)
-        if actual != entry['md5']:
-            raise ModelDirectoryError(f'{path}: md5 {actual} does not match {entry["md5"]} in {CONFIG_FILE}')
-        files[role] = path
-    if 'tokenizer' not in files:
-        raise ModelDirectoryError(f'{directory}: {CONFIG_FILE} names no tokenizer file')
-    return files
 
 
 def as_texts(texts):

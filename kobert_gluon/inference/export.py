@@ -30,7 +30,8 @@ from .._version import __version__
 from ..assets import md5sum
 from ..errors import ConfigError, ModelDirectoryError
 from ..fileio import atomic_directory, write_json
-from .classifier import TOKENIZER_DIR, TextClassifier
+from ..text.vocab import TOKENIZER_DIR
+from .classifier import TextClassifier
 
 logger = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 the ``kobert`` alias can use it without mxnet."""
 import dataclasses
 
-KOBERT_VOCAB_SIZE = 8002  # = tokenizer.KOBERT_VOCAB_SIZE: KoBERT's 8,000 pieces + [PAD], [MASK] ids
+from ..errors import ConfigError
 
-MAX_POSITIONS = 512
+from ..text.vocab import KOBERT_VOCAB_SIZE, MAX_POSITIONS
 
 
 @dataclasses.dataclass
@@ -37,3 +37,18 @@ class BertConfig:
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+
+def bert_config_for(size, vocab_size, max_len=None, **overrides):
+    """The BertConfig of a named size ('kobert' or 'small') for a tokenizer of ``vocab_size``
+    pieces, with ``overrides`` (None values ignored); ConfigError for an impossible size or a
+    ``max_len`` beyond the position table."""
+    base = BertConfig.kobert() if size == 'kobert' else BertConfig.small()
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        config = dataclasses.replace(base, vocab_size=vocab_size, **overrides)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if max_len is not None and max_len > config.max_length:
+        raise ConfigError(f'max_len={max_len}: the model has {config.max_length} positions')
+    return config

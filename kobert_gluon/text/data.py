@@ -16,11 +16,10 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..fileio import package_file, read_json, write_json
+from .vocab import MAX_POSITIONS, MIN_MAX_LEN
 
 logger = logging.getLogger(__name__)
 
-MAX_POSITIONS = 512  # BERT's position table; KoBERT has exactly this many
-MIN_MAX_LEN = 3  # [CLS] + one piece + [SEP]
 
 # utf-8-sig also reads plain utf-8; cp949 is a superset of euc-kr (the Korean Windows default).
 CSV_ENCODINGS = ('utf-8-sig', 'cp949')

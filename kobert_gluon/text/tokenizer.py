@@ -17,12 +17,11 @@ import sentencepiece as spm
 from .. import assets
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_path
+from .vocab import SPECIAL_TOKENS
 from ..legacy import FORMATS, get_tokenizer, get_tokenizer_path  # noqa: F401  (old names, light: no mxnet)
 
 logger = logging.getLogger(__name__)
 
-SPECIAL_TOKENS = ('[UNK]', '[PAD]', '[CLS]', '[SEP]', '[MASK]')
-KOBERT_VOCAB_SIZE = 8002
 
 
 def get_vocab(tokenizer_path=None, vocab_json=None, kobert_dir=None, cache_dir=None):

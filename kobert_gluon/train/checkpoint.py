@@ -1,4 +1,10 @@
-"""Optimizer state on disk without pickle, and reading checkpoint files with clear errors.
+"""Checkpoints: one directory (``last/``) a run resumes from, written atomically, never pickled.
+
+A checkpoint holds the weights, the optimizer state, the run's settings and ``state.json``,
+written last and listing every other file's size, so a checkpoint cut short is recognised and
+the newest complete one is found after a crash in the middle of replacing one.
+
+Optimizer state on disk without pickle:
 
 MXNet's ``Trainer.save_states``/``load_states`` pickle the updater, so loading a received
 ``trainer.states`` can run any code. We store the same information as two plain files:
@@ -15,11 +21,12 @@ import json
 import logging
 import os
 import re
+import shutil
 
 import mxnet as mx
 
 from ..errors import CheckpointError, last_line
-from ..fileio import atomic_path, write_json
+from ..fileio import atomic_directory, atomic_path, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +35,44 @@ STATE_JSON = 'optimizer.json'
 LEGACY_PICKLE = 'trainer.states'
 FORMAT = 'kobert_gluon.optimizer'
 FORMAT_VERSION = 1
+STATE_FILE = 'state.json'
+TRAIN_CONFIG_FILE = 'train_config.json'  # the run's settings, also kept in every checkpoint
+PRETRAIN_CONFIG_FILE = 'pretrain_config.json'  # a pretraining run's settings
+
+
+def save_checkpoint(directory, trainer, state, write_weights, settings=None):
+    """Replace ``directory`` atomically: ``write_weights(tmp)`` writes the weights, then the
+    optimizer state (no pickle), ``settings`` as train_config.json, and state.json last."""
+    with atomic_directory(directory) as tmp:
+        write_weights(tmp)
+        save_trainer_state(trainer, tmp)
+        if settings is not None:
+            write_json(os.path.join(tmp, TRAIN_CONFIG_FILE), settings)
+        write_state(tmp, state)
+
+
+def load_checkpoint(directory, trainer, load_weights, required=(), allow_pickle=False):
+    """The state :func:`save_checkpoint` wrote; ``load_weights(directory)`` restores the weights
+    (its ValueError, MXNetError or OSError becomes a CheckpointError), then the optimizer."""
+    state = read_state(directory)
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise CheckpointError(f'{os.path.join(directory, STATE_FILE)}: not a checkpoint of this kind (no {missing})')
+    try:
+        load_weights(directory)
+    except (mx.base.MXNetError, AssertionError, ValueError, OSError) as error:
+        raise CheckpointError(f'{directory}: weights cannot be loaded ({last_line(error)})') from error
+    if has_trainer_state(directory):
+        load_trainer_state(trainer, directory)
+    elif os.path.isfile(os.path.join(directory, LEGACY_PICKLE)):
+        if not allow_pickle:
+            raise CheckpointError(f'{os.path.join(directory, LEGACY_PICKLE)} is a pickled optimizer state '
+                                  '(kobert_gluon < 0.4); unpickling a file can run arbitrary code. Only if you made '
+                                  'it yourself, resume with --allow_pickle_resume')
+        load_legacy_pickle(trainer, directory)
+    else:
+        raise CheckpointError(f'{directory}: no optimizer state ({STATE_JSON})')
+    return state
 
 
 def save_trainer_state(trainer, directory):
@@ -185,3 +230,101 @@ def _to_context(state, ctx):
         moved = [_to_context(part, ctx) for part in state]
         return tuple(moved) if isinstance(state, tuple) else moved
     return state
+
+
+
+def checkpoint_files(checkpoint_dir):
+    """Relative path -> size of every file under ``checkpoint_dir`` except the state file."""
+    sizes = {}
+    for root, _, names in os.walk(checkpoint_dir):
+        for name in names:
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, checkpoint_dir)
+            if relative != STATE_FILE:
+                sizes[relative.replace(os.sep, '/')] = os.path.getsize(path)
+    return sizes
+
+
+def write_state(checkpoint_dir, state):
+    """Write ``state.json`` as the checkpoint's last file, listing every other file's size."""
+    write_json(os.path.join(checkpoint_dir, STATE_FILE), {**state, 'files': checkpoint_files(checkpoint_dir)})
+
+
+def read_state(checkpoint_dir):
+    """The state :func:`write_state` wrote, without its file list."""
+    state = read_checkpoint_json(os.path.join(checkpoint_dir, STATE_FILE))
+    state.pop('files', None)
+    return state
+
+
+def damage(checkpoint_dir):
+    """None when ``checkpoint_dir`` is complete, else what is wrong with which file.
+
+    ``state.json`` is written last and lists every other file with its size, so a
+    checkpoint cut short anywhere (or truncated later) is recognised as such.
+    """
+    state_path = os.path.join(checkpoint_dir, STATE_FILE)
+    try:
+        state = read_checkpoint_json(state_path)
+    except CheckpointError as error:
+        return str(error)
+    files = state.get('files')
+    if not isinstance(files, dict):
+        return f'{state_path}: lists no files (damaged, or written by an older version)'
+    for relative, size in sorted(files.items()):
+        path = os.path.join(checkpoint_dir, relative)
+        if not os.path.isfile(path):
+            return f'{path}: missing'
+        if os.path.getsize(path) != size:
+            return f'{path}: truncated or changed ({os.path.getsize(path)} bytes, expected {size})'
+    return None
+
+
+def newest_checkpoint(directory, name='last'):
+    """The most advanced complete checkpoint among ``name``, ``name.old`` and the temporary
+    directories a crash during :func:`fileio.atomic_directory` leaves; it is moved to
+    ``directory/name`` and the others are deleted. None when there is none; a damaged
+    checkpoint that is the only one raises CheckpointError naming the damaged file."""
+    candidates = checkpoint_candidates(directory, name)
+    complete, damaged = [], []
+    for path in candidates:
+        problem = damage(path)
+        (damaged if problem else complete).append(problem or path)
+    if not complete:
+        if damaged:
+            raise CheckpointError(f'cannot resume: {damaged[0]}')
+        return None
+    best = max(complete, key=lambda path: _progress(read_checkpoint_json(os.path.join(path, STATE_FILE))))
+    target = os.path.join(directory, name)
+    if best != target:
+        logger.warning('resuming from %s (the newest complete checkpoint), not %s', best, target)
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.replace(best, target)
+    for path in candidates:
+        if path != best and os.path.exists(path):
+            shutil.rmtree(path, ignore_errors=True)
+    return target
+
+
+def restore_interrupted(directory, name):
+    """Put back ``name`` when a crash left only ``name.old`` (and clean the temporaries)."""
+    target = os.path.join(directory, name)
+    old = target + '.old'
+    if not os.path.exists(target) and os.path.isdir(old):
+        os.replace(old, target)
+    for path in checkpoint_candidates(directory, name):
+        if path != target:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def checkpoint_candidates(directory, name):
+    paths = [os.path.join(directory, name), os.path.join(directory, name + '.old')]
+    if os.path.isdir(directory):
+        paths += sorted(os.path.join(directory, entry) for entry in os.listdir(directory)
+                        if entry.startswith(f'.{name}.') and entry.endswith('.tmp'))
+    return [path for path in paths if os.path.isdir(path)]
+
+
+def _progress(state):
+    return (state.get('step', 0), state.get('epoch', 0), state.get('batches_done', 0))

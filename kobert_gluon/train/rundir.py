@@ -16,7 +16,7 @@ import os
 import shutil
 import socket
 
-from .checkpoint import read_checkpoint_json
+from .checkpoint import PRETRAIN_CONFIG_FILE, STATE_FILE, TRAIN_CONFIG_FILE, checkpoint_candidates, read_checkpoint_json
 from ..errors import CheckpointError
 from ..fileio import write_json
 
@@ -28,12 +28,11 @@ except ImportError:  # not POSIX: runs are then not protected against a concurre
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = 'run.lock'
-CONFIG_FILE = 'train_config.json'
 INPUTS_FILE = 'run_inputs.json'
 SPLIT_FILE = 'split.json'
-STATE_FILE = 'state.json'
 # Any of these means the directory already holds (part of) a run (pretraining's too).
-RUN_FILES = (CONFIG_FILE, 'labels.json', 'last', 'best', STATE_FILE, 'bert.params', 'pretrain.json')
+RUN_FILES = (TRAIN_CONFIG_FILE, PRETRAIN_CONFIG_FILE, 'labels.json', 'last', 'best', STATE_FILE, 'bert.params',
+             'pretrain.json')
 
 
 def unique_run_dir(name, root='runs'):
@@ -50,7 +49,7 @@ def unique_run_dir(name, root='runs'):
 def holds_run(directory):
     """Also a run whose only checkpoint is a crash's leftover (last.old, .last.*.tmp)."""
     return (any(os.path.exists(os.path.join(directory, name)) for name in RUN_FILES)
-            or bool(_candidates(directory, 'last')))
+            or bool(checkpoint_candidates(directory, 'last')))
 
 
 @contextlib.contextmanager
@@ -106,7 +105,7 @@ def prepare(directory, resume, overwrite):
 
 
 def write_start(directory, config, inputs, split):
-    write_json(os.path.join(directory, CONFIG_FILE), config)
+    write_json(os.path.join(directory, TRAIN_CONFIG_FILE), config)
     write_json(os.path.join(directory, INPUTS_FILE), inputs)
     write_json(os.path.join(directory, SPLIT_FILE), split)
 
@@ -143,98 +142,4 @@ def _short(value, limit=120):
 
 # ---------------------------------------------------------------------------- checkpoints
 
-def checkpoint_files(checkpoint_dir):
-    """Relative path -> size of every file under ``checkpoint_dir`` except the state file."""
-    sizes = {}
-    for root, _, names in os.walk(checkpoint_dir):
-        for name in names:
-            path = os.path.join(root, name)
-            relative = os.path.relpath(path, checkpoint_dir)
-            if relative != STATE_FILE:
-                sizes[relative.replace(os.sep, '/')] = os.path.getsize(path)
-    return sizes
 
-
-def write_state(checkpoint_dir, state):
-    """Write ``state.json`` as the checkpoint's last file, listing every other file's size."""
-    write_json(os.path.join(checkpoint_dir, STATE_FILE), {**state, 'files': checkpoint_files(checkpoint_dir)})
-
-
-def read_state(checkpoint_dir):
-    """The state :func:`write_state` wrote, without its file list."""
-    state = read_checkpoint_json(os.path.join(checkpoint_dir, STATE_FILE))
-    state.pop('files', None)
-    return state
-
-
-def damage(checkpoint_dir):
-    """None when ``checkpoint_dir`` is complete, else what is wrong with which file.
-
-    ``state.json`` is written last and lists every other file with its size, so a
-    checkpoint cut short anywhere (or truncated later) is recognised as such.
-    """
-    state_path = os.path.join(checkpoint_dir, STATE_FILE)
-    try:
-        state = read_checkpoint_json(state_path)
-    except CheckpointError as error:
-        return str(error)
-    files = state.get('files')
-    if not isinstance(files, dict):
-        return f'{state_path}: lists no files (damaged, or written by an older version)'
-    for relative, size in sorted(files.items()):
-        path = os.path.join(checkpoint_dir, relative)
-        if not os.path.isfile(path):
-            return f'{path}: missing'
-        if os.path.getsize(path) != size:
-            return f'{path}: truncated or changed ({os.path.getsize(path)} bytes, expected {size})'
-    return None
-
-
-def newest_checkpoint(directory, name='last'):
-    """The most advanced complete checkpoint among ``name``, ``name.old`` and the temporary
-    directories a crash during :func:`fileio.atomic_directory` leaves; it is moved to
-    ``directory/name`` and the others are deleted. None when there is none; a damaged
-    checkpoint that is the only one raises CheckpointError naming the damaged file."""
-    candidates = _candidates(directory, name)
-    complete, damaged = [], []
-    for path in candidates:
-        problem = damage(path)
-        (damaged if problem else complete).append(problem or path)
-    if not complete:
-        if damaged:
-            raise CheckpointError(f'cannot resume: {damaged[0]}')
-        return None
-    best = max(complete, key=lambda path: _progress(read_checkpoint_json(os.path.join(path, STATE_FILE))))
-    target = os.path.join(directory, name)
-    if best != target:
-        logger.warning('resuming from %s (the newest complete checkpoint), not %s', best, target)
-        if os.path.exists(target):
-            shutil.rmtree(target)
-        os.replace(best, target)
-    for path in candidates:
-        if path != best and os.path.exists(path):
-            shutil.rmtree(path, ignore_errors=True)
-    return target
-
-
-def restore_interrupted(directory, name):
-    """Put back ``name`` when a crash left only ``name.old`` (and clean the temporaries)."""
-    target = os.path.join(directory, name)
-    old = target + '.old'
-    if not os.path.exists(target) and os.path.isdir(old):
-        os.replace(old, target)
-    for path in _candidates(directory, name):
-        if path != target:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _candidates(directory, name):
-    paths = [os.path.join(directory, name), os.path.join(directory, name + '.old')]
-    if os.path.isdir(directory):
-        paths += sorted(os.path.join(directory, entry) for entry in os.listdir(directory)
-                        if entry.startswith(f'.{name}.') and entry.endswith('.tmp'))
-    return [path for path in paths if os.path.isdir(path)]
-
-
-def _progress(state):
-    return (state.get('step', 0), state.get('epoch', 0), state.get('batches_done', 0))

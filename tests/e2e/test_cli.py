@@ -15,7 +15,7 @@ import pytest
 from kobert_gluon import cli
 from kobert_gluon.errors import KobertGluonError
 from kobert_gluon.inference.classifier import TextClassifier
-from kobert_gluon.train.finetune import TrainConfig
+from kobert_gluon.train.config import TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SENTENCES = ['배송이 빨라서 좋았어요', '', '   ', '다시는 안 삽니다 😡', '漢字 섞인 文章', 'KoBERT 2.0 최고 100점',
@@ -105,7 +105,7 @@ def recorded_configs(monkeypatch):
     def record(config):
         configs.append(config)
         return types.SimpleNamespace(run_dir=config.output_dir or 'runs/recorded')
-    monkeypatch.setattr(cli, 'train', record)
+    monkeypatch.setattr(cli.finetune, 'train', record)
     return configs
 
 

@@ -14,12 +14,13 @@ from kobert_gluon import cli
 from kobert_gluon.train import plots
 from kobert_gluon.train import finetune as train_module
 from kobert_gluon.inference.metrics import classification_report
-from kobert_gluon.train.finetune import load_splits, train
+from kobert_gluon.train.splits import load_splits
+from kobert_gluon.train.finetune import train
 
 from helpers import demo_frame, final_params, run_config, write_small_data
 
 
-REAL_EVALUATE = train_module.evaluate
+REAL_EVALUATE = train_module.evaluate_batches
 
 
 @pytest.fixture
@@ -83,7 +84,7 @@ def scripted_evaluations(monkeypatch, valid, test):
         if desc in calls:
             return report_with_accuracy(next(calls[desc]))
         return REAL_EVALUATE(model, loader, ctx, num_classes, desc)
-    monkeypatch.setattr(train_module, 'evaluate', scripted)
+    monkeypatch.setattr(train_module, 'evaluate_batches', scripted)
 
 
 def snapshot_each_epoch(monkeypatch, run_dir):
@@ -123,7 +124,7 @@ def test_macro_f1_can_select(tmp_path, small_data, tiny, monkeypatch):
     reports = [classification_report([0, 0, 1, 1], [0, 1, 1, 0], 2), classification_report([0, 0, 0, 1], [0, 0, 0, 0], 2)]
     assert reports[1]['accuracy'] > reports[0]['accuracy'] and reports[1]['macro_f1'] < reports[0]['macro_f1']
     calls = iter(reports)
-    monkeypatch.setattr(train_module, 'evaluate', lambda model, loader, ctx, n, desc='': (
+    monkeypatch.setattr(train_module, 'evaluate_batches', lambda model, loader, ctx, n, desc='': (
         next(calls) if desc == 'validating' else REAL_EVALUATE(model, loader, ctx, n, desc)))
     snapshots = snapshot_each_epoch(monkeypatch, tmp_path / 'run')
     train(run_config(tmp_path, small_data, 'run', num_epochs=2, select_metric='macro_f1'))
@@ -144,7 +145,7 @@ def test_early_stopping_stops_at_the_right_epoch_and_a_resume_finishes_at_once(t
         if desc in ('validating', 'testing'):
             pytest.fail('a stopped run trained another epoch')
         return REAL_EVALUATE(model, loader, ctx, num_classes, desc)
-    monkeypatch.setattr(train_module, 'evaluate', only_the_final_test)
+    monkeypatch.setattr(train_module, 'evaluate_batches', only_the_final_test)
     again = train(run_config(tmp_path, small_data, 'run', num_epochs=5, early_stopping=2, resume=True))
     assert [e['epoch'] for e in again.history['epochs']] == [1, 2, 3, 4]
     assert_same_weights(final_params(tmp_path / 'run', 'best'), best)

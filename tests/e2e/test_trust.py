@@ -15,7 +15,7 @@ import pytest
 
 import kobert_gluon
 from kobert_gluon import cli, fileio
-from kobert_gluon.train import rundir
+from kobert_gluon.train import checkpoint, rundir
 from kobert_gluon.train import finetune as train_module
 from kobert_gluon.text.data import BERTDataset, read_table
 from kobert_gluon.errors import CheckpointError, ConfigError, DataError, DeviceError, ModelDirectoryError
@@ -87,7 +87,7 @@ def test_checkpoints_hold_no_pickle_and_a_crafted_pickle_never_runs(tmp_path, sm
         (last / name).unlink()
     (last / 'trainer.states').write_bytes(pickle.dumps(Boom(marker)))
     (last / 'state.json').write_text(json.dumps({**json.loads((last / 'state.json').read_text()),
-                                                'files': rundir.checkpoint_files(last)}))
+                                                'files': checkpoint.checkpoint_files(last)}))
     with pytest.raises(CheckpointError, match='pickled optimizer state.*--allow_pickle_resume'):
         train(run_config(tmp_path, small_data, 'run', num_epochs=2, resume=True))
     line = cli_error(capsys, 'train', '--output_dir', tmp_path / 'run', '--resume')
@@ -390,7 +390,7 @@ def test_error_classes_are_exported_and_share_one_base():
 def test_a_bug_is_reported_as_an_internal_error(monkeypatch, capsys, demo_model_dir):
     def bug(*args, **kwargs):
         return 1 / 0
-    monkeypatch.setattr(cli, 'read_sentences', bug)
+    monkeypatch.setattr(cli.predict, 'read_sentences', bug)
     code = cli.main(['predict', '--model', str(demo_model_dir)])
     err = capsys.readouterr().err
     assert code == cli.EXIT_INTERNAL_ERROR == 3

@@ -21,7 +21,9 @@ from kobert_gluon import cli
 from kobert_gluon.interop import transformers as convert
 from kobert_gluon.text.data import read_table
 from kobert_gluon.errors import ConversionError, MissingExtraError
-from kobert_gluon.models.bert import BertConfig, build_bert, build_classifier, load_pretrained_bert
+from kobert_gluon.models.config import BertConfig
+from kobert_gluon.models.bert import build_bert, load_pretrained_bert
+from kobert_gluon.models.heads import build_classifier
 from kobert_gluon.inference.classifier import TextClassifier
 from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab
 

@@ -5,7 +5,9 @@ import gluonnlp as nlp
 import pytest
 
 from kobert_gluon import ConfigError, assets, get_mxnet_kobert_model
-from kobert_gluon.models.bert import BertConfig, BERTClassifier, build_bert, load_pretrained_bert
+from kobert_gluon.models.config import BertConfig
+from kobert_gluon.models.heads import BERTClassifier
+from kobert_gluon.models.bert import build_bert, load_pretrained_bert
 from kobert_gluon.text.tokenizer import get_vocab
 
 
@@ -87,7 +89,9 @@ def test_training_with_data_uses_the_pretrained_12_layer_kobert(gluonnlp_params_
     import dataclasses
     import shutil
 
-    from kobert_gluon.train.finetune import TrainConfig, train
+    from kobert_gluon.train.config import TrainConfig
+
+    from kobert_gluon.train.finetune import train
     path, _, _ = gluonnlp_params_file
     home = tmp_path / 'kobert'
     home.mkdir()

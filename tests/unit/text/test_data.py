@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kobert_gluon.text.data import BERTDataset, DataError, LabelMap, read_table, stratified_split
+from kobert_gluon.text.data import BERTDataset, LabelMap, read_table, stratified_split
+
+from kobert_gluon.errors import DataError
 from kobert_gluon.text.tokenizer import load_tokenizer
 
 EMOTIONS = ['공포', '놀람', '분노', '슬픔', '중립', '행복', '혐오']

@@ -266,7 +266,8 @@ def saved_weights(model_dir):
 def single_process_run(train_file, tmp_path_factory):
     """One process, batches of 2 x 8: the union of the two ranks' batches at every step."""
     from kobert_gluon.models import bert as model
-    from kobert_gluon.train.finetune import TrainConfig, train
+    from kobert_gluon.train.config import TrainConfig
+    from kobert_gluon.train.finetune import train
     output_dir = tmp_path_factory.mktemp('single')
     small = model.BertConfig.small.__func__
     with pytest.MonkeyPatch.context() as patch:
@@ -280,7 +281,9 @@ def single_process_run(train_file, tmp_path_factory):
 def single_process_report(run_dir, train_file):
     """Evaluation of the run's last weights in this one process, on the whole test split."""
     from kobert_gluon.inference.classifier import TextClassifier
-    from kobert_gluon.train.finetune import TrainConfig, evaluate, load_splits, make_loader
+    from kobert_gluon.train.config import TrainConfig
+    from kobert_gluon.train.finetune import evaluate, make_loader
+    from kobert_gluon.train.splits import load_splits
     from kobert_gluon.text.data import BERTDataset
     config = TrainConfig(**{**RUN_SETTINGS, 'data': str(train_file)})
     classifier = TextClassifier.load(run_dir / 'last' / 'model')
@@ -364,6 +367,6 @@ def test_killed_worker_ends_the_job_then_resume_continues(train_file, single_pro
     ({'distributed': 'mpi', 'output_dir': 'runs/x'}, "distributed='mpi'"),
 ])
 def test_distributed_settings_are_checked_up_front(settings, match):
-    from kobert_gluon.train.finetune import TrainConfig
+    from kobert_gluon.train.config import TrainConfig
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**settings).validate()

@@ -14,9 +14,12 @@ from kobert_gluon import cli, fileio
 
 from kobert_gluon.text import corpus
 
-from kobert_gluon.train import pretrain
-from kobert_gluon.models.bert import BertConfig, get_mxnet_kobert_model
-from kobert_gluon.train.pretrain import PretrainConfig, make_batch, mask_tokens, word_start_table
+from kobert_gluon.models import pretrained
+from kobert_gluon.train import masking, pretrain
+from kobert_gluon.models.config import BertConfig
+from kobert_gluon.models.bert import get_mxnet_kobert_model
+from kobert_gluon.train.config import PretrainConfig
+from kobert_gluon.train.masking import make_batch, mask_tokens, word_start_table
 from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab
 
 VOCAB_SIZE = 8002
@@ -112,7 +115,7 @@ def test_whole_word_masking_masks_whole_words(kobert_spiece, nsmc_lines):
 def test_batches_never_mask_padding_or_specials(corpus_file, kobert_spiece, tmp_path):
     config = tiny_config(corpus_file, kobert_spiece, tmp_path)
     vocab = get_vocab(kobert_spiece)
-    stream = pretrain.BatchStream(config, kobert_spiece, vocab)({'epoch': 0, 'offset': 0, 'unit': 0, 'batch': 0})
+    stream = masking.BatchStream(config, kobert_spiece, vocab)({'epoch': 0, 'offset': 0, 'unit': 0, 'batch': 0})
     for _ in range(10):
         batch, _ = next(stream)
         for row in range(len(batch['token_ids'])):
@@ -275,7 +278,8 @@ def test_a_crash_while_last_is_replaced_resumes_from_the_newest_complete_checkpo
 
 def test_continued_pretraining_round_trips(corpus_file, kobert_spiece, kobert_dir, tmp_path, caplog):
     import gluonnlp as nlp
-    from kobert_gluon.train.finetune import TrainConfig, prepare_model, start_from
+    from kobert_gluon.train.config import TrainConfig
+    from kobert_gluon.train.finetune import prepare_model, start_from
 
     # An encoder-only BERT in bert_12_768_12 layout, built and saved by gluonnlp itself.
     small = BertConfig.small()
@@ -321,7 +325,7 @@ def test_next_sentence_pairs_from_documents(kobert_spiece, nsmc_lines, tmp_path)
     path = tmp_path / 'docs.txt'
     path.write_text('\n\n'.join('\n'.join(nsmc_lines[i:i + 4]) for i in range(0, 200, 4)) + '\n', encoding='utf-8')
     config = tiny_config(path, kobert_spiece, tmp_path / 'nsp', next_sentence=True, num_steps=4)
-    stream = pretrain.BatchStream(config, kobert_spiece, get_vocab(kobert_spiece))(
+    stream = masking.BatchStream(config, kobert_spiece, get_vocab(kobert_spiece))(
         {'epoch': 0, 'offset': 0, 'unit': 0, 'batch': 0})
     labels = []
     for _ in range(6):
@@ -367,7 +371,8 @@ def test_cli_pretrains_and_reports_bad_corpus_in_one_line(corpus_file, kobert_sp
 
 def test_fine_tuning_from_a_pretrain_result_brings_its_tokenizer_and_size(corpus_file, nsmc_lines, tmp_path):
     from kobert_gluon.assets import md5sum
-    from kobert_gluon.train.finetune import TrainConfig, train
+    from kobert_gluon.train.config import TrainConfig
+    from kobert_gluon.train.finetune import train
 
     # own tokenizer trained on the corpus, and a size that is not BertConfig.small()
     config = tiny_config(corpus_file, 'train', tmp_path / 'pre', tokenizer_vocab_size=600, num_steps=2)
@@ -386,7 +391,7 @@ def test_fine_tuning_from_a_pretrain_result_brings_its_tokenizer_and_size(corpus
     with open(params_path, 'ab') as params_file:
         params_file.write(b'x')
     with pytest.raises(ValueError, match='bert.params: md5 differs'):
-        pretrain.fine_tuning_start(params_path)
+        pretrained.fine_tuning_start(params_path)
 
     # the record names its tokenizer; a name leading out of tokenizer/ is refused, not read
     record_path = os.path.join(os.path.dirname(params_path), 'pretrain.json')
@@ -396,21 +401,21 @@ def test_fine_tuning_from_a_pretrain_result_brings_its_tokenizer_and_size(corpus
     with open(record_path, 'w', encoding='utf-8') as target:
         json.dump(tampered, target)
     with pytest.raises(ValueError, match='pretrain.json: tokenizer file .* refusing to read outside'):
-        pretrain.fine_tuning_start(params_path)
+        pretrained.fine_tuning_start(params_path)
 
 
 def test_demo_starts_from_a_shipped_checkpoint_only_when_one_is_shipped(corpus_file, kobert_spiece, tmp_path,
                                                                         monkeypatch):
     absent = tmp_path / 'absent' / 'bert.params'
-    monkeypatch.setattr(pretrain, 'shipped_params', lambda: str(absent))
-    assert pretrain.fine_tuning_start(None, demo=True) == (None, None)  # nothing shipped: random weights
+    monkeypatch.setattr(pretrained, 'shipped_params', lambda: str(absent))
+    assert pretrained.fine_tuning_start(None, demo=True) == (None, None)  # nothing shipped: random weights
 
     shipped = pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'shipped', num_steps=1))
-    monkeypatch.setattr(pretrain, 'shipped_params', lambda: shipped)
-    params, record = pretrain.fine_tuning_start(None, demo=True)
+    monkeypatch.setattr(pretrained, 'shipped_params', lambda: shipped)
+    params, record = pretrained.fine_tuning_start(None, demo=True)
     assert params == shipped and record['steps'] == 1
-    assert pretrain.fine_tuning_start('none', demo=True) == (None, None)
-    assert pretrain.fine_tuning_start(None, demo=False) == (None, None)  # runs with data: KoBERT's or none
+    assert pretrained.fine_tuning_start('none', demo=True) == (None, None)
+    assert pretrained.fine_tuning_start(None, demo=False) == (None, None)  # runs with data: KoBERT's or none
 
 
 def test_zero_steps_saves_the_initial_weights_with_the_tokenizer(corpus_file, kobert_spiece, tmp_path):
@@ -425,7 +430,7 @@ def test_zero_steps_saves_the_initial_weights_with_the_tokenizer(corpus_file, ko
 def test_split_lines_pairs_cut_each_line_in_two(kobert_spiece):
     rng = np.random.default_rng(0)
     lines = [np.arange(100 + 10 * i, 100 + 10 * i + 3 + i % 7, dtype=np.int32) for i in range(200)]
-    examples = list(pretrain.split_line_examples(lines, 64, CLS_ID, SEP_ID, rng))
+    examples = list(masking.split_line_examples(lines, 64, CLS_ID, SEP_ID, rng))
     assert len(examples) == len(lines)
     labels = [label for _, _, label in examples]
     assert 0.4 < np.mean(labels) < 0.6
@@ -435,4 +440,4 @@ def test_split_lines_pairs_cut_each_line_in_two(kobert_spiece):
         assert len(first) >= 1 and len(second) >= 1 and (segments == (np.arange(len(tokens)) > first_sep)).all()
         np.testing.assert_array_equal(first, line[:len(first)])
         continues = np.array_equal(second, line[len(first):])
-        assert continues == (label == pretrain.NOT_NEXT)  # a random second part never continues the line
+        assert continues == (label == masking.NOT_NEXT)  # a random second part never continues the line

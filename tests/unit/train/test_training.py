@@ -9,8 +9,8 @@ import pytest
 
 from kobert_gluon.train import finetune as train_module
 from kobert_gluon.device import parse_ctx
-from kobert_gluon.text.data import DataError
-from kobert_gluon.models.bert import build_classifier
+from kobert_gluon.errors import DataError
+from kobert_gluon.models.heads import build_classifier
 from kobert_gluon.train.finetune import (TrainConfig, clip_gradients, exclude_from_weight_decay, learning_rate_at,
                                    train)
 

@@ -1,0 +1,261 @@
+"""A ``tokenizer.json`` that gives transformers exactly kobert_gluon's token ids.
+
+kobert_gluon tokenizes as gluonnlp 0.10 does: ``BERTSPTokenizer(spiece, vocab, lower=False)``
+runs BERT's basic tokenizer (drop control characters, map whitespace to spaces, space out
+CJK ideographs, NFD and drop non-spacing marks -- even though cased --, split punctuation
+off), then encodes every word on its own with SentencePiece (whose ``nmt_nfkc`` normalizer
+runs on that word), and looks the pieces up in the gluonnlp vocab; ``BERTSentenceTransform``
+adds ``[CLS]``/``[SEP]`` and cuts the pieces so that the whole fits ``max_len``.
+
+transformers cannot load that as a slow tokenizer, so :func:`write_hf_tokenizer` builds the
+same steps from ``tokenizers``' blocks, in the same order:
+
+1. normalizer: ``Replace`` steps with character classes computed from Python's
+   ``unicodedata`` (the tables gluonnlp's basic tokenizer uses), ``NFD``, then the
+   SentencePiece model's own ``precompiled_charsmap`` (SentencePiece's normalization), then
+   SentencePiece's whitespace rules (``remove_extra_whitespaces``, ``add_dummy_prefix``,
+   ``escape_whitespaces``) written as ``Replace``/``Prepend``;
+2. pre-tokenizer: split before every ``▁`` (SentencePiece's ``split_by_whitespace``), which
+   also ends each gluonnlp word;
+3. model: ``Unigram`` with the SentencePiece scores, in the gluonnlp vocab's id order;
+4. post-processor: ``[CLS] $A [SEP]``; truncation to ``max_len``.
+
+Characters are spaced out around CJK ideographs and punctuation with zero-width regex
+matches (``(?=[...])|(?<=[...])`` replaced by a space), so punctuation is split before
+SentencePiece's normalization, as in gluonnlp (``…`` stays one word that NFKC makes ``...``).
+
+:func:`verify_hf_tokenizer` compares the result with gluonnlp on any texts (by default the
+odd inputs of :data:`PROBE_TEXTS`); the converter refuses to write a folder that differs.
+"""
+import functools
+import json
+import os
+import sys
+import unicodedata
+
+from ..errors import ConversionError
+from ..fileio import atomic_path
+
+TOKENIZER_JSON = 'tokenizer.json'
+TOKENIZER_CONFIG = 'tokenizer_config.json'
+SPECIAL_TOKENS_MAP = 'special_tokens_map.json'
+SPECIAL_TOKENS = {'unk_token': '[UNK]', 'pad_token': '[PAD]', 'cls_token': '[CLS]', 'sep_token': '[SEP]',
+                  'mask_token': '[MASK]'}
+SPACE_SYMBOL = '\u2581'  # SentencePiece's '▁'
+UNK_PENALTY = 10.0  # SentencePiece (and tokenizers' Unigram) score unknown characters min_score - 10
+
+# gluonnlp's _is_chinese_char (BERT's "CJK" blocks)
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+              (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+PROBE_TEXTS = (
+    # full-width forms, compatibility characters NFKC rewrites
+    'ＡＢＣ１２３！', 'ｶﾀｶﾅ ﾊﾝｶｸ', '①②③ ⑴⑵ ㈜삼성 ㈔ ㎏ ㎞ ℃ ™ № ½ ¼ ⅓ ²³ ﬁ ﬂ', '㉠㉮ ㈀ ㈎ ㉿',
+    # accents: gluonnlp strips non-spacing marks even though KoBERT is cased
+    'café naïve résumé Ångström Zoë façade', 'cafe\u0301 na\u0308ive', 'Ελληνικά ά ῷ', 'Ǆ ǅ ǆ ﬀ ẞ ß',
+    # emoji, modifiers, ZWJ sequences, flags, keycaps
+    '😀👍🏻 좋아요👍 👨‍👩‍👧‍👦 🇰🇷 1️⃣ ❤️ ♥ ☆★',
+    # URLs, e-mail, markup
+    'https://www.example.com/path?q=한국어&x=1#frag 보세요', 'mail: kobert@sktbrain.co.kr', '<b>굵게</b> &amp; &lt;',
+    # quotes and brackets
+    '“따옴표” ‘작은따옴표’ «guillemets» 「괄호」 『겹낫표』 【】 〈〉 《》', '"quoted" \'single\' `back`',
+    # whitespace of every kind
+    '탭\t문자\n줄바꿈\r\n캐리지\x0b수직탭\x0c폼피드', '\u00a0줄바꿈없는\u3000전각공백\u2003em\u2028줄\u2029문단\u202f좁은',
+    # control characters, zero-width and other format characters, BOM, replacement char
+    '제어\x00문자\x01\x07\x1b[0m\x7f\x85끝', '제로\u200b폭\u200c공백\u200d연결\ufeffBOM\u2060WJ\u00adSHY',
+    '대체\ufffd문자 \u202e역방향\u202c \U000e0001태그', '사설\ue000영역\U000f0000',
+    # CJK ideographs (Hanja), compatibility ideographs, Kangxi radicals, Japanese
+    '大韓民國 漢字語 한자(漢字) 金씨', '豈 更 \U0002f800 ⼀⼆ ⺠', '日本語のテキストです。カタカナ、ひらがな！',
+    '中文，标点。“引号”', '\U00020000\U0002a700 희귀한자',
+    # Hangul oddities: compatibility jamo, conjoining jamo, halfwidth, archaic
+    'ㅋㅋㅋㅋ ㅠㅠ ㅎㅎ ㄱㄴㄷ', '\u1100\u1161\u11a8 \u1112\u1161\u11ab', 'ﾡﾢﾣ', 'ᄒᆞᆫ글 ㅿ ㆁ ㆆ',
+    # mixed Korean / English / digits
+    '아이폰15 Pro Max가 1,299,000원!! 3.5점/5점', 'KoBERT는 SKT Brain이 만든 BERT-base 모델이다.', 'ver2.0.1a 2024-01-31 12:30pm',
+    # repeated and odd punctuation
+    '진짜????!!!!!!...... ㅋㅋ', '와…… 대박‼ ⁉ ⁇', '~~~!!!@@@###$$$%%%^^^&&&***((()))', '---___+++===|||\\\\\\',
+    '§¶†‡•‣※‰′″‴', '₩1,000 $5 €3 £2 ¥100',
+    # SentencePiece's own space symbol and special-token look-alikes
+    '\u2581 \u2581\u2581a a\u2581 \u2581b\u2581c', '[CLS] [SEP] [PAD] [MASK] [UNK] <unk> <s> </s>',
+    # other scripts
+    'Привет мир', 'مرحبا بالعالم', 'שלום עולם', 'नमस्ते दुनिया', 'สวัสดีชาวโลก', 'Tiếng Việt có dấu',
+    # math and letterlike symbols
+    '𝐀𝐁𝐂 𝒜 ℌ ℍ ∑∫√∞ ≠ ≤ ≥ ⁰¹ ₀₁ x² H₂O',
+    # empty, whitespace only, punctuation only
+    '', ' ', '   \t\n  ', '\u200b', '!', '…',
+    # long text: more pieces than max_len
+    '이 영화는 정말 재미있었고 배우들의 연기도 훌륭했으며 음악까지 완벽해서 다시 보고 싶은 작품이다. ' * 8,
+    'a' * 300, '가나다라마바사' * 60, '😀' * 100, '!?' * 100,
+)
+
+
+# ---------------------------------------------------------------------------- character classes
+
+def _all_chars():
+    return (chr(code) for code in range(sys.maxunicode + 1) if not 0xD800 <= code <= 0xDFFF)
+
+
+@functools.lru_cache(maxsize=None)
+def _chars_where(kind):
+    """The characters of one class, by Python's unicodedata (which gluonnlp's tokenizer uses)."""
+    tests = {
+        # gluonnlp _step1: dropped (NUL, U+FFFD, Cc/Cf except \t \n \r)
+        'control': lambda ch, cat: ch in '\x00\ufffd' or (cat in ('Cc', 'Cf') and ch not in '\t\n\r'),
+        # gluonnlp _step1: mapped to ' '
+        'whitespace': lambda ch, cat: ch in ' \t\n\r' or cat == 'Zs',
+        # gluonnlp _step2: dropped after NFD
+        'nonspacing': lambda ch, cat: cat == 'Mn',
+        # str.split() also splits on these (U+2028, U+2029, ...), which _step1 kept
+        'split': lambda ch, cat: ch.isspace() and ch != ' ',
+        # gluonnlp _step2: spaced out
+        'punctuation': lambda ch, cat: (33 <= ord(ch) <= 47 or 58 <= ord(ch) <= 64 or 91 <= ord(ch) <= 96
+                                        or 123 <= ord(ch) <= 126 or cat.startswith('P')),
+    }
+    test = tests[kind]
+    return tuple(ch for ch in _all_chars() if test(ch, unicodedata.category(ch)))
+
+
+def _ranges(codes):
+    ranges = []
+    for code in sorted(codes):
+        if ranges and code == ranges[-1][1] + 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return ranges
+
+
+def _regex_class(codes):
+    """An Oniguruma character class listing exactly ``codes`` (as \\x{...} ranges)."""
+    parts = []
+    for low, high in _ranges(codes):
+        parts.append(f'\\x{{{low:X}}}' if low == high else f'\\x{{{low:X}}}-\\x{{{high:X}}}')
+    return '[' + ''.join(parts) + ']'
+
+
+def _class_of(kind):
+    return _regex_class(ord(ch) for ch in _chars_where(kind))
+
+
+def _spaced_out(char_class):
+    """A regex whose zero-width matches lie before and after each character of the class."""
+    return f'(?={char_class})|(?<={char_class})'
+
+
+# ---------------------------------------------------------------------------- the tokenizer
+
+def _require():
+    try:
+        import tokenizers  # noqa: F401
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        from ..errors import MissingExtraError
+        raise MissingExtraError('writing a transformers tokenizer needs the tokenizers package '
+                                '(pip install transformers)') from error
+    return tokenizers
+
+
+def _load_model_proto(spiece_path):
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    with open(spiece_path, 'rb') as source:
+        proto.ParseFromString(source.read())
+    return proto
+
+
+def _check_spiece(proto, spiece_path):
+    spec, trainer = proto.normalizer_spec, proto.trainer_spec
+    problems = []
+    if trainer.model_type != trainer.UNIGRAM:
+        problems.append(f'model_type {trainer.ModelType.Name(trainer.model_type)} (only UNIGRAM)')
+    if trainer.byte_fallback:
+        problems.append('byte_fallback')
+    if trainer.treat_whitespace_as_suffix:
+        problems.append('treat_whitespace_as_suffix')
+    if not trainer.split_by_whitespace:
+        problems.append('split_by_whitespace off')
+    if not (spec.add_dummy_prefix and spec.remove_extra_whitespaces and spec.escape_whitespaces):
+        problems.append('normalizer without add_dummy_prefix/remove_extra_whitespaces/escape_whitespaces')
+    if spec.normalization_rule_tsv:
+        problems.append('a custom normalization_rule_tsv')
+    if problems:
+        raise ConversionError(f'{spiece_path}: cannot express this SentencePiece model as a transformers '
+                              f'tokenizer: {", ".join(problems)}')
+
+
+def _unigram_vocab(proto, vocab, spiece_path):
+    """``[(token, score)]`` in the gluonnlp vocab's id order, SentencePiece's scores.
+
+    gluonnlp looks each SentencePiece piece up in the vocab, so a piece SentencePiece can
+    output must be a vocab token (else gluonnlp gives [UNK] where Unigram could not).
+    Vocab tokens SentencePiece lacks (the BERT specials of the v0.1 .json) can never be
+    produced from text (their brackets are split off first); they get score 0.
+    """
+    pieces = {piece.piece: piece for piece in proto.pieces}
+    normal = proto.SentencePiece.NORMAL
+    missing = [p.piece for p in proto.pieces if p.type == normal and p.piece not in vocab.token_to_idx]
+    if missing:
+        raise ConversionError(f'{spiece_path}: {len(missing)} SentencePiece pieces are not in the vocab '
+                              f'(first: {missing[:5]}); gluonnlp maps them to [UNK], which a Unigram '
+                              f'tokenizer cannot express')
+    entries = []
+    for token in vocab.idx_to_token:
+        piece = pieces.get(token)
+        # only NORMAL pieces take part in SentencePiece's Viterbi search as scored pieces;
+        # user-defined ones ([PAD] ...) are matched verbatim and cannot occur after the
+        # basic tokenizer split their brackets off.
+        entries.append((token, float(piece.score) if piece is not None and piece.type == normal else 0.0))
+    return entries
+
+
+def build_hf_tokenizer(spiece_path, vocab, max_len):
+    """A ``tokenizers.Tokenizer`` giving gluonnlp's ids for ``spiece_path`` + ``vocab``."""
+    _require()
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    if max_len < 2:
+        raise ConversionError(f'max_len={max_len}: must leave room for [CLS] and [SEP]')
+    spiece_path = os.fspath(spiece_path)
+    proto = _load_model_proto(spiece_path)
+    _check_spiece(proto, spiece_path)
+    ids = {name: vocab.token_to_idx.get(token) for name, token in SPECIAL_TOKENS.items()}
+    if None in ids.values() or vocab.unknown_token != SPECIAL_TOKENS['unk_token']:
+        raise ConversionError(f'{spiece_path}: the vocab lacks a BERT special token: {ids}')
+
+    space = SPACE_SYMBOL
+    tokenizer = Tokenizer(models.Unigram(_unigram_vocab(proto, vocab, spiece_path), unk_id=ids['unk_token'],
+                                         byte_fallback=False))
+    tokenizer.normalizer = normalizers.Sequence([
+        # a leading space: a zero-width match at offset 0 breaks tokenizers' alignments (NFD panics)
+        normalizers.Prepend(' '),
+        # --- gluonnlp BERTBasicTokenizer(lower=False)
+        normalizers.Replace(Regex(_class_of('control')), ''),
+        normalizers.Replace(Regex(_class_of('whitespace')), ' '),
+        normalizers.Replace(Regex(_spaced_out(_regex_class(
+            code for low, high in CJK_RANGES for code in range(low, high + 1)))), ' '),
+        normalizers.NFD(),
+        normalizers.Replace(Regex(_class_of('nonspacing')), ''),
+        normalizers.Replace(Regex(_class_of('split')), ' '),
+        normalizers.Replace(Regex(_spaced_out(_class_of('punctuation'))), ' '),
+        # --- SentencePiece, on each word: its normalizer...
+        normalizers.NFC(),  # the charsmap composes NFD Hangul only by longest match; tokenizers goes by graphemes
+        normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap),
+        # ...removes spaces and ▁ at a word's end and repeated spaces, adds the dummy prefix,
+        # escapes spaces as ▁
+        normalizers.Replace(Regex(f'[ {space}]+(?= |$)'), ''),
+        normalizers.Replace(Regex('^ +'), ''),
+        normalizers.Replace(' ', space),
+        normalizers.Prepend(space),
+    ])
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(space, behavior='merged_with_next')
+    tokenizer.decoder = decoders.Metaspace(replacement=space, prepend_scheme='always', split=True)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f'{SPECIAL_TOKENS["cls_token"]} $A {SPECIAL_TOKENS["sep_token"]}',
+        pair=f'{SPECIAL_TOKENS["cls_token"]} $A {SPECIAL_TOKENS["sep_token"]} $B:1 {SPECIAL_TOKENS["sep_token"]}:1',
+        special_tokens=[(SPECIAL_TOKENS['cls_token'], ids['cls_token']),
+                        (SPECIAL_TOKENS['sep_token'], ids['sep_token'])])
+    tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False)
+                                  for token in SPECIAL_TOKENS.values()])
+    # gluonnlp never reads "[CLS]" in a text as the special token: it splits off the brackets
+    tokenizer.encode_special_tokens = True
+    tokenizer.enable_truncation(max_length=max_len)
+    return tokenizer

@@ -1,0 +1,68 @@
+"""A pretraining result as fine-tuning reads it: ``bert.params`` + ``tokenizer/`` + ``pretrain.json``.
+
+``kobert-gluon pretrain`` writes such a directory (:mod:`kobert_gluon.train.pretrain`); the
+package ships one in ``resources/pretrained/``, which the demo and ``--bert small`` start from.
+"""
+import os
+
+from .. import assets
+from ..errors import ConfigError
+from ..fileio import file_inside, package_file, read_json
+from ..text.tokenizer import get_bert_tokenizer, get_vocab
+from ..text.vocab import TOKENIZER_DIR
+
+PARAMS_FILE = 'bert.params'
+RECORD_FILE = 'pretrain.json'
+RECORD_FORMAT = 'kobert_gluon.pretrained_bert'
+SHIPPED_DIR = ('resources', 'pretrained')
+
+
+def shipped_params():
+    return package_file(*SHIPPED_DIR, PARAMS_FILE)
+
+
+def fine_tuning_start(init_from, demo=False):
+    """(params file or None, its pretrain record or None) that fine-tuning starts from.
+
+    ``'none'`` means random weights. Without ``init_from`` the demo (no data) starts from the
+    checkpoint shipped in the package; other runs from nothing here (KoBERT's file is found by
+    the caller).
+    """
+    if init_from == 'none' or (init_from is None and not demo):
+        return None, None
+    path = init_from or shipped_params()
+    if init_from is None and not os.path.isfile(path):
+        return None, None
+    if not os.path.isfile(path):
+        raise ConfigError(f'init_from={path}: no such file')
+    return path, read_record(path)
+
+
+def read_record(params_path):
+    """The pretrain.json beside a bert.params (md5s checked), or None when there is none."""
+    directory = os.path.dirname(os.path.abspath(params_path))
+    path = os.path.join(directory, RECORD_FILE)
+    if os.path.basename(params_path) != PARAMS_FILE or not os.path.isfile(path):
+        return None
+    record = read_json(path)
+    if record.get('format') != RECORD_FORMAT:
+        raise ConfigError(f'{path}: not a {RECORD_FORMAT} record')
+    for role, file in (('params', params_path), ('tokenizer', record_tokenizer_path(params_path, record))):
+        if not os.path.isfile(file):
+            raise ConfigError(f'{path}: names {file}, which is missing')
+        if assets.md5sum(file) != record[role]['md5']:
+            raise ConfigError(f'{file}: md5 differs from the one in {path}')
+    return record
+
+
+def record_tokenizer_path(params_path, record):
+    directory = os.path.dirname(os.path.abspath(params_path))
+    return file_inside(directory, TOKENIZER_DIR, record['tokenizer']['file'], ConfigError,
+                       os.path.join(directory, RECORD_FILE))
+
+
+def record_tokenizer(params_path, record):
+    """(tokenizer, vocab, files) of a pretrain result, as load_tokenizer returns them."""
+    path = record_tokenizer_path(params_path, record)
+    vocab = get_vocab(path)
+    return get_bert_tokenizer(path, vocab), vocab, {'tokenizer': path}

@@ -1,0 +1,127 @@
+"""Exactly the ids gluonnlp's BERTSPTokenizer + BERTSentenceTransform give, without gluonnlp or mxnet.
+
+For PyTorch code that reads a folder ``kobert-gluon convert --to-transformers`` wrote: its
+``tokenizer/`` SentencePiece file, ``vocab.txt`` (line number = id) and ``kobert_gluon.json``.
+"""
+import os
+import unicodedata
+
+import numpy as np
+
+from ..errors import ConversionError
+from ..fileio import file_inside, read_json
+from .vocab import TOKENIZER_DIR
+
+META_FILE = 'kobert_gluon.json'  # in a converted folder: max_len, dropout, tokenizer files and md5s
+VOCAB_TXT = 'vocab.txt'
+
+
+def read_meta(src_dir):
+    path = os.path.join(src_dir, META_FILE)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        meta = read_json(path)
+    except ValueError as error:
+        raise ConversionError(f'{path}: not valid JSON ({error})') from error
+    if not isinstance(meta, dict) or not isinstance(meta.get('tokenizer', {}), dict):
+        raise ConversionError(f'{path}: expected a JSON object whose "tokenizer" maps roles to files')
+    return meta
+
+
+def recorded_file(directory, entry):
+    """A tokenizer file named in META_FILE (a downloaded directory may have written anything)."""
+    name = entry.get('file') if isinstance(entry, dict) else None
+    return file_inside(directory, TOKENIZER_DIR, name, ConversionError, os.path.join(directory, META_FILE))
+
+
+class TokenIds:
+    """Exactly the ids gluonnlp's BERTSPTokenizer + BERTSentenceTransform give, without gluonnlp.
+
+    For PyTorch code: BERT's basic tokenization (cased, as KoBERT's) splits whitespace and
+    punctuation, then SentencePiece encodes each word on its own, and pieces are looked up
+    in our vocab. Needs only ``sentencepiece``::
+
+        ids = TokenIds.from_directory('kobert-hf')
+        batch = ids(['정말 재밌어요!'], max_len=64)       # input_ids, token_type_ids, attention_mask
+        logits = model(**{k: torch.tensor(v) for k, v in batch.items()}).logits
+    """
+
+    def __init__(self, sentencepiece_path, tokens):
+        import sentencepiece
+
+        self.sentencepiece = sentencepiece.SentencePieceProcessor(model_file=os.fspath(sentencepiece_path))
+        self.tokens = list(tokens)
+        self.token_to_id = {token: i for i, token in enumerate(self.tokens)}
+        self.unk_id, self.pad_id = self.token_to_id['[UNK]'], self.token_to_id['[PAD]']
+        self.cls_id, self.sep_id = self.token_to_id['[CLS]'], self.token_to_id['[SEP]']
+
+    @classmethod
+    def from_directory(cls, directory):
+        """From a directory :func:`to_transformers` wrote (tokenizer/ + vocab.txt + kobert_gluon.json)."""
+        meta = read_meta(directory)
+        if not meta.get('tokenizer'):
+            raise ConversionError(f'{directory}: no tokenizer recorded in {META_FILE}')
+        with open(os.path.join(directory, VOCAB_TXT), encoding='utf-8') as source:
+            tokens = source.read().split('\n')[:-1]
+        return cls(recorded_file(directory, meta['tokenizer']['tokenizer']), tokens)
+
+    def tokenize(self, text):
+        return [piece for word in basic_tokenize(text) for piece in self.sentencepiece.encode(word, out_type=str)]
+
+    def encode(self, text, max_len=None):
+        """``[CLS] ids [SEP]``, cut to ``max_len`` as BERTSentenceTransform cuts."""
+        ids = [self.token_to_id.get(piece, self.unk_id) for piece in self.tokenize(text)]
+        if max_len is not None:
+            ids = ids[:max_len - 2]
+        return [self.cls_id] + ids + [self.sep_id]
+
+    def __call__(self, texts, max_len=None):
+        """int64 arrays ``input_ids``, ``token_type_ids``, ``attention_mask`` padded with [PAD]."""
+        encoded = [self.encode(text, max_len) for text in texts]
+        width = max((len(ids) for ids in encoded), default=0)
+        input_ids = np.full((len(encoded), width), self.pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(encoded), width), dtype=np.int64)
+        for row, ids in enumerate(encoded):
+            input_ids[row, :len(ids)] = ids
+            attention_mask[row, :len(ids)] = 1
+        return {'input_ids': input_ids, 'token_type_ids': np.zeros_like(input_ids), 'attention_mask': attention_mask}
+
+
+def basic_tokenize(text):
+    """gluonnlp 0.10's cased BERTBasicTokenizer: drop control chars, space out CJK and punctuation.
+
+    Like gluonnlp it NFD-normalises and drops non-spacing marks even when cased; SentencePiece
+    recomposes Hangul afterwards.
+    """
+    chars = []
+    for char in text:
+        category = unicodedata.category(char)
+        if char in '\x00\ufffd' or (category in ('Cc', 'Cf') and char not in '\t\n\r'):
+            continue
+        if char in ' \t\n\r' or category == 'Zs':
+            chars.append(' ')
+        elif _is_cjk(ord(char)):
+            chars.append(f' {char} ')
+        else:
+            chars.append(char)
+    words = []
+    for char in unicodedata.normalize('NFD', ''.join(chars).strip()):
+        category = unicodedata.category(char)
+        if category == 'Mn':
+            continue
+        words.append(f' {char} ' if _is_punctuation(ord(char), category) else char)
+    return ''.join(words).split()
+
+
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+              (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
+def _is_cjk(code):
+    return any(low <= code <= high for low, high in CJK_RANGES)
+
+
+def _is_punctuation(code, category):
+    # BERT counts every non-alphanumeric ASCII symbol ($, ^, `) as punctuation too.
+    return 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126 or category.startswith('P')

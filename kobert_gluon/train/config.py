@@ -1,0 +1,242 @@
+"""The settings of the two recipes, fine-tuning (:class:`TrainConfig`) and pretraining
+(:class:`PretrainConfig`): dataclasses whose fields are the CLI flags, validated one way
+(:func:`check_types`, then ranges), before any work is done."""
+import dataclasses
+import math
+import os
+import typing
+from typing import Optional
+
+from ..errors import ConfigError
+from ..models.config import BertConfig
+from ..text.corpus import check_corpus
+from ..text.data import check_max_len
+from .distributed import ENGINES
+
+
+BERT_SIZES = ('auto', 'kobert', 'small')
+
+
+DTYPES = ('float32', 'bfloat16', 'float16')
+
+
+SELECT_METRICS = ('accuracy', 'macro_f1')
+
+
+def field(default, help):
+    return dataclasses.field(default=default, metadata={'help': help})
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    """The optimisation recipe fine-tuning and pretraining share: bertadam, linear warmup then
+    linear decay, global-norm clipping (pretraining overrides the rate and epsilon defaults)."""
+    learning_rate: float = field(5e-5, 'peak learning rate')
+    warmup_ratio: float = field(0.1, 'share of steps with linearly rising learning rate')
+    weight_decay: float = field(0.01, 'bertadam weight decay (not on LayerNorm or biases)')
+    epsilon: float = field(1e-9, 'bertadam epsilon')
+    max_grad_norm: float = field(1.0, 'global gradient norm clip')
+
+    def check_optimizer(self):
+        for name in ('learning_rate', 'epsilon', 'max_grad_norm'):
+            _check(self, name, getattr(self, name) > 0, 'must be a positive number')
+        _check(self, 'weight_decay', self.weight_decay >= 0, 'must be 0 or more')
+        _check(self, 'warmup_ratio', 0 <= self.warmup_ratio < 1, 'must be in [0, 1)')
+
+
+@dataclasses.dataclass
+class TrainConfig(OptimizerConfig):
+    """Every setting of a fine-tuning run; the CLI's flags are these field names."""
+    data: Optional[str] = field(None, 'labeled TSV/CSV/XLSX file; none: the embedded Korean demo set')
+    text_column: str = field('text', 'column holding the sentences')
+    label_column: str = field('label', 'column holding the labels (names or integers)')
+    test_data: Optional[str] = field(None, 'separate test file; none: a stratified split of --data')
+    test_size: float = field(0.2, 'share of --data held out for testing when there is no --test_data')
+    valid_data: Optional[str] = field(None, 'separate validation file; none: a stratified split of the training part')
+    valid_size: float = field(0.1, 'share of the training part held out to pick best/ (0: no selection, '
+                                   'best/ is the last epoch)')
+    num_classes: Optional[int] = field(None, 'expected number of classes; checked against the labels')
+    init_from: Optional[str] = field(None, 'pretrained BERT params file (bert_12_768_12 layout) to start from, '
+                                           "instead of KoBERT's own; a `kobert-gluon pretrain` result brings its "
+                                           "tokenizer and size along; a transformers BERT directory is converted; "
+                                           "'none': random weights. Without --data: a checkpoint shipped in "
+                                           'kobert_gluon/resources/pretrained/ if there is one (none is shipped now)')
+    kobert_dir: Optional[str] = field(None, 'directory holding the KoBERT files (else KOBERT_HOME, the cache, a download)')
+    bert: str = field('auto', "'kobert' (12 layers, pretrained), 'small' (2 layers, from scratch), or 'auto': kobert when --data is given")
+    max_len: int = field(64, 'tokens per sentence, [CLS] and [SEP] included')
+    batch_size: int = field(64, 'sentences per optimizer step (before accumulation) on each worker')
+    num_epochs: int = field(5, 'passes over the training set')
+    accumulate: int = field(1, 'batches whose gradients add up to one step')
+    dropout: float = field(0.1, 'dropout before the classifier head')
+    log_interval: int = field(200, 'batches between log lines')
+    seed: int = field(42, 'seed for the split, shuffling, dropout and initialisation')
+    ctx: str = field('auto', "'auto', 'cpu', 'gpu' or 'gpu:0,1'")
+    distributed: str = field('none', "'none', 'horovod' (under horovodrun) or 'dist_sync' (under kobert-gluon "
+                                     "launch); the global batch is batch_size x workers x accumulate")
+    dtype: str = field('float32', "'float32', 'bfloat16' (CPU AMP) or 'float16' (GPU AMP)")
+    bucketing: bool = field(False, 'batch sentences of similar length, padded per batch')
+    select_metric: str = field('accuracy', "validation metric that picks best/: 'accuracy' or 'macro_f1'")
+    early_stopping: int = field(0, 'stop after this many epochs without validation improvement (0: never)')
+    save_every: int = field(0, 'also checkpoint last/ every this many optimizer steps (0: once per epoch)')
+    tokenizer_vocab_size: int = field(3000, 'pieces of a tokenizer trained on --data when KoBERT files are absent')
+    output_dir: Optional[str] = field(None, 'run directory: checkpoints, best/ and last/ models, plots '
+                                            '(none: a new runs/<name>-<date-time>)')
+    resume: bool = field(False, 'continue the run in --output_dir from its newest complete checkpoint')
+    overwrite: bool = field(False, 'delete a previous run in --output_dir and start over')
+    allow_pickle_resume: bool = field(False, "resume from an old pickled trainer.states: unpickling can run "
+                                             "arbitrary code, so only for files you made yourself")
+
+    @classmethod
+    def demo(cls, **overrides):
+        """The embedded default: a small BERT learns the demo set in a few minutes on 2 cores."""
+        return cls(**{'bert': 'small', 'batch_size': 32, 'num_epochs': 8, 'learning_rate': 5e-4,
+                      'log_interval': 5, **overrides})
+
+    def validate(self):
+        """Type and range of every setting, before any work is done."""
+        check_types(self, TrainConfig)
+        check_max_len(self.max_len, max_positions(self), 'max_len')
+        for name in ('batch_size', 'num_epochs', 'accumulate', 'log_interval', 'tokenizer_vocab_size'):
+            _check(self, name, getattr(self, name) >= 1, 'must be at least 1')
+        for name in ('early_stopping', 'save_every'):
+            _check(self, name, getattr(self, name) >= 0, 'must be 0 (off) or more')
+        self.check_optimizer()
+        _check(self, 'dropout', 0 <= self.dropout < 1, 'must be in [0, 1)')
+        _check(self, 'test_size', 0 < self.test_size < 1, 'must be between 0 and 1')
+        _check(self, 'valid_size', 0 <= self.valid_size < 1, 'must be in [0, 1)')
+        _check(self, 'num_classes', self.num_classes is None or self.num_classes >= 2, 'must be at least 2')
+        for name, choices in (('bert', BERT_SIZES), ('dtype', DTYPES), ('select_metric', SELECT_METRICS),
+                              ('distributed', ENGINES)):
+            _check(self, name, getattr(self, name) in choices, f'expected one of {choices}')
+        if self.resume and self.overwrite:
+            raise ConfigError('resume and overwrite exclude each other: --resume continues the run in '
+                              '--output_dir, --overwrite deletes it')
+        if self.resume and not self.output_dir:
+            raise ConfigError('--resume needs --output_dir: the run directory to continue')
+        if self.distributed != 'none' and not self.output_dir:
+            raise ConfigError(f'--distributed {self.distributed} needs --output_dir: one run directory for '
+                              'every worker')
+        if self.dtype == 'bfloat16' and self.accumulate > 1:
+            raise ConfigError('accumulate > 1 is not available with dtype=bfloat16: under MXNet 1.9.1\'s bf16 AMP '
+                              'gradients that add up over several batches stay zero; use accumulate 1 with a '
+                              'larger batch_size, or dtype float32')
+        if self.distributed != 'none' and self.bucketing:
+            raise ConfigError('bucketing is not available with --distributed: every rank must take the same '
+                              'number of batches')
+        return self
+
+
+def check_types(config, config_class=None):
+    """Each field holds its annotated type: 1.5 epochs or max_len '64' are errors, not surprises."""
+    config_class = config_class or type(config)
+    if not isinstance(config, config_class) or not dataclasses.is_dataclass(config):
+        raise ConfigError(f'expected a {config_class.__name__}, got {type(config).__name__}; '
+                          f'build one with {config_class.__name__}(**settings)')
+    for name, hint in typing.get_type_hints(config_class).items():
+        check_setting(name, getattr(config, name), hint)
+
+
+def check_setting(name, value, hint, where=''):
+    optional = typing.get_origin(hint) is typing.Union
+    expected = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    if value is None and optional:
+        return
+    accepted = (int, float) if expected is float else (expected,)
+    if not isinstance(value, accepted) or (expected is not bool and isinstance(value, bool)):
+        raise ConfigError(f'{where}{name}={value!r} should be {expected.__name__}')
+    if expected is float and not math.isfinite(value):
+        raise ConfigError(f'{where}{name}={value!r} must be a finite number')
+
+
+def _check(config, name, ok, requirement):
+    if not ok:
+        raise ConfigError(f'{name}={getattr(config, name)!r}: {requirement}')
+
+
+def max_positions(config):
+    return BertConfig.kobert().max_length if bert_size(config) == 'kobert' else BertConfig.small().max_length
+
+
+def bert_size(config):
+    return 'kobert' if config.bert == 'kobert' or (config.bert == 'auto' and config.data) else 'small'
+
+
+PRETRAIN_SIZES = ('small', 'kobert')
+
+
+TOKENIZER_CHOICES = ('auto', 'kobert', 'train')
+
+
+SAVE_DTYPES = ('float32', 'float16')
+SIZE_FLAGS = ('num_layers', 'units', 'hidden_size', 'num_heads')  # override --bert's size
+
+
+@dataclasses.dataclass
+class PretrainConfig(OptimizerConfig):
+    """Every setting of a pretraining run; the CLI's flags are these field names."""
+    corpus: Optional[str] = field(None, 'UTF-8 text file: one sentence per line (documents separated by blank '
+                                        'lines for --next_sentence); streamed, any size')
+    output_dir: Optional[str] = field(None, 'run directory: bert.params, tokenizer/, pretrain.json, last/ '
+                                            '(none: a new runs/pretrain-<date-time>)')
+    init_from: Optional[str] = field(None, 'BERT params file in bert_12_768_12 layout to continue from '
+                                           "(KoBERT's mxnet_kobert_*.params or a pretrain result)")
+    bert: str = field('small', "'small' (2 layers x 128) or 'kobert' (12 x 768); the four flags below override")
+    num_layers: Optional[int] = field(None, 'transformer layers (overrides --bert)')
+    units: Optional[int] = field(None, 'hidden units (overrides --bert)')
+    hidden_size: Optional[int] = field(None, 'feed-forward units (overrides --bert)')
+    num_heads: Optional[int] = field(None, 'attention heads (overrides --bert)')
+    tokenizer: str = field('auto', "'kobert', 'train' (SentencePiece on the corpus), a .spiece path, or 'auto': "
+                                   "KoBERT's when found (always for --bert kobert / --init_from), else train")
+    tokenizer_vocab_size: int = field(8002, 'pieces of a tokenizer trained on the corpus')
+    tokenizer_sentences: int = field(300000, 'lines from the start of the corpus a tokenizer is trained on')
+    kobert_dir: Optional[str] = field(None, 'directory holding the KoBERT files')
+    max_len: int = field(128, 'tokens per sequence, [CLS] and [SEP] included')
+    batch_size: int = field(32, 'sequences per optimizer step')
+    num_steps: int = field(1000, 'optimizer steps (the corpus is read again as often as needed); 0: save the '
+                                 'initial weights (a from-scratch start with this tokenizer)')
+    learning_rate: float = field(1e-4, 'peak learning rate')
+    epsilon: float = field(1e-6, 'bertadam epsilon')
+    mask_prob: float = field(0.15, 'share of tokens chosen for prediction')
+    max_predictions: int = field(20, 'most predicted tokens per sequence')
+    whole_word_mask: bool = field(False, 'choose whole words (a ▁ piece and the pieces after it)')
+    next_sentence: bool = field(False, 'next-sentence prediction on pairs from documents (blank-line separated)')
+    split_lines: bool = field(False, 'with --next_sentence: pairs from single lines instead, each cut in two at a '
+                                     'random piece (a corpus without documents, e.g. one review per line)')
+    chunk_lines: int = field(2048, 'lines tokenized and shuffled together')
+    num_procs: int = field(2, 'tokenizer worker processes (0: tokenize in this process)')
+    rank: int = field(0, 'this worker\'s shard: line i is read by rank i % num_workers')
+    num_workers: int = field(1, 'number of shards (distributed workers)')
+    save_every: int = field(1000, 'steps between checkpoints in last/')
+    log_interval: int = field(100, 'steps between log lines')
+    seed: int = field(42, 'seed for masking, pairing, shuffling, dropout and initialisation')
+    ctx: str = field('auto', "'auto', 'cpu', 'gpu' or 'gpu:1' (one device)")
+    save_dtype: str = field('float32', "dtype of bert.params on disk: 'float32' or 'float16' (half the size)")
+    resume: bool = field(False, 'continue from output_dir/last')
+    overwrite: bool = field(False, 'delete a previous run in --output_dir and start over')
+
+    def validate(self):
+        """Type and range of every setting, before any work is done (as TrainConfig.validate)."""
+        check_types(self, PretrainConfig)
+        if not self.corpus:
+            raise ConfigError('corpus: a text file is required (--corpus FILE)')
+        check_corpus(self.corpus)
+        _check(self, 'num_steps', self.num_steps >= 0, 'must be 0 (only initialise and save) or more')
+        for name in ('batch_size', 'max_predictions', 'chunk_lines', 'num_workers',
+                     'save_every', 'log_interval', 'tokenizer_sentences'):
+            _check(self, name, getattr(self, name) >= 1, 'must be at least 1')
+        _check(self, 'rank', 0 <= self.rank < self.num_workers, f'must be in [0, num_workers={self.num_workers})')
+        _check(self, 'num_procs', self.num_procs >= 0, 'must be at least 0')
+        _check(self, 'mask_prob', 0 < self.mask_prob < 1, 'must be between 0 and 1')
+        self.check_optimizer()
+        for name, choices in (('bert', PRETRAIN_SIZES), ('save_dtype', SAVE_DTYPES)):
+            _check(self, name, getattr(self, name) in choices, f'expected one of {choices}')
+        _check(self, 'tokenizer', self.tokenizer in TOKENIZER_CHOICES or os.path.isfile(self.tokenizer),
+               f'no such file; or one of {TOKENIZER_CHOICES}')
+        _check(self, 'init_from', not self.init_from or os.path.isfile(self.init_from), 'no such file')
+        if self.split_lines and not self.next_sentence:
+            raise ConfigError('split_lines makes next-sentence pairs: it needs --next_sentence')
+        _check(self, 'max_len', self.max_len >= (5 if self.next_sentence else 3), 'too short for [CLS] ... [SEP]')
+        if self.resume and self.overwrite:
+            raise ConfigError('resume and overwrite exclude each other: --resume continues the run in '
+                              '--output_dir, --overwrite deletes it')
+        return self

@@ -1,0 +1,65 @@
+"""The optimisation recipe fine-tuning and pretraining share: bertadam without decay on
+LayerNorm and biases, linear warmup then linear decay, global-norm clipping of the mean
+gradient, one optimizer step; and the seeds that make a resumed run repeat an uninterrupted one."""
+import hashlib
+import random
+
+import gluonnlp as nlp
+import mxnet as mx
+import numpy as np
+from mxnet.contrib import amp
+
+
+def learning_rate_at(step, num_train_steps, num_warmup_steps, peak):
+    """Linear warmup to ``peak``, then linear decay to 0 at ``num_train_steps`` (clamped)."""
+    if step < num_warmup_steps:
+        return peak * step / num_warmup_steps
+    decay_steps = max(num_train_steps - num_warmup_steps, 1)
+    return max(peak * (1 - (step - num_warmup_steps) / decay_steps), 0.0)
+
+
+def exclude_from_weight_decay(params):
+    """bertadam's wd skips LayerNorm gamma/beta and every bias, as in BERT."""
+    excluded = [p for name, p in params.items() if name.endswith(('gamma', 'beta', 'bias'))]
+    for p in excluded:
+        p.wd_mult = 0.0
+    return excluded
+
+
+def clip_gradients(params, max_grad_norm, group_size):
+    """Clip the mean gradient of the ``group_size`` sentences summed in ``params`` at
+    ``max_grad_norm``; returns the mean gradient's norm before clipping.
+
+    The gradients are sums (the loss is summed, and accumulation adds batches up), so the
+    sum is clipped at ``max_grad_norm * group_size``; ``trainer.update(group_size)`` then
+    divides by group_size, which makes k accumulated batches of b equal one batch of k*b.
+    """
+    norm = nlp.utils.clip_grad_global_norm(params, max_grad_norm * group_size)
+    return float(norm.asscalar() if isinstance(norm, mx.nd.NDArray) else norm) / group_size
+
+
+def optimizer_step(trainer, params, group_size, max_grad_norm, dtype='float32'):
+    """One optimizer step from gradients that are sums over ``group_size`` sentences (of every
+    rank: the engine's ``allreduce_grads`` sums the ranks'), float16 loss scaling undone,
+    clipped (:func:`clip_gradients`) and divided by ``group_size``; then zeroed for the next
+    accumulation group."""
+    trainer.allreduce_grads()
+    if dtype == 'float16':
+        amp.unscale(trainer)  # clip the true gradients, not the loss-scaled ones
+    clip_gradients(params, max_grad_norm, group_size)
+    trainer.update(group_size)
+    for param in params:
+        param.zero_grad()
+
+
+def checkpoint_seed(seed, epoch, batches_done):
+    """The seed MXNet continues with after a mid-epoch checkpoint: a run resumed there starts
+    from the same seed, so it draws exactly the dropout masks the uninterrupted run drew."""
+    digest = hashlib.sha256(f'{seed}/{epoch}/{batches_done}'.encode()).digest()
+    return int.from_bytes(digest[:4], 'little') & 0x7FFFFFFF
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    mx.random.seed(seed)
