@@ -237,7 +237,7 @@ def build_hf_tokenizer(spiece_path, vocab, max_len):
         normalizers.Replace(Regex(_class_of('split')), ' '),
         normalizers.Replace(Regex(_spaced_out(_class_of('punctuation'))), ' '),
         # --- SentencePiece, on each word: its normalizer...
-        normalizers.NFC(),  # the charsmap composes NFD Hangul only by longest match; tokenizers goes by graphemes
+        normalizers.NFKC(),  # see _charsmap_note
         normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap),
         # ...removes spaces and ▁ at a word's end and repeated spaces, adds the dummy prefix,
         # escapes spaces as ▁

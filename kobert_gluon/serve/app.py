@@ -287,7 +287,10 @@ def validation_error(errors):
         if error['loc'][:1] == ('body',):
             error['loc'] = error['loc'][1:]
         if error['type'] == 'body_shape':
-            return 422, f'expected a JSON object {SHAPES}, got {describe(error.get("input"))}'
+            value = error.get('input')
+            got = (f'an object with fields {sorted(value)}' if value else 'an empty object') \
+                if isinstance(value, dict) else describe(value)
+            return 422, f'expected a JSON object {SHAPES}, got {got}'
         if error['type'] == 'json_invalid':  # FastAPI's own parse; ours runs first, so only a safeguard
             return 400, f'body is not valid JSON ({error.get("ctx", {}).get("error", error["msg"])})'
     shape = errors[0]['loc'][0] if errors[0]['loc'] else None
@@ -298,7 +301,7 @@ def validation_error(errors):
     if unknown:
         where = unknown[0]['path'][:-1]
         names = sorted(str(error['path'][-1]) for error in unknown if error['path'][:-1] == where)
-        return 422, f'unknown fields {names} in {field_name(where) if where else body + " body"}'
+        return 422, f'unknown fields {names} in {field_name(where) if where else "a " + body + " body"}'
     for error in errors:
         if error['type'] == 'too_long' and len(error['path']) == 1:
             count, most = error['ctx']['actual_length'], error['ctx']['max_length']
@@ -409,14 +412,15 @@ def build_app(classifier, limits):
                             Exception: server_error})
     app.state.limits, app.state.batcher = limits, batcher
 
-    @app.get('/', response_class=HTMLResponse, summary='The web page (Korean, with English)',
+    @app.get('/', response_class=HTMLResponse, summary='The web page (Korean, with English)', operation_id='page',
              responses={200: {'content': {'text/html': {}}, 'description': 'HTML'}})
     async def page():
         return Response(page_html, media_type='text/html; charset=utf-8', headers=PAGE_HEADERS)
 
     api = APIRouter(route_class=JsonBodyRoute)
 
-    @api.post('/predict', response_model=PredictAnswer, responses=ERROR_RESPONSES, summary='Label sentences',
+    @api.post('/predict', response_model=PredictAnswer, summary='Label sentences', operation_id='predict',
+              responses={200: {'description': 'one prediction per text, in order'}, **ERROR_RESPONSES},
               description=f'`{{"texts": [...]}}` and `{{"text": "..."}}` are answered `{{"predictions": [...]}}` '
                           '(a list of one for `text`); `{"inputs": "..." | [...]}` as the Hugging Face Inference API '
                           'answers text classification: `[[{"label", "score"}, ...], ...]`, one list per text, '
@@ -434,11 +438,11 @@ def build_app(classifier, limits):
 
     app.include_router(api)
 
-    @app.get('/health', response_model=Health, summary='Liveness, and how much work was done')
+    @app.get('/health', response_model=Health, summary='Liveness, and how much work was done', operation_id='health')
     async def health():
         return {'status': 'ok', 'batches': batcher.batches, 'sentences': batcher.sentences}
 
-    @app.get('/metadata', response_model=Metadata, summary='The model being served',
+    @app.get('/metadata', response_model=Metadata, summary='The model being served', operation_id='metadata',
              description='labels, sizes, versions, md5s, limits; `base_weights.kind` is "random" for a demo '
                          'trained from untrained BERT weights')
     async def get_metadata():

@@ -8,9 +8,10 @@ import typing
 from typing import Optional
 
 from ..errors import ConfigError
-from ..models.config import BertConfig
+from ..models.config import BertConfig, bert_config_for
 from ..text.corpus import check_corpus
 from ..text.data import check_max_len
+from ..text.vocab import KOBERT_VOCAB_SIZE
 from .distributed import ENGINES
 
 
@@ -240,3 +241,11 @@ class PretrainConfig(OptimizerConfig):
             raise ConfigError('resume and overwrite exclude each other: --resume continues the run in '
                               '--output_dir, --overwrite deletes it')
         return self
+
+
+def kobert_sized_config(config, vocab):
+    """The BertConfig fine-tuning builds; KoBERT's pretrained weights need KoBERT's vocabulary."""
+    size = bert_size(config)
+    if size == 'kobert' and len(vocab) != KOBERT_VOCAB_SIZE:
+        raise ConfigError(f'the tokenizer has {len(vocab)} pieces, the kobert model {KOBERT_VOCAB_SIZE}')
+    return bert_config_for(size, len(vocab))

@@ -17,63 +17,36 @@ from mxnet import gluon
 from mxnet.contrib import amp
 from tqdm.auto import tqdm
 
-from ..assets import md5sum
 from ..device import parse_ctx
-from ..errors import ConfigError
+
 from ..fileio import write_json
 from ..inference import tasks
 from ..inference.classifier import TextClassifier
 from ..inference.evaluate import evaluate_batches
 from ..inference.metrics import format_report
 from ..models import precision
-from ..models.config import BertConfig, bert_config_for
+from ..models.config import BertConfig
 from ..models.pretrained import fine_tuning_start, record_tokenizer
 from ..text.data import BERTDataset
 from ..text.tokenizer import load_or_train_tokenizer
-from ..text.vocab import KOBERT_VOCAB_SIZE
 from . import checkpoint, rundir
-from .config import TrainConfig, bert_size, check_types
+from .config import TrainConfig, bert_size, check_types, kobert_sized_config
 from .distributed import (Engine, aggregate_report, check_same_weights, create_engine, global_batch_sizes,
                           root_first, start, sum_over_ranks)
 from .optim import checkpoint_seed, exclude_from_weight_decay, learning_rate_at, optimizer_step, seed_everything
 from .plots import plot_training
-from .splits import data_path, load_splits, make_loader
+from .splits import load_splits, make_loader
 
 logger = logging.getLogger(__name__)
 
 TEST_REPORT = 'test_report.json'
 TASK = tasks.TEXT_CLASSIFICATION
-# Settings that shape the model a run produces; --resume refuses to change them mid-run.
-RECIPE_FIELDS = ('text_column', 'label_column', 'test_size', 'valid_size', 'bert', 'max_len', 'batch_size',
-                 'learning_rate', 'warmup_ratio', 'weight_decay', 'epsilon', 'max_grad_norm', 'accumulate',
-                 'dropout', 'seed', 'dtype', 'bucketing', 'select_metric', 'tokenizer_vocab_size')
 
 
 # ---------------------------------------------------------------------------- data
 
 
-def run_inputs(config, splits, tokenizer_files, bert_config):
-    """What a run was started with; --resume refuses to continue with anything else."""
-    def fingerprint(path):
-        return None if path is None else {'md5': md5sum(path), 'bytes': os.path.getsize(path)}
-    return {'data': fingerprint(data_path(config)), 'test_data': fingerprint(config.test_data),
-            'valid_data': fingerprint(config.valid_data),
-            'init_from': fingerprint(config.init_from) if config.init_from and os.path.isfile(config.init_from)
-            else config.init_from,
-            'tokenizer': {role: md5sum(path) for role, path in tokenizer_files.items()},
-            'bert': bert_config.to_dict(), 'labels': splits.label_map.to_dict(),
-            'recipe': {name: getattr(config, name) for name in RECIPE_FIELDS}}
-
-
 # ---------------------------------------------------------------------------- model
-
-
-def kobert_sized_config(config, vocab):
-    """The BertConfig fine-tuning builds; KoBERT's pretrained weights need KoBERT's vocabulary."""
-    size = bert_size(config)
-    if size == 'kobert' and len(vocab) != KOBERT_VOCAB_SIZE:
-        raise ConfigError(f'the tokenizer has {len(vocab)} pieces, the kobert model {KOBERT_VOCAB_SIZE}')
-    return bert_config_for(size, len(vocab))
 
 
 def start_from(config):
@@ -198,7 +171,7 @@ def record_start(run):
     seed_everything(config.seed)
     run.splits = load_splits(config)
     choose_tokenizer_and_weights(run)
-    inputs = run_inputs(config, run.splits, run.tokenizer_files, run.bert_config)
+    inputs = rundir.run_inputs(config, run.splits, run.tokenizer_files, run.bert_config)
     if engine.num_workers > 1:  # it sets the global batch: a resume with another count is refused
         inputs['workers'] = engine.num_workers
     if engine.is_root:

@@ -166,7 +166,7 @@ class BatchStream:
         """Yield ``(batch, position after it)``; ``position`` is a dict from an earlier one."""
         config = self.config
         epoch, skip = position['epoch'], position['batch']
-        start = Position(position['offset'], position['unit'])
+        start = Position(position['offset'], position['unit'], position.get('file', 0))
         while True:
             found = False
             chunks = read_chunks(config.corpus, config.chunk_lines, config.rank, config.num_workers,
@@ -176,8 +176,8 @@ class BatchStream:
                 for number, batch in enumerate(self.chunk_batches(ids, rng)):
                     found = True
                     if number >= skip:
-                        yield batch, {'epoch': epoch, 'offset': chunk.start.offset,
-                                      'unit': chunk.start.unit, 'batch': number + 1}
+                        yield batch, {'epoch': epoch, 'offset': chunk.start.offset, 'unit': chunk.start.unit,
+                                      'file': chunk.start.file, 'batch': number + 1}
                 skip = 0
             if not found and start.unit == 0:
                 raise DataError(f'{config.corpus}: no text for rank {config.rank} of {config.num_workers}'

@@ -37,7 +37,7 @@ from ..models.bert import build_bert
 from ..models.config import bert_config_for
 from ..models.params import load_params, parameter_aliases, save_bert_params
 from ..models.pretrained import PARAMS_FILE, RECORD_FILE, RECORD_FORMAT
-from ..text.corpus import sample_lines
+from ..text.corpus import corpus_fingerprint, sample_lines
 from ..text.tokenizer import get_vocab, train_sentencepiece
 from ..text.vocab import TOKENIZER_DIR
 from . import checkpoint, rundir
@@ -157,7 +157,7 @@ def _pretrain(config, ctx, command):
 
     last_dir = os.path.join(config.output_dir, 'last')
     state = {'step': 0, 'seconds': 0.0, 'history': [],
-             'position': {'epoch': 0, 'offset': 0, 'unit': 0, 'batch': 0}}
+             'position': {'epoch': 0, 'offset': 0, 'unit': 0, 'file': 0, 'batch': 0}}
     # The newest complete checkpoint, also after a crash while last/ was being replaced.
     newest = checkpoint.newest_checkpoint(config.output_dir, 'last') if config.resume else None
     if newest:
@@ -232,8 +232,7 @@ def save_result(config, model, bert_config, tokenizer_path, state, command):
               'bert': bert_config.to_dict(),
               'params': {'file': PARAMS_FILE, 'md5': assets.md5sum(params_path), 'dtype': config.save_dtype},
               'tokenizer': {'file': os.path.basename(tokenizer_path), 'md5': assets.md5sum(tokenizer_copy)},
-              'corpus': {'file': os.path.basename(config.corpus), 'md5': assets.md5sum(config.corpus),
-                         'bytes': os.path.getsize(config.corpus)},
+              'corpus': corpus_fingerprint(config.corpus),
               'init_from': ({'file': os.path.basename(config.init_from), 'md5': assets.md5sum(config.init_from)}
                             if config.init_from else None),
               'steps': state['step'], 'epochs_read': state['position']['epoch'], 'seconds': round(state['seconds'], 1),

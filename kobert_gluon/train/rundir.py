@@ -17,8 +17,10 @@ import shutil
 import socket
 
 from .checkpoint import PRETRAIN_CONFIG_FILE, STATE_FILE, TRAIN_CONFIG_FILE, checkpoint_candidates, read_checkpoint_json
+from ..assets import md5sum
 from ..errors import CheckpointError
 from ..fileio import write_json
+from .splits import data_path
 
 try:
     import fcntl
@@ -143,3 +145,20 @@ def _short(value, limit=120):
 # ---------------------------------------------------------------------------- checkpoints
 
 
+# Settings that shape the model a run produces; --resume refuses to change them mid-run.
+RECIPE_FIELDS = ('text_column', 'label_column', 'test_size', 'valid_size', 'bert', 'max_len', 'batch_size',
+                 'learning_rate', 'warmup_ratio', 'weight_decay', 'epsilon', 'max_grad_norm', 'accumulate',
+                 'dropout', 'seed', 'dtype', 'bucketing', 'select_metric', 'tokenizer_vocab_size')
+
+
+def run_inputs(config, splits, tokenizer_files, bert_config):
+    """What a run was started with; --resume refuses to continue with anything else."""
+    def fingerprint(path):
+        return None if path is None else {'md5': md5sum(path), 'bytes': os.path.getsize(path)}
+    return {'data': fingerprint(data_path(config)), 'test_data': fingerprint(config.test_data),
+            'valid_data': fingerprint(config.valid_data),
+            'init_from': fingerprint(config.init_from) if config.init_from and os.path.isfile(config.init_from)
+            else config.init_from,
+            'tokenizer': {role: md5sum(path) for role, path in tokenizer_files.items()},
+            'bert': bert_config.to_dict(), 'labels': splits.label_map.to_dict(),
+            'recipe': {name: getattr(config, name) for name in RECIPE_FIELDS}}

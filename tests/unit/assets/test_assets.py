@@ -418,7 +418,7 @@ def test_concurrent_processes_share_one_download(server, cache_dir):
     assert outcomes == [('ok', expected_path, PAYLOAD_MD5)] * 2
     assert (cache_dir / TEST_FILENAME).read_bytes() == PAYLOAD
     # The file lock makes the second process wait and then find the finished file.
-    assert 1 <= server.count('slow') <= (1 if assets.fcntl is not None else 2)
+    assert 1 <= server.count('slow') <= (1 if assets.lock.fcntl is not None else 2)
     assert leftover_partials(cache_dir) == []
 
 
@@ -479,7 +479,7 @@ def resolve_in_forked_child(base_url, cache_dir, results):
         results.put(('error', str(err)))
 
 
-@pytest.mark.skipif(assets.fcntl is None or not sys.platform.startswith('linux'), reason='needs flock and fork')
+@pytest.mark.skipif(assets.lock.fcntl is None or not sys.platform.startswith('linux'), reason='needs flock and fork')
 def test_second_waiter_gives_up_naming_the_holder(server, cache_dir, monkeypatch):
     monkeypatch.setenv('KOBERT_GLUON_DOWNLOAD_DEADLINE', '4')
     context = multiprocessing.get_context('fork')
@@ -510,7 +510,7 @@ def test_second_waiter_gives_up_naming_the_holder(server, cache_dir, monkeypatch
     assert_nothing_cached(cache_dir)
 
 
-@pytest.mark.skipif(assets.fcntl is None, reason='needs flock')
+@pytest.mark.skipif(assets.lock.fcntl is None, reason='needs flock')
 def test_lock_of_a_dead_holder_is_taken_over(server, cache_dir, caplog):
     """flock outlives its holder only in a child that inherited it; the record names the holder."""
     dead_pid = subprocess.Popen([sys.executable, '-c', 'pass'])
@@ -518,7 +518,7 @@ def test_lock_of_a_dead_holder_is_taken_over(server, cache_dir, caplog):
     cache_dir.mkdir(parents=True)
     lock_path = cache_dir / (TEST_FILENAME + '.lock')
     with open(lock_path, 'w') as orphaned:
-        assets.fcntl.flock(orphaned, assets.fcntl.LOCK_EX | assets.fcntl.LOCK_NB)
+        assets.lock.fcntl.flock(orphaned, assets.lock.fcntl.LOCK_EX | assets.lock.fcntl.LOCK_NB)
         orphaned.write(json.dumps({'pid': dead_pid.pid, 'host': socket.gethostname(), 'since': 0}))
         orphaned.flush()
         with caplog.at_level(logging.WARNING, logger=assets.__name__):
