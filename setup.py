@@ -18,17 +18,19 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.8',
     packages=find_packages(include=['kobert_gluon', 'kobert_gluon.*', 'kobert', 'kobert.*']),
-    package_data={'kobert_gluon': ['resources/*.tsv', 'static/*', 'resources/pretrained/*.*',
-                                   'resources/pretrained/tokenizer/*']},
+    package_data={'kobert_gluon': ['resources/*.tsv', 'resources/*.md', 'resources/kobert/*', 'serve/static/*',
+                                   'resources/pretrained/*.*', 'resources/pretrained/tokenizer/*']},
     install_requires=install_requires,
     # ipywidgets: the NSMC notebook's tqdm.notebook (tests/test_dropin.py runs it)
-    extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2', 'websocket-client>=1.6', 'ipywidgets>=8'],
+    # import-linter: `lint-imports` checks that imports run downward (.importlinter)
+    extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2', 'websocket-client>=1.6', 'ipywidgets>=8',
+                            'import-linter>=2.1'],
                     'bench': ['torch==2.13.0', 'transformers==5.24.0'],
                     # transformers <-> gluon conversion (kobert_gluon/convert.py); safetensors alone
                     # reads and writes model.safetensors, torch only reads pytorch_model.bin.
                     # protobuf lets transformers read a SentencePiece model (its KoBERT tokenizer).
                     'convert': ['torch==2.13.0', 'transformers==5.24.0', 'safetensors>=0.4.3', 'protobuf>=4'],
-                    'serve': ['starlette>=0.37', 'uvicorn>=0.29'],
+                    'serve': ['fastapi>=0.100', 'pydantic>=2.5', 'uvicorn>=0.29'],
                     # Build it against the installed mxnet: scripts/install.sh horovod does, with
                     # HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1
                     # HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 --no-build-isolation.

@@ -39,7 +39,6 @@ BASE_URL_ENV = 'KOBERT_BASE_URL'
 LEGACY_DIRS_ENV = 'KOBERT_GLUON_LEGACY_DIRS'
 NO_MIRRORS_ENV = 'KOBERT_GLUON_NO_MIRRORS'
 LEGACY_DIRS = ('.cache', os.path.join('~', 'kobert'))  # KoBERT v0.2.x, v0.1.x defaults
-
 HUGGINGFACE_LEGACY_URL = 'https://huggingface.co/skt/kobert-base-v1/resolve/main/legacy/'
 
 
@@ -50,7 +49,6 @@ def _legacy_asset(filename: str, md5: str, hint: str = '') -> Asset:
 OWN_WEIGHTS_HINT = ('To use your own weights instead, pass a params file in the bert_12_768_12 '
                     'layout as get_mxnet_kobert_model(model_file=PATH) or kobert-gluon train '
                     '--init_from PATH: its md5 is not checked, its parameter names and shapes are.')
-
 ASSETS = {
     'spiece': _legacy_asset('kobert_news_wiki_ko_cased-1087f8699e.spiece',
                             'ae5711deb3b6bd269e853c543e87f9f1'),
@@ -61,7 +59,6 @@ ASSETS = {
     'mxnet_params': _legacy_asset('mxnet_kobert_45b6957552.params', '45b6957552',
                                   hint=OWN_WEIGHTS_HINT),
 }
-
 _remembered_cache_dir = None  # see remember_cache_dir
 
 

@@ -12,24 +12,12 @@ logger = logging.getLogger(__name__)
 
 KOBERT_HOME_ENV = 'KOBERT_HOME'
 CACHE_DIR_ENV = 'KOBERT_GLUON_CACHE'
-
-
 # Limits in seconds: (default, env variable that overrides it).
 CONNECT_TIMEOUT = (15.0, 'KOBERT_GLUON_CONNECT_TIMEOUT')
-
-
 READ_TIMEOUT = (60.0, 'KOBERT_GLUON_READ_TIMEOUT')
-
-
 DOWNLOAD_DEADLINE = (1800.0, 'KOBERT_GLUON_DOWNLOAD_DEADLINE')  # the 350 MB params at 200 kB/s
-
-
 LOCK_TIMEOUT = (1900.0, 'KOBERT_GLUON_LOCK_TIMEOUT')  # a healthy download finishes before this
-
-
 LOCK_POLL_S = 0.2
-
-
 CHUNK_SIZE = 1 << 20
 
 

@@ -106,12 +106,21 @@ def _chars_where(kind):
         'nonspacing': lambda ch, cat: cat == 'Mn',
         # str.split() also splits on these (U+2028, U+2029, ...), which _step1 kept
         'split': lambda ch, cat: ch.isspace() and ch != ' ',
+        # not a Hangul syllable itself, but NFKC makes it end in one that takes no final (LV)
+        'syllable_compat': lambda ch, cat: not 0xAC00 <= ord(ch) <= 0xD7A3 and _ends_in_lv(ch),
         # gluonnlp _step2: spaced out
         'punctuation': lambda ch, cat: (33 <= ord(ch) <= 47 or 58 <= ord(ch) <= 64 or 91 <= ord(ch) <= 96
                                         or 123 <= ord(ch) <= 126 or cat.startswith('P')),
     }
     test = tests[kind]
     return tuple(ch for ch in _all_chars() if test(ch, unicodedata.category(ch)))
+
+
+def _ends_in_lv(char):
+    if unicodedata.is_normalized('NFKC', char):
+        return False
+    last = ord(unicodedata.normalize('NFKC', char)[-1])
+    return 0xAC00 <= last <= 0xD7A3 and (last - 0xAC00) % 28 == 0
 
 
 def _ranges(codes):
@@ -141,15 +150,28 @@ def _spaced_out(char_class):
     return f'(?={char_class})|(?<={char_class})'
 
 
+# Characters that SentencePiece's nmt_nfkc charsmap maps differently from NFKC: FULLWIDTH
+# TILDE stays itself (nmt_nfkc's rule), NFKC makes it '~'. Checked on every code point.
+NFKC_EXCEPTIONS = ('\uff5e',)
+# NFKC makes '㉮ㄳ' one syllable (가 + final ᆪ -> 갃); the charsmap has no such key and maps
+# the two characters apart. A control character after each compatibility character whose
+# NFKC ends in a Hangul LV syllable (㉮-㉻, ㉼ 참고, ㉽ 주의, ㉾ 우) stops the composition.
+COMPOSITION_BARRIER = '\x1f'
+
+
+def _nfkc_exceptions():
+    # placeholders: control characters, which the first step removed from the text
+    return [(char, chr(1 + i)) for i, char in enumerate(NFKC_EXCEPTIONS)]
+
+
 # ---------------------------------------------------------------------------- the tokenizer
 
 def _require():
     try:
-        import tokenizers  # noqa: F401
-    except ImportError as error:  # pragma: no cover - depends on the environment
+        import tokenizers
+    except ImportError:  # pragma: no cover - depends on the environment
         from ..errors import MissingExtraError
-        raise MissingExtraError('writing a transformers tokenizer needs the tokenizers package '
-                                '(pip install transformers)') from error
+        raise MissingExtraError('convert', 'tokenizers (needed for a transformers tokenizer.json)') from None
     return tokenizers
 
 
@@ -237,7 +259,15 @@ def build_hf_tokenizer(spiece_path, vocab, max_len):
         normalizers.Replace(Regex(_class_of('split')), ' '),
         normalizers.Replace(Regex(_spaced_out(_class_of('punctuation'))), ' '),
         # --- SentencePiece, on each word: its normalizer...
-        normalizers.NFKC(),  # see _charsmap_note
+        # tokenizers' Precompiled looks the charsmap up per grapheme, not by SentencePiece's
+        # longest match, so it leaves sequences such as 'ㅋㅠ' or NFD Hangul (ᄏ ᅲ) uncomposed;
+        # NFKC composes them as the charsmap does. The charsmap's exceptions to NFKC are kept
+        # away from NFKC behind placeholders (control characters, all removed above).
+        *[normalizers.Replace(char, placeholder) for char, placeholder in _nfkc_exceptions()],
+        normalizers.Replace(Regex(f'(?<={_class_of("syllable_compat")})'), COMPOSITION_BARRIER),
+        normalizers.NFKC(),
+        normalizers.Replace(COMPOSITION_BARRIER, ''),
+        *[normalizers.Replace(placeholder, char) for char, placeholder in _nfkc_exceptions()],
         normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap),
         # ...removes spaces and ▁ at a word's end and repeated spaces, adds the dummy prefix,
         # escapes spaces as ▁
@@ -259,3 +289,83 @@ def build_hf_tokenizer(spiece_path, vocab, max_len):
     tokenizer.encode_special_tokens = True
     tokenizer.enable_truncation(max_length=max_len)
     return tokenizer
+
+
+# ---------------------------------------------------------------------------- files
+
+def tokenizer_config(max_len):
+    """``tokenizer_config.json``: a plain fast tokenizer, cased, specials never read from text."""
+    return {'tokenizer_class': 'PreTrainedTokenizerFast', 'model_max_length': max_len, 'do_lower_case': False,
+            # gluonnlp reads the text "[CLS]" as '[', 'CLS', ']', never as the special token
+            'split_special_tokens': True, 'clean_up_tokenization_spaces': False,
+            'padding_side': 'right', 'truncation_side': 'right',
+            'model_input_names': ['input_ids', 'token_type_ids', 'attention_mask'], **SPECIAL_TOKENS}
+
+
+def write_hf_tokenizer(spiece_path, vocab, output_dir, max_len):
+    """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json``.
+
+    ``transformers.AutoTokenizer.from_pretrained(output_dir)`` then gives a fast tokenizer
+    whose ``tokenizer(text, truncation=True)['input_ids']`` are kobert_gluon's ids for
+    ``spiece_path`` + ``vocab`` (a gluonnlp ``BERTVocab``) at ``max_len``. Returns the paths
+    written. Check the result with :func:`verify_hf_tokenizer` (the converter does).
+    """
+    tokenizer = build_hf_tokenizer(spiece_path, vocab, max_len)
+    os.makedirs(output_dir, exist_ok=True)
+    paths = {name: os.path.join(output_dir, name) for name in (TOKENIZER_JSON, TOKENIZER_CONFIG, SPECIAL_TOKENS_MAP)}
+    with atomic_path(paths[TOKENIZER_JSON]) as tmp:
+        tokenizer.save(tmp)
+    for name, content in ((TOKENIZER_CONFIG, tokenizer_config(max_len)), (SPECIAL_TOKENS_MAP, dict(SPECIAL_TOKENS))):
+        with atomic_path(paths[name]) as tmp:
+            with open(tmp, 'w', encoding='utf-8') as out:
+                json.dump(content, out, ensure_ascii=False, indent=2)
+    return paths
+
+
+# ---------------------------------------------------------------------------- checking
+
+def gluon_ids(gluon_tokenizer, max_len, texts):
+    """kobert_gluon's ids: ``BERTSentenceTransform(gluon_tokenizer, max_len, pad=False, pair=False)``."""
+    import gluonnlp as nlp
+
+    transform = nlp.data.BERTSentenceTransform(gluon_tokenizer, max_seq_length=max_len, pad=False, pair=False)
+    return [[int(i) for i in transform([text])[0]] for text in texts]
+
+
+def _hf_ids(tokenizer, max_len, texts):
+    """ids from a tokenizer directory, a ``tokenizers.Tokenizer`` or a transformers fast tokenizer."""
+    if isinstance(tokenizer, (str, os.PathLike)):
+        _require()
+        from tokenizers import Tokenizer
+
+        path = os.fspath(tokenizer)
+        tokenizer = Tokenizer.from_file(os.path.join(path, TOKENIZER_JSON) if os.path.isdir(path) else path)
+    if hasattr(tokenizer, 'encode_batch'):  # tokenizers.Tokenizer: a copy, the caller's keeps its settings
+        tokenizer = type(tokenizer).from_str(tokenizer.to_str())
+        tokenizer.enable_truncation(max_length=max_len)
+        tokenizer.encode_special_tokens = True
+        return [encoding.ids for encoding in tokenizer.encode_batch(list(texts))]
+    return tokenizer(list(texts), truncation=True, max_length=max_len)['input_ids']
+
+
+def verify_hf_tokenizer(tokenizer, gluon_tokenizer, max_len, texts=PROBE_TEXTS, strict=True):
+    """Texts on which ``tokenizer`` gives other ids than kobert_gluon's ``gluon_tokenizer``.
+
+    ``tokenizer`` is a directory :func:`write_hf_tokenizer` wrote (or its tokenizer.json), a
+    ``tokenizers.Tokenizer`` or a transformers fast tokenizer; ``gluon_tokenizer`` is the
+    gluonnlp ``BERTSPTokenizer``. Both are cut to ``max_len``. With ``strict`` (the default)
+    any difference raises :class:`ConversionError` naming the first one and the count;
+    otherwise the list of differing texts is returned (empty when all agree).
+    """
+    texts = list(texts)
+    expected = gluon_ids(gluon_tokenizer, max_len, texts)
+    got = _hf_ids(tokenizer, max_len, texts)
+    mismatches = [(text, want, have) for text, want, have in zip(texts, expected, got) if list(have) != want]
+    if mismatches and strict:
+        text, want, have = mismatches[0]
+        vocab = gluon_tokenizer.vocab
+        raise ConversionError(
+            f'the transformers tokenizer differs from kobert_gluon\'s on {len(mismatches)} of {len(texts)} texts; '
+            f'first {text[:80]!r}: kobert_gluon {[vocab.idx_to_token[i] for i in want]} '
+            f'vs transformers {[vocab.idx_to_token[i] if 0 <= i < len(vocab) else i for i in have]}')
+    return [text for text, _, _ in mismatches]

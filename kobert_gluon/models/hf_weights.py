@@ -20,39 +20,21 @@ from ..fileio import read_json
 from .config import BertConfig
 from .params import named_parameters
 
-HF_CONFIG_FILE = 'config.json'  # transformers' BertConfig
-
 logger = logging.getLogger(__name__)
 
-
+HF_CONFIG_FILE = 'config.json'  # transformers' BertConfig
 SAFETENSORS_FILE = 'model.safetensors'
-
-
 PYTORCH_FILE = 'pytorch_model.bin'
-
-
 GLUON_LAYER_NORM_EPS = 1e-12  # BERTEncoder's default, which build_bert keeps
-
-
 # Tensors that carry no weights (a buffer older transformers saved) or belong to
 # pre-training heads a fine-tuning model never uses; everything else must match exactly.
 IGNORED_PREFIXES = ('embeddings.position_ids', 'cls.predictions.', 'cls.seq_relationship.')
-
-
 MAX_LISTED = 8
-
-
 DENSE = (('weight', 'weight'), ('bias', 'bias'))
-
-
 LAYER_NORM = (('weight', 'gamma'), ('bias', 'beta'))
-
-
 EMBEDDINGS = (('embeddings.word_embeddings.weight', 'word_embed.0.weight'),
               ('embeddings.token_type_embeddings.weight', 'token_type_embed.0.weight'),
               ('embeddings.position_embeddings.weight', 'encoder.position_weight'))
-
-
 # (transformers module, gluonnlp block, parameter kind) inside one encoder layer
 LAYER = (('attention.self.query', 'attention_cell.proj_query', DENSE),
          ('attention.self.key', 'attention_cell.proj_key', DENSE),

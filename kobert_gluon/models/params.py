@@ -28,8 +28,6 @@ def load_params(block, path, ctx, ignore_extra=False, allow_missing=False):
 
 # Parameters of bert_12_768_12 that a BERTModel without pooler/decoder/classifier leaves unused.
 OPTIONAL_BERT_PARTS = ('pooler.', 'decoder.', 'classifier.')
-
-
 LISTED_NAMES = 5
 
 

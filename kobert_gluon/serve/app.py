@@ -158,14 +158,16 @@ def api_models(labels, limits, max_len):
     class TextRequest(BaseModel):
         """One sentence. Answer: ``{"predictions": [...]}`` with one prediction, as for
         ``{"texts": [text]}``."""
-        model_config = ConfigDict(extra='forbid', json_schema_extra={'examples': [{'text': '배송이 빨라서 좋았어요'}]})
+        model_config = ConfigDict(extra='forbid',
+                                  json_schema_extra={'examples': [{'text': '배송이 빨라서 좋았어요'}]})
         text: Text = Field(description=f'a sentence; it is cut to max_len={max_len} tokens')
 
     class HFRequest(BaseModel):
         """The Hugging Face Inference API's text-classification body. Answer: HF's, a list with
         one list of ``{"label", "score"}`` per text (``[[...]]`` for a string), highest first."""
         model_config = ConfigDict(extra='forbid', json_schema_extra={
-            'examples': [{'inputs': '배송이 빨라서 좋았어요'}, {'inputs': ['좋아요', '별로예요'], 'parameters': {'top_k': 1}}]})
+            'examples': [{'inputs': '배송이 빨라서 좋았어요'},
+                         {'inputs': ['좋아요', '별로예요'], 'parameters': {'top_k': 1}}]})
         inputs: Annotated[Union[Annotated[Text, Tag(INPUTS_TAGS[0])],
                                 Annotated[List[Text], Field(**texts_field), Tag(INPUTS_TAGS[1])]],
                           Discriminator(inputs_shape)] = Field(description='a sentence, or several')
@@ -294,14 +296,15 @@ def validation_error(errors):
         if error['type'] == 'json_invalid':  # FastAPI's own parse; ours runs first, so only a safeguard
             return 400, f'body is not valid JSON ({error.get("ctx", {}).get("error", error["msg"])})'
     shape = errors[0]['loc'][0] if errors[0]['loc'] else None
-    body = {'texts': '{"texts": [...]}', 'text': '{"text": "..."}', 'inputs': '{"inputs": ...}'}.get(shape, 'the')
+    body = {'texts': 'a {"texts": [...]} body', 'text': 'a {"text": "..."} body',
+            'inputs': 'a {"inputs": ...} body'}.get(shape, 'the body')
     for error in errors:  # the shape's tag is the first step of every location; "inputs" has one more
         error['path'] = [step for step in error['loc'][1:] if step not in INPUTS_TAGS]
     unknown = [error for error in errors if error['type'] == 'extra_forbidden']
     if unknown:
         where = unknown[0]['path'][:-1]
         names = sorted(str(error['path'][-1]) for error in unknown if error['path'][:-1] == where)
-        return 422, f'unknown fields {names} in {field_name(where) if where else "a " + body + " body"}'
+        return 422, f'unknown fields {names} in {field_name(where) if where else body}'
     for error in errors:
         if error['type'] == 'too_long' and len(error['path']) == 1:
             count, most = error['ctx']['actual_length'], error['ctx']['max_length']
@@ -421,7 +424,7 @@ def build_app(classifier, limits):
 
     @api.post('/predict', response_model=PredictAnswer, summary='Label sentences', operation_id='predict',
               responses={200: {'description': 'one prediction per text, in order'}, **ERROR_RESPONSES},
-              description=f'`{{"texts": [...]}}` and `{{"text": "..."}}` are answered `{{"predictions": [...]}}` '
+              description='`{"texts": [...]}` and `{"text": "..."}` are answered `{"predictions": [...]}` '
                           '(a list of one for `text`); `{"inputs": "..." | [...]}` as the Hugging Face Inference API '
                           'answers text classification: `[[{"label", "score"}, ...], ...]`, one list per text, '
                           'highest score first, `[[...]]` for a string, `[]` for a blank text.')

@@ -16,11 +16,7 @@ from .distributed import ENGINES
 
 
 BERT_SIZES = ('auto', 'kobert', 'small')
-
-
 DTYPES = ('float32', 'bfloat16', 'float16')
-
-
 SELECT_METRICS = ('accuracy', 'macro_f1')
 
 
@@ -163,11 +159,7 @@ def bert_size(config):
 
 
 PRETRAIN_SIZES = ('small', 'kobert')
-
-
 TOKENIZER_CHOICES = ('auto', 'kobert', 'train')
-
-
 SAVE_DTYPES = ('float32', 'float16')
 SIZE_FLAGS = ('num_layers', 'units', 'hidden_size', 'num_heads')  # override --bert's size
 

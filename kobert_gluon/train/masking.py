@@ -15,14 +15,9 @@ from ..text.vocab import SPECIAL_TOKENS
 
 logger = logging.getLogger(__name__)
 
-
 NOT_NEXT, RANDOM_NEXT = 0, 1  # next-sentence labels as in BERT's create_pretraining_data
-
-
 # Pieces below this id are the specials [UNK] [PAD] [CLS] [SEP] [MASK]: never masked, never drawn.
 FIRST_ORDINARY_ID = len(SPECIAL_TOKENS)
-
-
 WIDTH_MULTIPLE = 8  # batch widths rounded up to it, so few graph shapes get built
 
 

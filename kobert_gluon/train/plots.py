@@ -34,11 +34,9 @@ SYSTEM_FONT_HINTS = ('nanum', 'noto sans cjk', 'noto sans kr')
 FALLBACK_FAMILY = 'DejaVu Sans'
 # A syllable every Hangul font has; a font without it is not a Hangul font.
 _HANGUL_PROBE = '한'
-
 LOSS_LR_PNG = 'loss_lr.png'
 ACCURACY_PNG = 'accuracy.png'
 CONFUSION_PNG = 'confusion_matrix.png'
-
 # rc_context mutates the process-wide rcParams for its duration; serialising our own
 # renders keeps two plotting threads from seeing each other's settings.
 _RENDER_LOCK = threading.Lock()

@@ -42,6 +42,7 @@ def smoke(tmp_path_factory):
     return done, time.time() - started, out
 
 
+@pytest.mark.extra  # also run with torch installed (CI phase 2)
 def test_smoke_run_prints_the_tables(smoke):
     done, seconds, _ = smoke
     assert done.returncode == 0, done.stderr[-3000:]
@@ -73,6 +74,7 @@ def test_smoke_run_prints_the_tables(smoke):
     assert 'arrays identical' in out
 
 
+@pytest.mark.extra
 def test_smoke_json_has_the_raw_numbers(smoke):
     done, _, out = smoke
     assert done.returncode == 0, done.stderr[-3000:]

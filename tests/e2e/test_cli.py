@@ -343,3 +343,17 @@ def test_help_lists_every_flag_with_its_default(wide_help, capsys, command):
         if default is not None:
             assert f'default: {default}' in out
     assert '(required)' in out and '--debug' in out
+
+
+def test_install_script_refuses_an_unsupported_python_in_one_line(tmp_path):
+    """numpy 1.23.5 (mxnet 1.9.1's) has no wheels past Python 3.11: said first, before any venv is made."""
+    fake = tmp_path / 'python3.12'
+    fake.write_text('#!/bin/sh\n[ "$1" = "-V" ] && { echo "Python 3.12.1"; exit 0; }\nexit 1\n')
+    fake.chmod(0o755)
+    venv = tmp_path / 'venv'
+    result = subprocess.run(['bash', os.path.join(REPO, 'scripts', 'install.sh')], capture_output=True, text=True,
+                            env={**os.environ, 'PYTHON': str(fake), 'VENV': str(venv)}, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'Python 3.12.1 is not supported' in lines[0] and '3.8-3.11' in lines[0]
+    assert not venv.exists()

@@ -1,5 +1,7 @@
-"""kobert-gluon serve: a real server process on 127.0.0.1, its API, batching, bad input,
+"""kobert-gluon serve: a real server process on 127.0.0.1, its API (three body shapes, the
+OpenAPI description and /docs FastAPI makes from the pydantic models), batching, bad input,
 SIGTERM, and the web page clicked through in headless Chromium."""
+import ast
 import base64
 import concurrent.futures
 import hashlib
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import urllib.request
 
 import numpy as np
@@ -92,9 +95,13 @@ class ServerProcess:
         content_type = response.getheader('content-type', '')
         return response.status, content_type, json.loads(data) if content_type == 'application/json' else data
 
+    def post(self, body):
+        """``(status, decoded JSON)`` of POST /predict with ``body`` as JSON."""
+        status, _, answer = self.call('POST', '/predict', json.dumps(body), {'Content-Type': 'application/json'})
+        return status, answer
+
     def predict(self, texts):
-        status, _, answer = self.call('POST', '/predict', json.dumps({'texts': texts}),
-                                      {'Content-Type': 'application/json'})
+        status, answer = self.post({'texts': texts})
         assert status == 200, answer
         return answer['predictions']
 
@@ -111,7 +118,7 @@ class ServerProcess:
 
 @pytest.fixture(scope='module')
 def server(demo_model_dir):
-    need('starlette'), need('uvicorn')
+    need('fastapi'), need('uvicorn')
     process = ServerProcess(demo_model_dir, '--max_texts', MAX_TEXTS, '--max_body_bytes', MAX_BODY_BYTES,
                             '--max_wait_ms', 20)
     yield process
@@ -173,6 +180,23 @@ def test_metadata_describes_the_model(server, demo_classifier, demo_model_dir):
     for entry in info['tokenizer'].values():
         data = (demo_model_dir / 'tokenizer' / entry['file']).read_bytes()
         assert entry['md5'] == hashlib.md5(data).hexdigest()
+    recorded = (demo_classifier.training or {}).get('base_weights')
+    assert info['base_weights'] == (None if recorded is None else {'kind': recorded['kind'],
+                                                                   'name': recorded.get('name')})
+
+
+@pytest.mark.parametrize('training, expected', [
+    (None, None), ({}, None), ('not a record', None), ({'split': {}}, None), ({'base_weights': None}, None),
+    ({'base_weights': {'name': 'bert'}}, None), ({'base_weights': {'kind': 3}}, None), ({'base_weights': [1]}, None),
+    ({'base_weights': 'random'}, {'kind': 'random', 'name': None}),
+    ({'base_weights': {'kind': 'random', 'name': 7, 'seed': 1}}, {'kind': 'random', 'name': None}),
+    ({'base_weights': {'kind': 'kobert', 'name': 'skt/kobert-base-v1'}},
+     {'kind': 'kobert', 'name': 'skt/kobert-base-v1'}),
+    ({'base_weights': {'kind': 'file', 'name': '/home/me/bert.params'}}, {'kind': 'file', 'name': 'bert.params'}),
+])
+def test_base_weights_are_read_defensively(serve_module, training, expected):
+    assert serve_module.base_weights(types.SimpleNamespace(training=training)) == expected
+    assert serve_module.base_weights(object()) is None  # a classifier that predates the attribute
 
 
 def test_health_counts_the_sentences_classified(server):
@@ -183,7 +207,8 @@ def test_health_counts_the_sentences_classified(server):
     assert after['sentences'] - before['sentences'] == 3
 
 
-ROUTES = {('get', '/'), ('post', '/predict'), ('get', '/health'), ('get', '/metadata'), ('get', '/openapi.json')}
+ROUTES = {('get', '/'), ('post', '/predict'), ('get', '/health'), ('get', '/metadata')}  # and /openapi.json, /docs
+REQUEST_MODELS = {'TextsRequest': 'texts', 'TextRequest': 'text', 'HFRequest': 'inputs'}
 
 
 def test_openapi_describes_every_endpoint_and_error(server, demo_classifier):
@@ -197,8 +222,71 @@ def test_openapi_describes_every_endpoint_and_error(server, demo_classifier):
         assert content_type.split(';')[0] in schema['paths'][path][method]['responses']['200']['content']
     predict_errors = set(schema['paths']['/predict']['post']['responses']) - {'200'}
     assert predict_errors == {str(status) for _, _, status, _ in BAD_INPUTS.values()}
-    labels = schema['components']['schemas']['Prediction']['properties']['label']['enum']
-    assert labels == demo_classifier.label_map.names + [None]
+    label = schema['components']['schemas']['Prediction']['properties']['label']
+    variants = label.get('anyOf', [label])  # pydantic writes Optional[Literal[...]] as anyOf
+    assert [variant['enum'] for variant in variants if 'enum' in variant] == [demo_classifier.label_map.names]
+    assert {'type': 'null'} in variants
+
+
+def test_docs_and_openapi_are_made_from_the_request_models(server):
+    status, content_type, page = server.call('GET', '/docs')
+    assert status == 200 and content_type.startswith('text/html')
+    assert b'/openapi.json' in page and b'swagger' in page.lower()
+    status, _, schema = server.call('GET', '/openapi.json')
+    assert status == 200
+    models = schema['components']['schemas']
+    body = schema['paths']['/predict']['post']['requestBody']['content']['application/json']['schema']
+    assert [variant['$ref'].rsplit('/', 1)[1] for variant in models[body['$ref'].rsplit('/', 1)[1]]['oneOf']] \
+        == list(REQUEST_MODELS)
+    for name, field in REQUEST_MODELS.items():
+        assert models[name]['required'] == [field] and models[name]['additionalProperties'] is False
+    assert models['TextsRequest']['properties']['texts']['maxItems'] == MAX_TEXTS
+    assert models['TextsRequest']['properties']['texts']['minItems'] == 1
+    answers = schema['paths']['/predict']['post']['responses']['200']['content']['application/json']['schema']
+    assert {'$ref': '#/components/schemas/PredictResponse'} in answers['anyOf']
+    for status in ('400', '413', '415', '422'):
+        error = schema['paths']['/predict']['post']['responses'][status]['content']['application/json']['schema']
+        assert error == {'$ref': '#/components/schemas/Error'}
+
+
+def test_one_text_is_answered_as_a_list_of_one(server, demo_classifier):
+    status, answer = server.post({'text': '배송이 빨라서 좋았어요'})
+    assert status == 200, answer
+    assert set(answer) == {'predictions'} and len(answer['predictions']) == 1
+    assert_records_match(answer['predictions'], ['배송이 빨라서 좋았어요'], demo_classifier)
+    status, answer = server.post({'text': ' '})
+    assert status == 200, answer
+    assert answer == {'predictions': [{'text': ' ', 'label': None, 'probabilities': None}]}
+
+
+def assert_hf_answer(answer, texts, classifier, top_k=None):
+    """``answer`` is Hugging Face's text-classification answer for ``texts``: per text its
+    ``{label, score}`` by score, highest first; [] for a blank text."""
+    assert isinstance(answer, list) and len(answer) == len(texts)
+    names = classifier.label_map.names
+    for text, scored in zip(texts, answer):
+        if not text.strip():
+            assert scored == []
+            continue
+        probabilities = dict(zip(names, classifier.predict_proba([text])[0]))
+        assert all(set(item) == {'label', 'score'} for item in scored)
+        assert [item['label'] for item in scored] == sorted(names, key=lambda name: -probabilities[name])[:top_k]
+        np.testing.assert_allclose([item['score'] for item in scored],
+                                   [probabilities[item['label']] for item in scored], rtol=0, atol=1e-6)
+
+
+def test_hugging_face_inputs_are_answered_in_hugging_face_shape(server, demo_classifier):
+    status, answer = server.post({'inputs': '배송이 빨라서 좋았어요'})  # a string: a list of one list
+    assert status == 200, answer
+    assert_hf_answer(answer, ['배송이 빨라서 좋았어요'], demo_classifier)
+    texts = ['다시는 안 삽니다 😡', '  ', '漢字 섞인 文章']
+    status, answer = server.post({'inputs': texts})
+    assert status == 200, answer
+    assert_hf_answer(answer, texts, demo_classifier)
+    status, answer = server.post({'inputs': texts, 'parameters': {'top_k': 1, 'function_to_apply': 'softmax'},
+                                  'options': {'wait_for_model': True}})
+    assert status == 200, answer
+    assert_hf_answer(answer, texts, demo_classifier, top_k=1)
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -232,6 +320,28 @@ BAD_INPUTS = {
     'no content type': (b'{"texts": ["a"]}', None, 415, ['application/json']),
     'a charset other than UTF-8': ('{"texts": ["좋아요"]}'.encode('euc-kr'), 'application/json; charset=euc-kr',
                                    415, ['UTF-8']),
+    'no known field': (b'{"txt": "a"}', JSON, 422, ['{"texts": [...]}', '{"inputs": ...}', 'txt']),
+    'two shapes at once': (b'{"texts": ["a"], "text": "b"}', JSON, 422, ['unknown fields', "'text'"]),
+    # {"text": "..."}
+    'text is a number': (b'{"text": 3}', JSON, 422, ['"text"', 'a number', 'a string']),
+    'text is null': (b'{"text": null}', JSON, 422, ['"text"', 'null']),
+    'text with an unknown field': (b'{"text": "a", "top_k": 1}', JSON, 422, ['unknown fields', 'top_k']),
+    'text with a lone surrogate': (b'{"text": "bad \\udfff"}', JSON, 422, ['"text"', 'surrogate']),
+    'text too large': (json.dumps({'text': '가' * MAX_BODY_BYTES}).encode(), JSON, 413, ['--max_body_bytes']),
+    # {"inputs": ...}, Hugging Face's
+    'inputs is a number': (b'{"inputs": 3}', JSON, 422, ['"inputs"', 'a number', 'a string or an array']),
+    'inputs is an object': (b'{"inputs": {"text": "a"}}', JSON, 422, ['"inputs"', 'an object']),
+    'null among inputs': (b'{"inputs": ["a", null]}', JSON, 422, ['inputs[1]', 'null']),
+    'inputs is empty': (b'{"inputs": []}', JSON, 422, ['"inputs"', 'empty']),
+    'too many inputs': (json.dumps({'inputs': ['a'] * (MAX_TEXTS + 1)}).encode(), JSON, 413,
+                        [str(MAX_TEXTS + 1), '--max_texts']),
+    'inputs too large': (json.dumps({'inputs': ['가' * MAX_BODY_BYTES]}).encode(), JSON, 413, ['--max_body_bytes']),
+    'top_k of 0': (b'{"inputs": "a", "parameters": {"top_k": 0}}', JSON, 422, ['"parameters.top_k"']),
+    'a sigmoid asked for': (b'{"inputs": "a", "parameters": {"function_to_apply": "sigmoid"}}', JSON, 422,
+                            ['"parameters.function_to_apply"', 'softmax']),
+    'an unknown parameter': (b'{"inputs": "a", "parameters": {"temperature": 2}}', JSON, 422,
+                             ['unknown fields', 'temperature', '"parameters"']),
+    'inputs with an unknown field': (b'{"inputs": "a", "path": "/etc/passwd"}', JSON, 422, ['unknown fields', 'path']),
 }
 
 
@@ -244,6 +354,7 @@ def test_bad_input_gets_a_json_error_and_the_server_lives_on(server, case):
     status, response_type, answer = server.call('POST', '/predict', body, headers)
     assert status == expected_status, answer
     assert response_type == 'application/json' and set(answer) == {'error'}
+    assert '\n' not in answer['error'] and len(answer['error']) < 300, answer  # one line
     for word in words:
         assert word in answer['error']
     assert server.health()['status'] == 'ok'
@@ -261,9 +372,21 @@ def test_wrong_routes_get_json_errors(server, method, path, expected):
 
 @pytest.fixture()
 def serve_module():
-    need('starlette'), need('uvicorn')
-    from kobert_gluon.serve.app import app as serve
+    need('fastapi'), need('uvicorn')
+    from kobert_gluon.serve import app as serve
     return serve
+
+
+WEB_MODULES = {'fastapi', 'starlette', 'uvicorn', 'pydantic', 'pydantic_core', 'anyio', 'httpx'}
+
+
+def test_the_batcher_imports_no_web_framework():
+    from kobert_gluon.serve import batcher
+
+    tree = ast.parse(open(batcher.__file__, encoding='utf-8').read())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported and not {name.split('.')[0] for name in imported} & WEB_MODULES
 
 
 @pytest.mark.parametrize('batching, max_batch, sizes, expected_batches', [
@@ -272,10 +395,12 @@ def serve_module():
     (True, 4, [3, 3, 2, 2], 3),     # 3 | 3 | 2+2: a request that would overflow waits for the next batch
     (True, 2, [5, 1], 2),           # a request over max_batch runs alone, in passes of max_batch
 ])
-def test_batcher_merges_requests_and_returns_each_its_own(serve_module, demo_classifier, batching, max_batch,
-                                                          sizes, expected_batches):
-    limits = serve_module.Limits(max_batch=max_batch, max_wait_ms=0, batching=batching)  # queued ones still join
-    batcher = serve_module.Batcher(demo_classifier, limits)
+def test_batcher_merges_requests_and_returns_each_its_own(demo_classifier, batching, max_batch, sizes,
+                                                          expected_batches):
+    from kobert_gluon.serve.batcher import Batcher, Limits
+
+    limits = Limits(max_batch=max_batch, max_wait_ms=0, batching=batching)  # queued ones still join
+    batcher = Batcher(demo_classifier, limits)
     requests = [[f'{SENTENCES[(k + j) % 3] or "빈칸"} {k}-{j}' for j in range(size)] for k, size in enumerate(sizes)]
     futures = [batcher.submit(texts) for texts in requests]  # all queued before the thread starts
     batcher.start()
@@ -292,10 +417,12 @@ def test_batcher_merges_requests_and_returns_each_its_own(serve_module, demo_cla
 # ---------------------------------------------------------------------------- the command
 
 def test_serve_help_works_without_the_extra(monkeypatch, capsys):
-    for name in [name for name in sys.modules if name.split('.')[0] in ('starlette', 'uvicorn')] + ['starlette']:
+    hidden = ('fastapi', 'starlette', 'uvicorn')
+    for name in [name for name in sys.modules if name.split('.')[0] in hidden] + list(hidden):
         monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ImportError
     monkeypatch.delitem(sys.modules, 'kobert_gluon.serve.app', raising=False)
-    monkeypatch.delattr(kobert_gluon, 'serve', raising=False)
+    if 'kobert_gluon.serve' in sys.modules:  # else `from ..serve import app` finds the module already loaded
+        monkeypatch.delattr(sys.modules['kobert_gluon.serve'], 'app', raising=False)
     assert cli.main(['serve', '--help']) == 0
     out = capsys.readouterr().out
     for flag in ('--max_batch', '--max_wait_ms', '--no-batching', '--max_texts', '--max_body_bytes', '--dtype'):
@@ -329,8 +456,8 @@ def test_bad_serve_flags_are_one_line_errors(serve_module, capsys, demo_model_di
 
 
 def test_int8_server_and_sigterm_lets_the_request_in_flight_finish_then_exit_0(demo_model_dir, demo_classifier):
-    need('starlette'), need('uvicorn')
-    from kobert_gluon.serve.app import app as serve
+    need('fastapi'), need('uvicorn')
+    from kobert_gluon.serve import app as serve
 
     server = ServerProcess(demo_model_dir, '--dtype', 'int8')  # calibrated on the built-in sample
     texts = ['끝까지 답을 받습니다', '종료 중에도']
@@ -465,17 +592,84 @@ def test_web_page_classifies_two_sentences_in_chromium(server, chromium, demo_cl
     assert [label for _, label, _ in shown] == demo_classifier.predict(sentences)
     np.testing.assert_allclose([bars for _, _, bars in shown], 100 * expected, atol=0.051)
     assert not [event for event in chromium.events if event.get('method') == 'Runtime.exceptionThrown']
+    assert chromium.evaluate("getComputedStyle(document.querySelector('#results .text')).wordBreak") == 'keep-all'
+    kind = (server.call('GET', '/metadata')[2]['base_weights'] or {}).get('kind')
+    assert chromium.evaluate("document.getElementById('notice').hidden") == (kind != 'random')
+    save_screenshot(chromium, 'serve-page.png', tmp_path, record_property, capsys)
 
+
+def save_screenshot(chromium, name, tmp_path, record_property, capsys):
     artifacts = os.environ.get(ARTIFACTS_ENV)
     folder = os.path.abspath(artifacts) if artifacts else str(tmp_path)
     os.makedirs(folder, exist_ok=True)
-    screenshot = os.path.join(folder, 'serve-page.png')
+    screenshot = os.path.join(folder, name)
     with open(screenshot, 'wb') as out:
         out.write(base64.b64decode(chromium.send('Page.captureScreenshot', format='png')['data']))
-    record_property('screenshot', screenshot)
+    record_property(name, screenshot)
     with capsys.disabled():  # shown in the test log even when the test passes
         print(f'\nscreenshot of the served page: {screenshot}')
     assert os.path.getsize(screenshot) > 10_000
+
+
+def test_the_stylesheet_breaks_korean_between_words(server):
+    status, content_type, css = server.call('GET', '/static/style.css')
+    assert status == 200 and content_type.startswith('text/css')
+    css = css.decode('utf-8')
+    rules = {selector.strip(): body for selector, body in re.findall(r'([^{}]+)\{([^}]*)\}', css)}
+    for selector in ('body', '.result .text'):  # the page's text inherits it; the cards say it again
+        assert re.search(r'word-break:\s*keep-all', rules[selector]), selector
+        assert re.search(r'overflow-wrap:\s*anywhere', rules[selector]), selector
+    assert 'break-all' not in css
+
+
+# Where each line of the first card's text starts, and how many start inside a word.
+LINE_STARTS = '''(() => {
+  const node = document.querySelector('#results .result .text').firstChild, text = node.textContent;
+  const range = document.createRange(), starts = [];
+  let top = null;
+  for (let i = 0; i < text.length; i++) {
+    range.setStart(node, i); range.setEnd(node, i + 1);
+    const rect = range.getClientRects()[0];
+    if (!rect || !rect.width) continue;  // a space that ends a line takes no room
+    if (top !== null && rect.top > top + 1) starts.push(i);
+    top = rect.top;
+  }
+  return [starts.length, starts.filter((i) => text[i - 1] !== ' ' && text[i] !== ' ').length];
+})()'''
+
+
+def test_untrained_demo_page_says_so_and_breaks_korean_between_words_at_phone_width(
+        demo_model_dir, chromium, tmp_path, record_property, capsys):
+    need('fastapi'), need('uvicorn')
+    model_dir = tmp_path / 'random-demo'
+    shutil.copytree(demo_model_dir, model_dir)
+    config = json.loads((model_dir / 'config.json').read_text(encoding='utf-8'))
+    config['training'] = {**(config.get('training') or {}), 'base_weights': {'kind': 'random', 'name': None}}
+    (model_dir / 'config.json').write_text(json.dumps(config, ensure_ascii=False), encoding='utf-8')
+    server = ServerProcess(model_dir)
+    try:
+        assert server.call('GET', '/metadata')[2]['base_weights'] == {'kind': 'random', 'name': None}
+        chromium.send('Emulation.setDeviceMetricsOverride', width=360, height=740, deviceScaleFactor=1, mobile=True)
+        chromium.send('Page.navigate', url=server.url + '/')
+        chromium.wait_for("document.readyState === 'complete' && !document.getElementById('notice').hidden")
+        text, width, height = chromium.evaluate(
+            "(() => { const n = document.getElementById('notice'), r = n.getBoundingClientRect(); "
+            "return [n.textContent, r.width, r.height]; })()")
+        assert '무작위' in text and 'random' in text and width > 0 and height > 0
+        sentence = ' '.join(['배송이 빨라서 정말 좋았어요, 다시 주문할게요.'] * 4)
+        chromium.evaluate(f"document.getElementById('texts').value = {json.dumps(sentence)}")
+        chromium.click('#classify')
+        chromium.wait_for("document.querySelectorAll('#results .result').length === 1")
+        lines, inside_words = chromium.evaluate(LINE_STARTS)
+        assert lines >= 2 and inside_words == 0, (lines, inside_words)
+        assert chromium.evaluate('document.documentElement.scrollWidth <= window.innerWidth')
+        save_screenshot(chromium, 'serve-page-phone.png', tmp_path, record_property, capsys)
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(60)
+        finally:
+            server.kill()
 
 
 def test_accepted_connections_send_without_nagle_delay(serve_module):
@@ -499,7 +693,7 @@ def test_accepted_connections_send_without_nagle_delay(serve_module):
 
 
 def test_serve_benchmark_runs_both_settings(demo_model_dir, tmp_path):
-    need('starlette'), need('uvicorn')
+    need('fastapi'), need('uvicorn')
     rows_file = tmp_path / 'rows.json'
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'benchmarks', 'serve.py')
     done = subprocess.run([sys.executable, script, '--models', 'demo', '--demo-model', str(demo_model_dir),

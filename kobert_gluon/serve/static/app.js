@@ -8,6 +8,7 @@ const button = document.getElementById('classify');
 const statusLine = document.getElementById('status');
 const results = document.getElementById('results');
 const modelLine = document.getElementById('model');
+const notice = document.getElementById('notice');
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -24,8 +25,16 @@ async function showModel() {
   try {
     const response = await fetch('/metadata');
     const info = await response.json();
+    // base_weights: what the BERT body started from; null or absent in older model directories.
+    const base = info.base_weights && typeof info.base_weights === 'object' ? info.base_weights : null;
     modelLine.textContent = `레이블 labels: ${info.labels.join(', ')} · max_len ${info.max_len} · ` +
-      `BERT ${info.bert.num_layers}×${info.bert.units} · ${info.dtype} · kobert_gluon ${info.library_version}`;
+      `BERT ${info.bert.num_layers}×${info.bert.units} · ${info.dtype} · kobert_gluon ${info.library_version}` +
+      (base ? ` · 기반 base: ${base.kind}${base.name ? ' ' + base.name : ''}` : '');
+    if (base && base.kind === 'random') {
+      bilingual(notice, '데모 모델입니다: 사전 학습되지 않은 무작위 BERT 가중치에서 학습했으므로 예측을 믿지 마세요.',
+        'Demo model: trained from random (untrained) BERT weights, so its predictions are not meaningful.');
+      notice.hidden = false;
+    }
   } catch (error) {
     bilingual(modelLine, '모델 정보를 불러오지 못했습니다.', 'Could not load model information.');
   }

@@ -12,9 +12,13 @@ import sys
 import mxnet as mx
 import numpy as np
 import pytest
-import safetensors.numpy
-import torch
-import transformers
+CONVERT_EXTRA = 'the convert extra is not installed (bash scripts/install.sh convert)'
+pytest.importorskip('safetensors', reason=CONVERT_EXTRA)
+torch = pytest.importorskip('torch', reason=CONVERT_EXTRA)
+transformers = pytest.importorskip('transformers', reason=CONVERT_EXTRA)
+import safetensors.numpy  # noqa: E402
+
+pytestmark = pytest.mark.extra
 
 import gluonnlp as nlp
 from kobert_gluon import cli

@@ -16,7 +16,7 @@ from kobert_gluon.device import cuda_build
 from kobert_gluon.text.data import BERTDataset
 from kobert_gluon.errors import ConfigError
 from kobert_gluon.train.config import TrainConfig
-from kobert_gluon.train.finetune import make_loader
+from kobert_gluon.train.splits import make_loader
 
 SENTENCES = ['정말 최고의 영화였어요', '다시는 안 갑니다', '배송이 빠르고 포장도 꼼꼼했어요 추천합니다',
              '음', '직원분이 너무 불친절해서 기분이 상했어요. 음식도 식어서 나왔고요', 'ㅋㅋㅋ 재밌다',
