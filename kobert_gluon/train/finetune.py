@@ -97,7 +97,7 @@ def improved(report, best, metric):
 
 def train(config):
     """Fine-tune a BERTClassifier as configured; returns the selected model (also in best/)."""
-    check_types(config)
+    check_types(config, TrainConfig)
     config.validate()
     engine = create_engine(config.distributed)  # joins the other workers, if any
     ctx = engine.devices(parse_ctx(config.ctx))  # fail on a missing GPU before any work

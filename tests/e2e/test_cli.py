@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kobert_gluon.text.data import demo_data_path
 from kobert_gluon import cli
 from kobert_gluon.errors import KobertGluonError
 from kobert_gluon.inference.classifier import TextClassifier
@@ -231,7 +232,7 @@ def test_console_entry_point_reads_utf8_stdin(cli_run, cli_classifier, tmp_path)
 # ---------------------------------------------------------------------------- evaluate
 
 def labeled_sample(rows=60):
-    demo = os.path.join(os.path.dirname(cli.__file__), 'resources', 'demo_sentiment.tsv')
+    demo = demo_data_path()
     frame = pd.read_csv(demo, sep='\t', quoting=3, dtype=str).sample(rows, random_state=0)
     return list(frame['text']), list(frame['label'])
 

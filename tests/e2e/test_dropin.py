@@ -169,7 +169,7 @@ def test_package_exports():
     for name in kobert_gluon.__all__:
         assert getattr(kobert_gluon, name) is not None, name
     from kobert_gluon.inference.export import export
-    assert kobert_gluon.inference.export is export
+    assert kobert_gluon.export is export
     assert issubclass(kobert_gluon.AssetError, kobert_gluon.KobertGluonError)
     with pytest.raises(AttributeError):
         kobert_gluon.no_such_name

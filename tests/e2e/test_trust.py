@@ -17,6 +17,7 @@ import kobert_gluon
 from kobert_gluon import cli, fileio
 from kobert_gluon.train import checkpoint, rundir
 from kobert_gluon.train import finetune as train_module
+from kobert_gluon.inference import evaluate as evaluate_module
 from kobert_gluon.text.data import BERTDataset, read_table
 from kobert_gluon.errors import CheckpointError, ConfigError, DataError, DeviceError, ModelDirectoryError
 from kobert_gluon.inference.classifier import TextClassifier
@@ -407,6 +408,7 @@ def test_evaluation_shows_progress_over_every_batch(tmp_path, small_data, tiny, 
         bars.append((kwargs.get('desc'), len(iterable) if iterable is not None else kwargs.get('total')))
         return original(iterable, **kwargs)
     monkeypatch.setattr(train_module, 'tqdm', recording_tqdm)
+    monkeypatch.setattr(evaluate_module, 'tqdm', recording_tqdm)  # the validation and test passes
     train(run_config(tmp_path, small_data, 'run'))
     descriptions = [desc for desc, _ in bars]
     assert {'validating', 'testing', 'testing the selected model'} <= set(descriptions)

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.extra
 import gluonnlp as nlp
 from kobert_gluon import cli
 from kobert_gluon.interop import transformers as convert
+from kobert_gluon.text.token_ids import TokenIds
 from kobert_gluon.text.data import read_table
 from kobert_gluon.errors import ConversionError, MissingExtraError
 from kobert_gluon.models.config import BertConfig
@@ -146,7 +147,7 @@ def test_init_from_a_transformers_directory(hf_bert):
 def test_demo_model_in_pytorch_predicts_the_same_labels(demo_model_dir, demo_classifier, tmp_path):
     convert.to_transformers(demo_model_dir, tmp_path / 'hf')
     hf_model = transformers.BertForSequenceClassification.from_pretrained(str(tmp_path / 'hf')).eval()
-    token_ids = convert.TokenIds.from_directory(tmp_path / 'hf')
+    token_ids = TokenIds.from_directory(tmp_path / 'hf')
     texts = ['배송이 빨라서 너무 좋았어요', '다시는 안 삽니다', '그냥 그래요!', '정말 최고의 영화였습니다 ' * 30] + TRICKY[:-4]
 
     batch = token_ids(texts, max_len=demo_classifier.max_len)
@@ -179,8 +180,8 @@ def test_bert_params_file_to_transformers_drops_pretraining_heads(tmp_path, kobe
                        safetensors.numpy.load_file(str(tmp_path / 'hf' / 'model.safetensors')))
     assert os.listdir(tmp_path / 'hf-again' / 'tokenizer') == [SPIECE]
     texts = TRICKY[:3]
-    assert convert.TokenIds.from_directory(tmp_path / 'hf-again')(texts)['input_ids'].tolist() == \
-        convert.TokenIds.from_directory(tmp_path / 'hf')(texts)['input_ids'].tolist()
+    assert TokenIds.from_directory(tmp_path / 'hf-again')(texts)['input_ids'].tolist() == \
+        TokenIds.from_directory(tmp_path / 'hf')(texts)['input_ids'].tolist()
 
 
 # ---------------------------------------------------------------------------- round trips
@@ -237,7 +238,7 @@ def test_token_ids_equal_gluonnlp_on_emotion_sample(files, kobert_dir, shared_di
     frame = read_table(shared_dir / 'data' / 'emotion' / 'single_turn_emotion.xlsx', 'Sentence')
     texts = list(frame['Sentence'].sample(600, random_state=0)) + TRICKY
 
-    token_ids = convert.TokenIds(paths[0], vocab.idx_to_token)
+    token_ids = TokenIds(paths[0], vocab.idx_to_token)
 
     for max_len in (64, 512):
         expected = gluonnlp_ids(get_bert_tokenizer(paths[0], vocab), texts, max_len)

@@ -283,7 +283,7 @@ def single_process_report(run_dir, train_file):
     """Evaluation of the run's last weights in this one process, on the whole test split."""
     from kobert_gluon.inference.classifier import TextClassifier
     from kobert_gluon.train.config import TrainConfig
-    from kobert_gluon.inference.evaluate import evaluate
+    from kobert_gluon.inference.evaluate import evaluate_batches
     from kobert_gluon.train.splits import make_loader
     from kobert_gluon.train.splits import load_splits
     from kobert_gluon.text.data import BERTDataset
@@ -293,7 +293,7 @@ def single_process_report(run_dir, train_file):
     test_data = BERTDataset(splits.test, 0, 1, classifier.tokenizer, config.max_len, True, False)
     vocab = classifier.tokenizer.vocab
     loader = make_loader(test_data, config, False, vocab[vocab.padding_token])
-    return evaluate(classifier.model, loader, [mx.cpu()], len(splits.label_map))
+    return evaluate_batches(classifier.model, loader, [mx.cpu()], len(splits.label_map))
 
 
 def assert_matches_single_process(run_dir, single_run, train_file):
