@@ -53,12 +53,17 @@ class MissingExtraError(KobertGluonError, ImportError):
                          f'pip install "kobert_gluon[{extra}]"')
 
 
-def last_line(error, limit=300):
-    """MXNet's messages start with a C++ traceback; the last non-empty line says what failed."""
+def last_line(error):
+    """The whole message of ``error`` on one line, never cut.
+
+    MXNet's messages start with a C++ traceback (``Traceback ...``, ``Stack trace``, ``[bt] ...``)
+    whose last non-empty line says what failed: only that line is kept. Any other message keeps
+    every line, joined by spaces.
+    """
     message = error.args[0] if isinstance(error, KeyError) and error.args else error
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
     if not lines:
         return type(error).__name__
     if len(lines) > 1 and not lines[0].startswith(('Traceback', 'Stack trace', '[')):
-        return ' '.join(lines)[:limit * 3]
-    return lines[-1][:limit]
+        return ' '.join(lines)
+    return lines[-1]

@@ -27,6 +27,7 @@ def isolate_kobert_env(patch, cache_dir):
     patch.setenv('KOBERT_GLUON_CACHE', str(cache_dir))
     patch.setenv('KOBERT_GLUON_LEGACY_DIRS', '')
     patch.setenv('KOBERT_GLUON_NO_MIRRORS', '1')
+    patch.setenv('KOBERT_GLUON_NO_PACKAGED', '1')  # no KoBERT file anywhere unless a test puts one
     patch.setattr('kobert_gluon.assets._remembered_cache_dir', None)
 
 

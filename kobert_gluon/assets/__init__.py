@@ -10,7 +10,9 @@ Every file is looked up in this order (see :func:`resolve`); the first folder th
    ``~/kobert`` (KoBERT v0.1.x); ``$KOBERT_GLUON_LEGACY_DIRS`` replaces this list
    (``os.pathsep``-separated, empty: none);
 5. kobert_gluon's cache, :func:`default_cache_dir`;
-6. a download into (3) if given, else (5): from ``base_url``/``$KOBERT_BASE_URL`` first, then
+6. the copies shipped in the package (:func:`packaged_dirs`: KoBERT's ``.spiece`` tokenizer, so
+   ``get_tokenizer()`` works offline);
+7. a download into (3) if given, else (5): from ``base_url``/``$KOBERT_BASE_URL`` first, then
    from the registry's mirrors (skipped when ``$KOBERT_GLUON_NO_MIRRORS`` is set).
 
 A file is only ever returned after its md5 has been checked. A file that fails the check is
@@ -28,6 +30,7 @@ import os
 from typing import List, Optional, Tuple
 
 from ..errors import AssetError
+from ..fileio import package_file
 
 from .download import _download
 from .files import CACHE_DIR_ENV, KOBERT_HOME_ENV, Asset, AssetNotFoundError, ChecksumError, md5sum
@@ -38,6 +41,7 @@ logger = logging.getLogger(__name__)
 BASE_URL_ENV = 'KOBERT_BASE_URL'
 LEGACY_DIRS_ENV = 'KOBERT_GLUON_LEGACY_DIRS'
 NO_MIRRORS_ENV = 'KOBERT_GLUON_NO_MIRRORS'
+NO_PACKAGED_ENV = 'KOBERT_GLUON_NO_PACKAGED'
 LEGACY_DIRS = ('.cache', os.path.join('~', 'kobert'))  # KoBERT v0.2.x, v0.1.x defaults
 HUGGINGFACE_LEGACY_URL = 'https://huggingface.co/skt/kobert-base-v1/resolve/main/legacy/'
 
@@ -46,8 +50,11 @@ def _legacy_asset(filename: str, md5: str, hint: str = '') -> Asset:
     return Asset(filename, md5, urls=(HUGGINGFACE_LEGACY_URL + filename,), hint=hint)
 
 
-OWN_WEIGHTS_HINT = ('To use your own weights instead, pass a params file in the bert_12_768_12 '
-                    'layout as get_mxnet_kobert_model(model_file=PATH) or kobert-gluon train '
+# Said wherever KoBERT's own weights are missing or damaged: what else a newcomer can do.
+SMALL_BERT_HINT = ("Without KoBERT's files, kobert-gluon train --bert small trains a small BERT that "
+                   'starts from the Korean checkpoint shipped in the package (no download).')
+OWN_WEIGHTS_HINT = (SMALL_BERT_HINT + ' To use your own weights instead, pass a params file in the '
+                    'bert_12_768_12 layout as get_mxnet_kobert_model(model_file=PATH) or kobert-gluon train '
                     '--init_from PATH: its md5 is not checked, its parameter names and shapes are.')
 ASSETS = {
     'spiece': _legacy_asset('kobert_news_wiki_ko_cased-1087f8699e.spiece',
@@ -110,6 +117,7 @@ def fetch(asset: Asset, path: Optional[str] = None, kobert_dir: Optional[str] = 
     given_cache = [_absolute(cache_dir)] if cache_dir else []
     target_dir = (given_cache or [default_cache_dir()])[0]
     folders = ([_absolute(user_dir)] if user_dir else []) + given_cache + legacy_dirs() + [default_cache_dir()]
+    folders += packaged_dirs()  # read-only copies shipped in the package (KoBERT's tokenizer)
     corrupt = None
     for folder in dict.fromkeys(folders):
         candidate = os.path.join(folder, asset.filename)
@@ -134,6 +142,12 @@ def fetch(asset: Asset, path: Optional[str] = None, kobert_dir: Optional[str] = 
         raise ChecksumError(corrupt.path, corrupt.expected, corrupt.actual,
                             hint=f'Downloading a fresh copy failed ({failed.attempts_text()}). '
                                  + _corrupt_hint(asset, corrupt.path)) from failed
+
+
+def packaged_dirs() -> List[str]:
+    """The package's own copies (``resources/kobert``: KoBERT's .spiece tokenizer, Apache-2.0, see its
+    NOTICE); ``$KOBERT_GLUON_NO_PACKAGED`` set to anything non-empty turns them off."""
+    return [] if os.environ.get(NO_PACKAGED_ENV) else [package_file('resources', 'kobert')]
 
 
 def lookup(name: str) -> Asset:

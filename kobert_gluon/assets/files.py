@@ -46,7 +46,8 @@ class AssetNotFoundError(AssetError):
             cause = 'was not found and downloading is disabled'
         super().__init__(
             f'KoBERT file {filename} {cause}. Download it manually and put it in '
-            f'{target_dir}, or set {KOBERT_HOME_ENV} to a directory that holds it.'
+            f'{target_dir}, or point --kobert_dir (kobert_dir= in Python) or {KOBERT_HOME_ENV} '
+            f'at a directory that holds it.'
             + (f' {hint}' if hint else ''))
 
     def attempts_text(self) -> str:

@@ -5,14 +5,20 @@ model directory, a missing GPU: every KobertGluonError, plus OSError and MXNetEr
 ``kobert-gluon: error: ...`` line on stderr and exit status 2, like argparse's own usage errors.
 Anything else is a bug in this library: it says so, with exit status 3. ``--debug`` shows the
 traceback instead.
+
+``kobert-gluon`` alone lists the commands with a line each (on stderr, exit status 2: no command
+was given); ``--version`` prints ``kobert-gluon <version>``. An unknown flag is one line naming
+the closest flag of that command, or the flag a Hugging Face Trainer name stands for.
 """
 import argparse
 import contextlib
+import difflib
 import logging
 import sys
 
 import mxnet as mx
 
+from .._version import __version__
 from ..errors import KobertGluonError, last_line
 from . import finetune, predict, pretrain, tools
 
@@ -27,9 +33,18 @@ LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    parser = build_parser()
+    if not argv:
+        print(command_list(), file=sys.stderr)
+        return EXIT_ERROR
+    unknown = unknown_flag(parser, argv)
+    if unknown:
+        print(f'{PROG}: error: {unknown}', file=sys.stderr)
+        return EXIT_ERROR
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_request:  # --help, or a usage error argparse already reported
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:  # --help, --version, or a usage error argparse already reported
         return exit_request.code
     debug = getattr(args, 'debug', False)
     with log_to_stderr(logging.DEBUG if debug else logging.INFO):
@@ -87,6 +102,7 @@ def build_parser():
                         help='debug logs, and a traceback instead of a one-line error')
     parser = argparse.ArgumentParser(prog=PROG, parents=[common], formatter_class=HelpFormatter,
                                      description="Fine-tune and serve KoBERT text classifiers.")
+    parser.add_argument('--version', action='version', version=f'{PROG} {__version__}')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
     for name, add_arguments, run, summary in COMMANDS:
         command = commands.add_parser(name, parents=[common], formatter_class=HelpFormatter,
@@ -96,28 +112,66 @@ def build_parser():
     return parser
 
 
-# ---------------------------------------------------------------------------- train
+def command_list():
+    """What a bare ``kobert-gluon`` says: the commands, a line each, and where to go next."""
+    width = max(len(name) for name, *_ in COMMANDS)
+    lines = [f'usage: {PROG} [--version] [--debug] COMMAND [flags]', '', 'commands:']
+    lines += [f'  {name:<{width}}  {summary}' for name, _, _, summary in COMMANDS]
+    lines += ['', f"'{PROG} COMMAND --help' lists a command's flags; '{PROG} train' alone trains the Korean demo."]
+    return '\n'.join(lines)
 
 
-# ---------------------------------------------------------------------------- evaluate
+# ---------------------------------------------------------------------------- unknown flags
+
+# Hugging Face Trainer (and run_glue.py) flags -> ours, for people who come from transformers.
+# A value of None: the flag has no counterpart here; the text after it says why.
+TRAINER_FLAGS = {
+    'num_train_epochs': '--num_epochs', 'epochs': '--num_epochs',
+    'per_device_train_batch_size': '--batch_size', 'train_batch_size': '--batch_size',
+    'per_device_eval_batch_size': '--batch_size', 'eval_batch_size': '--batch_size',
+    'lr': '--learning_rate', 'model_name_or_path': '--init_from', 'model_name': '--init_from',
+    'max_seq_length': '--max_len', 'max_length': '--max_len', 'logging_steps': '--log_interval',
+    'save_steps': '--save_every', 'gradient_accumulation_steps': '--accumulate', 'adam_epsilon': '--epsilon',
+    'overwrite_output_dir': '--overwrite', 'resume_from_checkpoint': '--resume', 'fp16': '--dtype float16',
+    'bf16': '--dtype bfloat16', 'no_cuda': '--ctx cpu', 'use_cpu': '--ctx cpu', 'train_file': '--data',
+    'validation_file': '--valid_data', 'test_file': '--test_data', 'text_column_name': '--text_column',
+    'label_column_name': '--label_column', 'metric_for_best_model': '--select_metric',
+    'early_stopping_patience': '--early_stopping', 'hidden_dropout_prob': '--dropout',
+    'warmup_steps': '--warmup_ratio (a share of the steps, not a count)',
+    'do_train': (None, "not needed: 'kobert-gluon train' trains, then tests best/ on the test split"),
+    'do_eval': (None, "not needed: training validates every epoch; 'kobert-gluon evaluate' scores a model"),
+    'do_predict': (None, "not needed: use 'kobert-gluon predict' on the trained model"),
+}
 
 
-# ---------------------------------------------------------------------------- predict
+def unknown_flag(parser, argv):
+    """One line for the first ``--flag`` the command does not know, with what was probably meant;
+    None when every flag is known (argparse then reports anything else, abbreviations included)."""
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    command = next((token for token in argv if not token.startswith('-')), None)
+    if command not in commands.choices:
+        return None
+    known = [flag for flag in commands.choices[command]._option_string_actions if flag.startswith('--')]
+    for token in argv[argv.index(command) + 1:]:
+        if token == '--':
+            break
+        flag = token.split('=', 1)[0]
+        if not flag.startswith('--') or any(name.startswith(flag) for name in known):
+            continue
+        return f'{command}: unknown flag {flag}; {suggestion(flag, known, command)}'
+    return None
 
 
-# ---------------------------------------------------------------------------- export
-
-
-# ---------------------------------------------------------------------------- convert
-
-
-# ---------------------------------------------------------------------------- serve
-
-
-# ---------------------------------------------------------------------------- pretrain
-
-
-# ---------------------------------------------------------------------------- launch
+def suggestion(flag, known, command):
+    alias = TRAINER_FLAGS.get(flag[2:].replace('-', '_'))
+    if isinstance(alias, tuple):
+        return alias[1]
+    if alias and alias.split()[0] in known:
+        return f'did you mean {alias}? (the Hugging Face Trainer name of it)'
+    close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+    if close:
+        return f'did you mean {close[0]}?'
+    return f"'{PROG} {command} --help' lists its flags"
 
 
 COMMANDS = (

@@ -15,11 +15,15 @@ What :func:`to_transformers` writes::
     config.json          transformers BertConfig (id2label/label2id for a classifier)
     model.safetensors    float32 tensors under transformers' names
     vocab.txt            our vocab, one token a line, line number = id
+    tokenizer.json       our tokenization for transformers (hf_tokenizer.py), checked id for id
+    tokenizer_config.json, special_tokens_map.json   so AutoTokenizer and pipeline() load it
     tokenizer/           our SentencePiece file(s), names kept
     kobert_gluon.json    max_len, dropout, tokenizer md5s: what from_transformers restores
+    README.md            the model card (model_card.py): labels, training record, test report
 
 transformers' own KoBERT tokenizer (an XLNetTokenizer) splits punctuation differently from
-gluonnlp's BERTSPTokenizer, so PyTorch code gets our exact ids from :class:`TokenIds`.
+gluonnlp's BERTSPTokenizer; the tokenizer.json written here does not, and the folder is
+refused rather than written when it would give other ids on any probe text.
 """
 import logging
 import os
@@ -205,7 +209,7 @@ def to_transformers(model_or_dir, output_dir, tokenizer=None, vocab_json=None, n
 
     check_output_dir(output_dir)
     if isinstance(model_or_dir, TextClassifier):
-        return _write_classifier(model_or_dir, output_dir)
+        return _write_classifier(model_or_dir, output_dir, getattr(model_or_dir, 'run_dir', None))
     source = os.fspath(model_or_dir)
     if os.path.isfile(os.path.join(source, BERT_PARAMS_FILE)):
         try:
@@ -216,13 +220,16 @@ def to_transformers(model_or_dir, output_dir, tokenizer=None, vocab_json=None, n
         return _write_bert(os.path.join(source, BERT_PARAMS_FILE), output_dir, config.get('num_heads', num_heads),
                            files.get('tokenizer'), files.get('vocab_json'))
     if os.path.isdir(source):
-        return _write_classifier(TextClassifier.load(source, ctx=ctx), output_dir)
+        return _write_classifier(TextClassifier.load(source, ctx=ctx), output_dir, source)
     if not os.path.isfile(source):
         raise ConversionError(f'{source}: no such model directory or params file')
     return _write_bert(source, output_dir, num_heads, tokenizer, vocab_json)
 
 
-def _write_classifier(classifier, output_dir):
+def _write_classifier(classifier, output_dir, source=None):
+    """``source``: the model directory (or the run folder) the classifier came from, for the model card."""
+    from .model_card import classifier_card, run_record
+
     model = classifier.model
     params = named_parameters(model)
     tensors = with_bert_prefix({hf: params[gluon].data().asnumpy() for hf, gluon in classifier_name_pairs(model)})
@@ -233,7 +240,13 @@ def _write_classifier(classifier, output_dir):
                    'classifier_dropout': classifier.dropout, 'problem_type': 'single_label_classification'})
     meta = {'library_version': __version__, 'max_len': classifier.max_len, 'dropout': classifier.dropout,
             **({'training': classifier.training} if getattr(classifier, 'training', None) else {})}
-    _write_directory(output_dir, tensors, config, meta, classifier.tokenizer_files, classifier.tokenizer.vocab)
+    train_config, test_report = run_record(source)
+    if source is not None and test_report is None and getattr(classifier, 'test_report', None):
+        test_report = classifier.test_report
+    card = classifier_card(names, config, meta.get('training'), train_config, test_report, source,
+                           classifier.max_len, classifier.tokenizer_files)
+    _write_directory(output_dir, tensors, config, meta, classifier.tokenizer_files, classifier.tokenizer.vocab,
+                     classifier.max_len, card)
     return output_dir
 
 
@@ -258,12 +271,18 @@ def _write_bert(params_path, output_dir, num_heads, tokenizer, vocab_json):
     tensors = {hf: gluon[g] for hf, g in pairs}
     files = {'tokenizer': tokenizer, **({'vocab_json': vocab_json} if vocab_json else {})} if tokenizer else {}
     vocab = _checked_vocab(files, bert_config.vocab_size, params_path)
-    _write_directory(output_dir, tensors, hf_config(bert_config, 'BertModel'),
-                     {'library_version': __version__}, files, vocab)
+    from .model_card import bert_card
+
+    config = hf_config(bert_config, 'BertModel')
+    _write_directory(output_dir, tensors, config, {'library_version': __version__}, files, vocab,
+                     bert_config.max_length, bert_card(config, params_path, files))
     return output_dir
 
 
-def _write_directory(output_dir, tensors, config, meta, tokenizer_files, vocab):
+def _write_directory(output_dir, tensors, config, meta, tokenizer_files, vocab, max_len, card=None):
+    """Write the folder atomically; its ``tokenizer.json`` is checked against ours before it appears."""
+    from .model_card import MODEL_CARD_FILE
+
     numpy_io = require('safetensors.numpy', 'safetensors')
     with atomic_directory(output_dir) as tmp:
         numpy_io.save_file({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in tensors.items()},
@@ -273,7 +292,28 @@ def _write_directory(output_dir, tensors, config, meta, tokenizer_files, vocab):
         if vocab is not None:
             with open(os.path.join(tmp, VOCAB_TXT), 'w', encoding='utf-8') as out:
                 out.write(''.join(token + '\n' for token in vocab.idx_to_token))
+            if tokenizer_files:
+                _write_checked_hf_tokenizer(tmp, tokenizer_files['tokenizer'], vocab, max_len, output_dir)
+        if card:
+            with open(os.path.join(tmp, MODEL_CARD_FILE), 'w', encoding='utf-8') as out:
+                out.write(card)
     logger.info('wrote transformers directory %s (%s)', output_dir, config['architectures'][0])
+
+
+def _write_checked_hf_tokenizer(directory, spiece_path, vocab, max_len, output_dir):
+    """tokenizer.json + tokenizer_config.json + special_tokens_map.json for ``AutoTokenizer``/``pipeline()``.
+
+    Refuses (ConversionError; nothing is written) when transformers would get other ids than
+    ours on any probe text (:data:`hf_tokenizer.PROBE_TEXTS`), instead of a silently wrong folder.
+    """
+    from ..text.tokenizer import get_bert_tokenizer
+    from .hf_tokenizer import verify_hf_tokenizer, write_hf_tokenizer
+
+    try:
+        write_hf_tokenizer(spiece_path, vocab, directory, max_len)
+        verify_hf_tokenizer(directory, get_bert_tokenizer(spiece_path, vocab), max_len)
+    except ConversionError as error:
+        raise ConversionError(f'{output_dir}: not written: {error}') from error
 
 
 # ---------------------------------------------------------------------------- token ids

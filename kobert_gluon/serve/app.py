@@ -26,14 +26,12 @@ unpickled.
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import signal
 import socket
 import time
 from importlib import resources
-from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
 from ..errors import MissingExtraError
 from ..fileio import PACKAGE
@@ -46,14 +44,12 @@ try:
     from fastapi import APIRouter, FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from fastapi.routing import APIRoute
     from fastapi.staticfiles import StaticFiles
-    from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, RootModel, StrictStr, Tag
-    from pydantic_core import PydanticCustomError
     from starlette.exceptions import HTTPException
-    from starlette.requests import Request
 except ImportError as error:  # pragma: no cover - exercised by hiding fastapi/uvicorn in a test
     raise MissingExtraError('serve', f'{error.name or "fastapi/uvicorn"} (needed by kobert-gluon serve)') from None
+from .requests import ApiError, JsonBodyRoute, error_response, validation_error  # noqa: E402
+from .schemas import ERROR_RESPONSES, SHAPES, Health, Metadata, api_models  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -64,275 +60,6 @@ PAGE_HEADERS = {
     'Content-Security-Policy': "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     'X-Content-Type-Options': 'nosniff',
 }
-JSON_TYPES = {dict: 'an object', list: 'an array', str: 'a string', int: 'a number', float: 'a number',
-              bool: 'a boolean', type(None): 'null'}
-SHAPES = '{"texts": [...]}, {"text": "..."} or {"inputs": ...}'
-FIELD_TYPES = {'texts': 'an array of strings', 'text': 'a string', 'inputs': 'a string or an array of strings',
-               'parameters': 'an object', 'options': 'an object', 'top_k': 'a positive integer'}
-INPUTS_TAGS = ('string', 'array')  # how pydantic names the branches of "inputs" in an error's location
-
-
-# ---------------------------------------------------------------------------- the models
-
-class Error(BaseModel):
-    """Every 4xx and 5xx answer: one line saying what was wrong, naming the field."""
-    error: str = Field(examples=['texts[1] is a number, expected a string'])
-
-
-class Health(BaseModel):
-    status: Literal['ok']
-    batches: int = Field(description='forward batches so far')
-    sentences: int = Field(description='sentences classified so far')
-
-
-class BaseWeights(BaseModel):
-    """What the model's BERT body started from, as its training run recorded it."""
-    kind: str = Field(description="'random' (untrained: a demo, its predictions mean little), 'pretrained', "
-                                  "'kobert' or 'file'")
-    name: Optional[str] = None
-
-
-class LimitsInfo(BaseModel):
-    max_batch: int
-    max_wait_ms: float
-    batching: bool
-    max_texts: int
-    max_body_bytes: int
-
-
-class Metadata(BaseModel):
-    labels: List[str]
-    max_len: int
-    bert: Dict[str, Any] = Field(description='BERT size (num_layers, units, ...)')
-    dtype: str
-    library_version: str
-    tokenizer: Dict[str, Any] = Field(description='tokenizer files by role, with their md5')
-    limits: LimitsInfo = Field(description="this server's batching and request limits")
-    base_weights: Optional[BaseWeights] = Field(description='null when the model directory does not say')
-
-
-class HFParameters(BaseModel):
-    """The Inference API's text-classification parameters this server honours."""
-    model_config = ConfigDict(extra='forbid')
-    top_k: Optional[int] = Field(None, ge=1, description='only the k most probable labels of each text')
-    function_to_apply: Optional[Literal['softmax']] = Field(
-        None, description='scores are softmax probabilities; sigmoid and none are not available')
-
-
-def unicode_text(value):
-    try:
-        value.encode('utf-8')
-    except UnicodeEncodeError as error:  # JSON may escape half of a surrogate pair: "\ud800"
-        raise PydanticCustomError('lone_surrogate', 'holds a lone surrogate {character} at character {at}',
-                                  {'character': repr(value[error.start]), 'at': error.start}) from None
-    return value
-
-
-Text = Annotated[StrictStr, AfterValidator(unicode_text)]
-
-
-def body_shape(payload):
-    """Which request model a body is, by the field it has; None: none of them."""
-    if isinstance(payload, dict):
-        return next((key for key in ('texts', 'text', 'inputs') if key in payload), None)
-    return next((key for key in ('texts', 'text', 'inputs') if hasattr(payload, key)), None)
-
-
-def inputs_shape(value):
-    return INPUTS_TAGS[0] if isinstance(value, str) else INPUTS_TAGS[1]
-
-
-def api_models(labels, limits, max_len):
-    """The request and answer models of one server: its labels and --max_texts are in them."""
-    Label = Literal[tuple(labels)]  # noqa: N806
-    texts_field = dict(min_length=1, max_length=limits.max_texts,
-                       description=f'sentences, at most {limits.max_texts} (--max_texts); each is cut to '
-                                   f'max_len={max_len} tokens')
-
-    class TextsRequest(BaseModel):
-        """Several sentences. Answer: ``{"predictions": [...]}``, one per text, in order."""
-        model_config = ConfigDict(extra='forbid', json_schema_extra={
-            'examples': [{'texts': ['배송이 빨라서 좋았어요', '다시는 안 삽니다']}]})
-        texts: List[Text] = Field(**texts_field)
-
-    class TextRequest(BaseModel):
-        """One sentence. Answer: ``{"predictions": [...]}`` with one prediction, as for
-        ``{"texts": [text]}``."""
-        model_config = ConfigDict(extra='forbid',
-                                  json_schema_extra={'examples': [{'text': '배송이 빨라서 좋았어요'}]})
-        text: Text = Field(description=f'a sentence; it is cut to max_len={max_len} tokens')
-
-    class HFRequest(BaseModel):
-        """The Hugging Face Inference API's text-classification body. Answer: HF's, a list with
-        one list of ``{"label", "score"}`` per text (``[[...]]`` for a string), highest first."""
-        model_config = ConfigDict(extra='forbid', json_schema_extra={
-            'examples': [{'inputs': '배송이 빨라서 좋았어요'},
-                         {'inputs': ['좋아요', '별로예요'], 'parameters': {'top_k': 1}}]})
-        inputs: Annotated[Union[Annotated[Text, Tag(INPUTS_TAGS[0])],
-                                Annotated[List[Text], Field(**texts_field), Tag(INPUTS_TAGS[1])]],
-                          Discriminator(inputs_shape)] = Field(description='a sentence, or several')
-        parameters: Optional[HFParameters] = None
-        options: Optional[Dict[str, Any]] = Field(None, description="accepted and ignored (HF's wait_for_model, "
-                                                                    "use_cache)")
-
-    class PredictRequest(RootModel):
-        """One of three bodies, told apart by their field: ``texts``, ``text`` or ``inputs``."""
-        root: Annotated[Union[Annotated[TextsRequest, Tag('texts')], Annotated[TextRequest, Tag('text')],
-                              Annotated[HFRequest, Tag('inputs')]],
-                        Discriminator(body_shape, custom_error_type='body_shape',
-                                      custom_error_message=f'expected a JSON object {SHAPES}')]
-
-    class Prediction(BaseModel):
-        text: str
-        label: Optional[Label] = Field(description='the most probable label; null for a blank text')
-        probabilities: Optional[Dict[Label, float]] = Field(
-            description='softmax probability per label; null for a blank text')
-
-    class PredictResponse(BaseModel):
-        """The answer to ``{"texts": [...]}`` and ``{"text": "..."}``."""
-        predictions: List[Prediction] = Field(description='one per text, in the order of the request')
-
-    class LabelScore(BaseModel):
-        label: Label
-        score: float
-
-    HFResponse = Annotated[List[List[LabelScore]], Field(  # noqa: N806
-        title='HFResponse', description='the answer to {"inputs": ...}: per text, its labels by score, highest '
-                                        'first (top_k of them if asked); [] for a blank text')]
-    return PredictRequest, TextsRequest, TextRequest, HFRequest, Union[PredictResponse, HFResponse]
-
-
-ERROR_RESPONSES = {status: {'model': Error, 'description': meaning} for status, meaning in {
-    400: 'body is not UTF-8 or not valid JSON',
-    413: 'body over --max_body_bytes, or more texts than --max_texts',
-    415: 'Content-Type is not application/json',
-    422: f'valid JSON of the wrong shape: not one of {SHAPES}, an unknown field, an empty list, a text that is '
-         'not a string or holds a lone surrogate'}.items()}
-
-
-# ---------------------------------------------------------------------------- reading a body
-
-class ApiError(Exception):
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-
-
-def error_response(status, message, headers=None):
-    return JSONResponse({'error': message}, status_code=status, headers=headers)
-
-
-class ParsedRequest(Request):
-    """A request whose body was already read and parsed under this server's limits."""
-
-    def __init__(self, request, body, payload):
-        super().__init__(request.scope, request.receive)
-        self._checked = body, payload
-
-    async def body(self):
-        return self._checked[0]
-
-    async def json(self):
-        return self._checked[1]
-
-
-class JsonBodyRoute(APIRoute):
-    """Checks Content-Type, size, UTF-8 and JSON before FastAPI hands the body to pydantic, so
-    those get their own statuses (415, 413, 400) and a body is never read past the limit."""
-
-    def get_route_handler(self):
-        handler = super().get_route_handler()
-
-        async def checked(request):
-            check_content_type(request.headers.get('content-type', ''))
-            body = await read_body(request, request.app.state.limits.max_body_bytes)
-            return await handler(ParsedRequest(request, body, parse_json(body)))
-        return checked
-
-
-def check_content_type(header):
-    media_type, *parameters = [part.strip().lower() for part in header.split(';')]
-    charsets = [parameter.split('=', 1)[1].strip('"') for parameter in parameters if parameter.startswith('charset=')]
-    if media_type != 'application/json' or any(charset not in ('utf-8', 'utf8') for charset in charsets):
-        raise ApiError(415, f'Content-Type must be application/json (UTF-8), not {header!r}')
-
-
-async def read_body(request, limit):
-    declared = request.headers.get('content-length', '')
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f'body of {declared} bytes is over the limit of {limit} (--max_body_bytes)')
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:  # chunked uploads declare no length
-            raise ApiError(413, f'body is over the limit of {limit} bytes (--max_body_bytes)')
-    return bytes(body)
-
-
-def parse_json(body):
-    try:
-        text = body.decode('utf-8')
-    except UnicodeDecodeError as error:
-        raise ApiError(400, f'body is not valid UTF-8 (byte {error.start}: {body[error.start:error.start + 1]!r})') from None
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as error:
-        raise ApiError(400, f'body is not valid JSON ({error})') from None
-
-
-# ---------------------------------------------------------------------------- validation errors
-
-def validation_error(errors):
-    """``(status, one line)`` for pydantic's errors about a /predict body."""
-    errors = [{**error, 'loc': tuple(error.get('loc', ()))} for error in errors]
-    for error in errors:
-        if error['loc'][:1] == ('body',):
-            error['loc'] = error['loc'][1:]
-        if error['type'] == 'body_shape':
-            value = error.get('input')
-            got = (f'an object with fields {sorted(value)}' if value else 'an empty object') \
-                if isinstance(value, dict) else describe(value)
-            return 422, f'expected a JSON object {SHAPES}, got {got}'
-        if error['type'] == 'json_invalid':  # FastAPI's own parse; ours runs first, so only a safeguard
-            return 400, f'body is not valid JSON ({error.get("ctx", {}).get("error", error["msg"])})'
-    shape = errors[0]['loc'][0] if errors[0]['loc'] else None
-    body = {'texts': 'a {"texts": [...]} body', 'text': 'a {"text": "..."} body',
-            'inputs': 'a {"inputs": ...} body'}.get(shape, 'the body')
-    for error in errors:  # the shape's tag is the first step of every location; "inputs" has one more
-        error['path'] = [step for step in error['loc'][1:] if step not in INPUTS_TAGS]
-    unknown = [error for error in errors if error['type'] == 'extra_forbidden']
-    if unknown:
-        where = unknown[0]['path'][:-1]
-        names = sorted(str(error['path'][-1]) for error in unknown if error['path'][:-1] == where)
-        return 422, f'unknown fields {names} in {field_name(where) if where else body}'
-    for error in errors:
-        if error['type'] == 'too_long' and len(error['path']) == 1:
-            count, most = error['ctx']['actual_length'], error['ctx']['max_length']
-            return 413, f'{count} texts; at most {most} per request (--max_texts)'
-    error = errors[0]
-    path, value = error['path'], error.get('input')
-    where = field_name(path)
-    if error['type'] == 'too_short':
-        return 422, f'{where} is empty; send at least one string'
-    if error['type'] == 'lone_surrogate':
-        return 422, f'{where} {error["msg"]}; it is not Unicode text'
-    if error['type'].endswith('_type'):
-        expected = 'a string' if isinstance(path[-1], int) else FIELD_TYPES.get(path[-1], error['msg'].lower())
-        hint = '; send several as {"texts": [...]}' if path == ['text'] and isinstance(value, list) else ''
-        return 422, f'{where} is {describe(value)}, expected {expected}{hint}'
-    return 422, f'{where}: {error["msg"]}'
-
-
-def field_name(path):
-    """``"texts"``, ``texts[1]``, ``"parameters.top_k"``: where in the body a problem is."""
-    if not path:
-        return 'the body'
-    name = str(path[0]) + ''.join(f'[{step}]' if isinstance(step, int) else f'.{step}' for step in path[1:])
-    return name if any(isinstance(step, int) for step in path) else f'"{name}"'
-
-
-def describe(value):
-    return JSON_TYPES.get(type(value), type(value).__name__)
 
 
 # ---------------------------------------------------------------------------- answers

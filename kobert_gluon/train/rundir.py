@@ -4,6 +4,8 @@ checkpoint to resume from even after a crash in the middle of replacing one.
 Layout (see training.py for what goes into each checkpoint)::
 
     run.lock            held (flock) by the training that uses the directory; names its pid
+    run_manifest.json   every top-level name the run wrote, recorded before it is written:
+                        --overwrite deletes these and nothing else (the user's notes stay)
     train_config.json   the TrainConfig, written when the run starts
     run_inputs.json     fingerprints of what the run was started with (data, tokenizer, model)
     split.json          the train/validation/test split (row positions and hashes)
@@ -13,13 +15,13 @@ import contextlib
 import datetime
 import logging
 import os
-import shutil
 import socket
 
 from .checkpoint import PRETRAIN_CONFIG_FILE, STATE_FILE, TRAIN_CONFIG_FILE, checkpoint_candidates, read_checkpoint_json
 from ..assets import md5sum
 from ..errors import CheckpointError
-from ..fileio import write_json
+from ..fileio import (RUN_MANIFEST, check_output_location, is_temporary, leftovers_of, read_json, recording_writes,
+                      remove_entry, write_json)
 from .splits import data_path
 
 try:
@@ -35,6 +37,11 @@ SPLIT_FILE = 'split.json'
 # Any of these means the directory already holds (part of) a run (pretraining's too).
 RUN_FILES = (TRAIN_CONFIG_FILE, PRETRAIN_CONFIG_FILE, 'labels.json', 'last', 'best', STATE_FILE, 'bert.params',
              'pretrain.json')
+MANIFEST_FILE = RUN_MANIFEST
+MANIFEST_FORMAT = 'kobert_gluon.run_manifest'
+# Any of these means the run got as far as a checkpoint or a result; without one, a failed run
+# (a typo in a column name, a failed download) is replaced by the next run without a flag.
+RESULTS = ('last', 'best', 'bert.params', 'pretrain.json', 'test_report.json')
 
 
 def unique_run_dir(name, root='runs'):
@@ -61,9 +68,11 @@ def locked(directory):
     flock is released by the kernel when the holder dies, so a crashed run never leaves a
     lock that blocks its own --resume.
     """
+    check_output_location(directory, CheckpointError, '--output_dir')
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, LOCK_FILE)
-    with open(path, 'a+', encoding='utf-8') as lock_file:
+    new_lock = not os.path.exists(path)
+    with open(path, 'a+', encoding='utf-8') as lock_file, _cleaned_up(directory, new_lock):
         if fcntl is not None:
             try:
                 fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -78,32 +87,97 @@ def locked(directory):
                         f'{datetime.datetime.now().isoformat(timespec="seconds")}\n')
         lock_file.flush()
         try:
-            yield
+            with recording_writes(directory, lambda name: record(directory, name)):
+                yield
         finally:
             lock_file.seek(0)
             lock_file.truncate()
 
 
+@contextlib.contextmanager
+def _cleaned_up(directory, new_lock):
+    """A run refused before it wrote anything leaves no run.lock behind in the user's folder."""
+    try:
+        yield
+    finally:
+        if new_lock and not os.path.exists(os.path.join(directory, MANIFEST_FILE)):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(directory, LOCK_FILE))
+
+
+def read_manifest(directory):
+    """The top-level names a run recorded writing into ``directory``; None when it has no
+    (valid) manifest: then nothing there is known to be the run's."""
+    try:
+        manifest = read_json(os.path.join(directory, MANIFEST_FILE))
+    except (OSError, ValueError):
+        return None
+    entries = manifest.get('entries') if isinstance(manifest, dict) else None
+    if manifest.get('format') != MANIFEST_FORMAT or not isinstance(entries, list):
+        return None
+    return [name for name in entries if _plain_name(name)]
+
+
+def _plain_name(name):
+    return isinstance(name, str) and os.path.basename(name) == name and name not in ('', '.', '..')
+
+
+def record(directory, name):
+    """Add ``name`` to the manifest before it is written (atomically: a crash leaves the old list
+    or the new one). The lock file and the manifest itself are the run's without a record."""
+    if name in (MANIFEST_FILE, LOCK_FILE) or is_temporary(name):
+        return
+    entries = read_manifest(directory) or []
+    if name not in entries:
+        write_json(os.path.join(directory, MANIFEST_FILE), {'format': MANIFEST_FORMAT, 'entries': entries + [name]})
+
+
 def prepare(directory, resume, overwrite):
-    """Refuse to start over an existing run unless told to; with ``overwrite`` clear it first."""
+    """Refuse to start over an existing run unless told to; with ``overwrite`` delete what the
+    run wrote (its manifest's entries), never anything else. A folder that is not a run (no
+    manifest) is refused unless empty; a run that failed before its first checkpoint is
+    replaced without a flag."""
+    entries = sorted(name for name in os.listdir(directory) if name != LOCK_FILE)
+    manifest = read_manifest(directory)
     if resume:
         if not holds_run(directory):
             raise CheckpointError(f'--resume: {directory} holds no run to resume')
+        if manifest is None:  # a run of an older version: what it holds of a run becomes the run's
+            for name in entries:
+                if name in RUN_FILES + (INPUTS_FILE, SPLIT_FILE):
+                    record(directory, name)
         return
-    if not holds_run(directory):
+    if not entries:
         return
-    if not overwrite:
+    if manifest is None:
+        raise CheckpointError(f'{directory} is not empty and holds no run (no {MANIFEST_FILE}): {_listed(entries)}; '
+                              'refusing to start a run there, --overwrite deletes only what a run wrote; '
+                              'choose a new or empty --output_dir')
+    if not any(os.path.lexists(os.path.join(directory, name)) or leftovers_of(directory, name)
+               for name in manifest if name in RESULTS):
+        logger.warning('%s holds a run that stopped before its first checkpoint: replacing it', directory)
+    elif not overwrite:
         raise CheckpointError(f'{directory} already holds a run; continue it with --resume, replace it '
                               'with --overwrite, or choose another --output_dir')
-    logger.warning('--overwrite: deleting the previous run in %s', directory)
-    for name in os.listdir(directory):
-        if name == LOCK_FILE:
-            continue
-        path = os.path.join(directory, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.remove(path)
+    else:
+        logger.warning('--overwrite: deleting the previous run in %s (only the files it wrote)', directory)
+    remove_run(directory, manifest)
+
+
+def remove_run(directory, manifest):
+    """Delete the manifest's entries (and the leftovers of a crash while one was replaced)."""
+    for name in manifest:
+        for entry in [name] + leftovers_of(directory, name):
+            remove_entry(os.path.join(directory, entry))
+    remove_entry(os.path.join(directory, MANIFEST_FILE))
+    kept = sorted(set(os.listdir(directory)) - {LOCK_FILE})
+    if kept:
+        logger.info('kept what the run did not write in %s: %s', directory, _listed(kept))
+
+
+def _listed(names, limit=8):
+    more = len(names) - limit
+    return ', '.join(names[:limit]) + (f' and {more} more' if more > 0 else '')
 
 
 def write_start(directory, config, inputs, split):

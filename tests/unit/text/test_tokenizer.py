@@ -112,3 +112,29 @@ def test_trained_tokenizer_places_specials_like_kobert(tmp_path):
 def test_train_sentencepiece_rejects_empty_input(tmp_path):
     with pytest.raises(ValueError, match='no non-empty sentences'):
         train_sentencepiece(['', '  '], tmp_path / 'x.spiece')
+
+
+def test_shipped_tokenizer_gives_the_seed_array_with_no_kobert_folder(monkeypatch, tmp_path):
+    """KoBERT's .spiece ships in the package (resources/kobert/, Apache-2.0 NOTICE beside it):
+    with no KoBERT folder anywhere and no network, get_tokenizer() finds it, md5-checked."""
+    monkeypatch.delenv('KOBERT_GLUON_NO_PACKAGED')
+    monkeypatch.chdir(tmp_path)  # no ./.cache; the cache and legacy folders are empty (conftest)
+    path = kobert_gluon.get_tokenizer()
+    assert os.path.dirname(path) == os.path.join(os.path.dirname(kobert_gluon.__file__), 'resources', 'kobert')
+    assert os.path.isfile(os.path.join(os.path.dirname(path), 'NOTICE'))
+    tokenizer, vocab, files = load_tokenizer()
+    assert files['tokenizer'] == path and len(vocab) == 8002
+    token_ids, valid_length, _, label = BERTDataset([[SEED_SENTENCE, 5]], 0, 1, tokenizer, 64, True, False)[0]
+    assert token_ids.tolist() == SEED_TOKEN_IDS and int(valid_length) == 42 and label == 5
+
+
+def test_shipped_tokenizer_is_md5_checked(monkeypatch, tmp_path):
+    """A damaged packaged copy is reported like any corrupt KoBERT file, never used."""
+    from kobert_gluon import assets
+    packaged = tmp_path / 'packaged'
+    packaged.mkdir()
+    (packaged / 'kobert_news_wiki_ko_cased-1087f8699e.spiece').write_bytes(b'not the tokenizer')
+    monkeypatch.delenv('KOBERT_GLUON_NO_PACKAGED')
+    monkeypatch.setattr(assets, 'packaged_dirs', lambda: [str(packaged)])
+    with pytest.raises(assets.ChecksumError, match='ae5711deb3'):
+        assets.resolve('spiece', download=False)

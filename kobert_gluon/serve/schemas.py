@@ -1,0 +1,157 @@
+"""The API's pydantic models: ``/openapi.json`` and ``/docs`` are generated from them, and they
+check every request body after :mod:`.requests` has read and parsed it under the limits."""
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union
+
+from ..errors import MissingExtraError
+
+try:
+    from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, RootModel, StrictStr, Tag
+    from pydantic_core import PydanticCustomError
+except ImportError as error:  # pragma: no cover - exercised by hiding fastapi/uvicorn in a test
+    raise MissingExtraError('serve', f'{error.name or "pydantic"} (needed by kobert-gluon serve)') from None
+
+
+SHAPES = '{"texts": [...]}, {"text": "..."} or {"inputs": ...}'
+
+
+FIELD_TYPES = {'texts': 'an array of strings', 'text': 'a string', 'inputs': 'a string or an array of strings',
+               'parameters': 'an object', 'options': 'an object', 'top_k': 'a positive integer'}
+
+
+INPUTS_TAGS = ('string', 'array')  # how pydantic names the branches of "inputs" in an error's location
+
+
+class Error(BaseModel):
+    """Every 4xx and 5xx answer: one line saying what was wrong, naming the field."""
+    error: str = Field(examples=['texts[1] is a number, expected a string'])
+
+
+class Health(BaseModel):
+    status: Literal['ok']
+    batches: int = Field(description='forward batches so far')
+    sentences: int = Field(description='sentences classified so far')
+
+
+class BaseWeights(BaseModel):
+    """What the model's BERT body started from, as its training run recorded it."""
+    kind: str = Field(description="'random' (untrained: a demo, its predictions mean little), 'pretrained', "
+                                  "'kobert' or 'file'")
+    name: Optional[str] = None
+
+
+class LimitsInfo(BaseModel):
+    max_batch: int
+    max_wait_ms: float
+    batching: bool
+    max_texts: int
+    max_body_bytes: int
+
+
+class Metadata(BaseModel):
+    labels: List[str]
+    max_len: int
+    bert: Dict[str, Any] = Field(description='BERT size (num_layers, units, ...)')
+    dtype: str
+    library_version: str
+    tokenizer: Dict[str, Any] = Field(description='tokenizer files by role, with their md5')
+    limits: LimitsInfo = Field(description="this server's batching and request limits")
+    base_weights: Optional[BaseWeights] = Field(description='null when the model directory does not say')
+
+
+class HFParameters(BaseModel):
+    """The Inference API's text-classification parameters this server honours."""
+    model_config = ConfigDict(extra='forbid')
+    top_k: Optional[int] = Field(None, ge=1, description='only the k most probable labels of each text')
+    function_to_apply: Optional[Literal['softmax']] = Field(
+        None, description='scores are softmax probabilities; sigmoid and none are not available')
+
+
+def unicode_text(value):
+    try:
+        value.encode('utf-8')
+    except UnicodeEncodeError as error:  # JSON may escape half of a surrogate pair: "\ud800"
+        raise PydanticCustomError('lone_surrogate', 'holds a lone surrogate {character} at character {at}',
+                                  {'character': repr(value[error.start]), 'at': error.start}) from None
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(unicode_text)]
+
+
+def body_shape(payload):
+    """Which request model a body is, by the field it has; None: none of them."""
+    if isinstance(payload, dict):
+        return next((key for key in ('texts', 'text', 'inputs') if key in payload), None)
+    return next((key for key in ('texts', 'text', 'inputs') if hasattr(payload, key)), None)
+
+
+def inputs_shape(value):
+    return INPUTS_TAGS[0] if isinstance(value, str) else INPUTS_TAGS[1]
+
+
+def api_models(labels, limits, max_len):
+    """The request and answer models of one server: its labels and --max_texts are in them."""
+    Label = Literal[tuple(labels)]  # noqa: N806
+    texts_field = dict(min_length=1, max_length=limits.max_texts,
+                       description=f'sentences, at most {limits.max_texts} (--max_texts); each is cut to '
+                                   f'max_len={max_len} tokens')
+
+    class TextsRequest(BaseModel):
+        """Several sentences. Answer: ``{"predictions": [...]}``, one per text, in order."""
+        model_config = ConfigDict(extra='forbid', json_schema_extra={
+            'examples': [{'texts': ['배송이 빨라서 좋았어요', '다시는 안 삽니다']}]})
+        texts: List[Text] = Field(**texts_field)
+
+    class TextRequest(BaseModel):
+        """One sentence. Answer: ``{"predictions": [...]}`` with one prediction, as for
+        ``{"texts": [text]}``."""
+        model_config = ConfigDict(extra='forbid',
+                                  json_schema_extra={'examples': [{'text': '배송이 빨라서 좋았어요'}]})
+        text: Text = Field(description=f'a sentence; it is cut to max_len={max_len} tokens')
+
+    class HFRequest(BaseModel):
+        """The Hugging Face Inference API's text-classification body. Answer: HF's, a list with
+        one list of ``{"label", "score"}`` per text (``[[...]]`` for a string), highest first."""
+        model_config = ConfigDict(extra='forbid', json_schema_extra={
+            'examples': [{'inputs': '배송이 빨라서 좋았어요'},
+                         {'inputs': ['좋아요', '별로예요'], 'parameters': {'top_k': 1}}]})
+        inputs: Annotated[Union[Annotated[Text, Tag(INPUTS_TAGS[0])],
+                                Annotated[List[Text], Field(**texts_field), Tag(INPUTS_TAGS[1])]],
+                          Discriminator(inputs_shape)] = Field(description='a sentence, or several')
+        parameters: Optional[HFParameters] = None
+        options: Optional[Dict[str, Any]] = Field(None, description="accepted and ignored (HF's wait_for_model, "
+                                                                    "use_cache)")
+
+    class PredictRequest(RootModel):
+        """One of three bodies, told apart by their field: ``texts``, ``text`` or ``inputs``."""
+        root: Annotated[Union[Annotated[TextsRequest, Tag('texts')], Annotated[TextRequest, Tag('text')],
+                              Annotated[HFRequest, Tag('inputs')]],
+                        Discriminator(body_shape, custom_error_type='body_shape',
+                                      custom_error_message=f'expected a JSON object {SHAPES}')]
+
+    class Prediction(BaseModel):
+        text: str
+        label: Optional[Label] = Field(description='the most probable label; null for a blank text')
+        probabilities: Optional[Dict[Label, float]] = Field(
+            description='softmax probability per label; null for a blank text')
+
+    class PredictResponse(BaseModel):
+        """The answer to ``{"texts": [...]}`` and ``{"text": "..."}``."""
+        predictions: List[Prediction] = Field(description='one per text, in the order of the request')
+
+    class LabelScore(BaseModel):
+        label: Label
+        score: float
+
+    HFResponse = Annotated[List[List[LabelScore]], Field(  # noqa: N806
+        title='HFResponse', description='the answer to {"inputs": ...}: per text, its labels by score, highest '
+                                        'first (top_k of them if asked); [] for a blank text')]
+    return PredictRequest, TextsRequest, TextRequest, HFRequest, Union[PredictResponse, HFResponse]
+
+
+ERROR_RESPONSES = {status: {'model': Error, 'description': meaning} for status, meaning in {
+    400: 'body is not UTF-8 or not valid JSON',
+    413: 'body over --max_body_bytes, or more texts than --max_texts',
+    415: 'Content-Type is not application/json',
+    422: f'valid JSON of the wrong shape: not one of {SHAPES}, an unknown field, an empty list, a text that is '
+         'not a string or holds a lone surrogate'}.items()}
