@@ -1,32 +1,27 @@
-"""Does masked-LM pretraining help a small BERT? Emotion-set accuracy with and without it.
+"""Does masked-LM pretraining help? The checkpoint shipped in the package against a random start
+and against TF-IDF, on the embedded demo set and on the emotion set, 3 seeds each.
 
-One stratified 80/20 split of the shared emotion set (data.stratified_split, seed 42) serves
-every row; every BERT row is BertConfig.small (2 x 128) with the same tokenizer and is fine-tuned
-with the same settings for ``--epochs`` epochs (no validation split; the last epoch's test report):
+Rows (every BERT row has the shipped checkpoint's size and tokenizer, KoBERT's):
 
-- ``scratch``: random Normal(0.02) weights (``pretrain --num_steps 0``);
-- ``shipped``: the checkpoint given with ``--start`` (MLM on the NSMC review text, made as below;
-  the name is the row a shipped checkpoint would get);
-- ``continued``: that checkpoint after ``--pretrain_steps`` more MLM steps on the NSMC text plus
-  ``--emotion_copies`` copies of the emotion *training* sentences, shuffled (text only, no labels;
-  the test sentences are left out);
-- ``tfidf``: TF-IDF character 1-4-grams + logistic regression (scikit-learn);
-- ``demo-random`` / ``demo-shipped``: ``kobert-gluon train`` without data (the embedded demo set),
-  from random weights and from the ``--start`` checkpoint.
+- ``demo-shipped`` / ``demo-random`` / ``demo-tfidf``: ``kobert-gluon train`` without data (the demo
+  preset: 8 epochs, model selected on a validation split) from the shipped checkpoint, from random
+  Normal(0.02) weights of the same size (``pretrain --num_steps 0``), and TF-IDF char 1-4-grams +
+  logistic regression trained on the same seed's training rows (validation rows included) and scored
+  on the same test rows (``kg.stratified_split(demo, 'label', 0.2, seed)`` is the demo run's split);
+- ``shipped`` / ``scratch`` / ``tfidf``: the emotion set, one stratified 80/20 split (seed 42),
+  ``--epochs`` epochs of fine-tuning (batch 64, lr 5e-4, bucketing, no validation split: the last
+  epoch is reported), the same rows as the 0.5.0 measurement;
+- ``continued``: the shipped checkpoint after ``--pretrain_steps`` more MLM steps on NSMC + the
+  emotion training sentences (an experiment, not shipped).
 
-    python benchmarks/pretraining.py corpus --which nsmc --out nsmc.txt
-    kobert-gluon pretrain --corpus nsmc.txt --output_dir nsmc-small --tokenizer train --tokenizer_vocab_size 4000 \
-        --max_len 32 --batch_size 64 --num_steps 8000 --learning_rate 1e-3 --warmup_ratio 0.05 --num_procs 1 \
-        --save_dtype float16
-    python benchmarks/pretraining.py --start nsmc-small/bert.params --workdir bench
-    python benchmarks/pretraining.py memory --megabytes 400      # streaming: peak RSS, 1 MB vs 400 MB corpus
+The shipped checkpoint was made as docs/pretraining.md records (its exact command is in
+resources/pretrained/pretrain.json)::
 
-That pretrain command made the checkpoint measured in docs/pretraining.md (20 min on 2 idle
-cores, MLM loss 3.8). Nothing is shipped: the emotion-set gain stayed below the +3 points the
-project asks for; a checkpoint placed in kobert_gluon/resources/pretrained/ would be the default
-``--start`` (and the demo's starting point). A BERT this small sits on the unigram plateau (MLM
-loss ~6) for the first few hundred steps: 700 steps at lr 5e-4 never left it and fine-tuned
-worse than random weights.
+    python benchmarks/pretraining.py corpus --which korean --out corpus/     # shuffled; 2,000 lines held out
+    kobert-gluon pretrain --corpus corpus/corpus_train.txt ...                # see pretrain.json 'command'
+    python benchmarks/pretraining.py heldout --start RUN/bert.params --heldout corpus/corpus_heldout.txt --record
+    python benchmarks/pretraining.py --workdir bench                           # the table
+    python benchmarks/pretraining.py memory --megabytes 400                    # streaming: peak RSS
 
 Rows are cached in WORKDIR/results.json; ``--only ROW,ROW`` recomputes some, ``--only ''`` prints the table.
 """
@@ -59,9 +54,60 @@ def nsmc_text(shared):
 
 def emotion_split(shared):
     import pandas as pd
-    from kobert_gluon.text.data import stratified_split
+    import kobert_gluon as kg
     frame = pd.read_csv(os.path.join(shared, EMOTION_CSV), encoding='cp949')
-    return stratified_split(frame, 'Emotion', TEST_SIZE, SPLIT_SEED)
+    return kg.stratified_split(frame, 'Emotion', TEST_SIZE, SPLIT_SEED)
+
+
+KOREAN_HELD_OUT = 2000  # last lines of the shuffled korean_corpus: held out for the MLM loss and accuracy
+
+
+def write_korean_corpus(shared, out_dir):
+    """Every line of data/korean_corpus/*.xz (files in name order, whitespace collapsed), shuffled
+    with random.Random(0); the last 2,000 lines are held out: corpus_train.txt, corpus_heldout.txt."""
+    import lzma
+    import random
+    folder = os.path.join(shared, 'data', 'korean_corpus')
+    lines = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith('.xz'):
+            with lzma.open(os.path.join(folder, name), 'rt', encoding='utf-8') as source:
+                lines += [' '.join(line.split()) for line in source if line.strip()]
+    random.Random(0).shuffle(lines)
+    os.makedirs(out_dir, exist_ok=True)
+    for name, part in (('corpus_train.txt', lines[:-KOREAN_HELD_OUT]), ('corpus_heldout.txt', lines[-KOREAN_HELD_OUT:])):
+        with open(os.path.join(out_dir, name), 'w', encoding='utf-8') as out:
+            out.writelines(line + '\n' for line in part)
+        logger.info('%s: %d lines', os.path.join(out_dir, name), len(part))
+    return out_dir
+
+
+def heldout(args):
+    """Masked-LM loss and masked-piece accuracy of --start on --heldout; --record writes them into its pretrain.json."""
+    import kobert_gluon as kg
+    record = kg.read_record(args.start)
+    settings = record.get('config', {})
+    result = kg.evaluate_mlm(args.start, args.heldout, max_len=settings.get('max_len', 32),
+                             whole_word_mask=settings.get('whole_word_mask', True))
+    result['corpus'] = {'file': os.path.basename(args.heldout), 'md5': file_md5(args.heldout)}
+    print(json.dumps(result, ensure_ascii=False))
+    if args.record:
+        path = os.path.join(os.path.dirname(os.path.abspath(args.start)), 'pretrain.json')
+        with open(path, encoding='utf-8') as source:
+            saved = json.load(source)
+        saved['heldout'] = result
+        with open(path + '.tmp', 'w', encoding='utf-8') as out:
+            json.dump(saved, out, ensure_ascii=False, indent=2)
+        os.replace(path + '.tmp', path)
+
+
+def file_md5(path):
+    import hashlib
+    digest = hashlib.md5()
+    with open(path, 'rb') as source:
+        for block in iter(lambda: source.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_corpus(shared, which, out, emotion_copies=1):
@@ -90,28 +136,33 @@ def run_json(command, env=None):
 
 def finetune_worker(args):
     """Fine-tune as configured; print the test accuracy and macro-F1 of the model it keeps."""
-    from kobert_gluon.train.config import TrainConfig
-    from kobert_gluon.train.finetune import train
+    import kobert_gluon as kg
     settings = json.loads(args.worker)
     demo = settings.pop('demo', False)
-    config = (TrainConfig.demo if demo else TrainConfig)(log_interval=10 ** 9, ctx='cpu', **settings)
-    classifier = train(config)
+    config = (kg.TrainConfig.demo if demo else kg.TrainConfig)(log_interval=10 ** 9, ctx='cpu', **settings)
+    classifier = kg.train(config)
     print(json.dumps({'accuracy': classifier.test_report['accuracy'], 'macro_f1': classifier.test_report['macro_f1'],
                       'seconds': sum(e['seconds'] for e in classifier.history['epochs'])}))
 
 
-def tfidf_row(train, test):
+def tfidf_row(train, test, text='Sentence', label='Emotion'):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
     started = time.time()
     vectorizer = TfidfVectorizer(analyzer='char', ngram_range=(1, 4), sublinear_tf=True, min_df=2)
-    features = vectorizer.fit_transform(train['Sentence'])
-    model = LogisticRegression(max_iter=2000, C=2.0).fit(features, train['Emotion'])
-    predicted = model.predict(vectorizer.transform(test['Sentence']))
-    return {'accuracy': accuracy_score(test['Emotion'], predicted),
-            'macro_f1': f1_score(test['Emotion'], predicted, average='macro'),
+    features = vectorizer.fit_transform(train[text])
+    model = LogisticRegression(max_iter=2000, C=2.0).fit(features, train[label])
+    predicted = model.predict(vectorizer.transform(test[text]))
+    return {'accuracy': accuracy_score(test[label], predicted),
+            'macro_f1': f1_score(test[label], predicted, average='macro'),
             'seconds': time.time() - started}
+
+
+def summarise(runs):
+    """Mean of each metric over the runs, the accuracy's standard deviation, and the runs."""
+    summary = {metric: float(np.mean([run[metric] for run in runs])) for metric in runs[0]}
+    return {**summary, 'accuracy_sd': float(np.std([run['accuracy'] for run in runs])), 'runs': runs}
 
 
 def pretrain_command(corpus, output, *flags):
@@ -128,7 +179,7 @@ def read_results(path):
 
 def benchmark(args):
     """Rows are computed into WORKDIR/results.json (``--only`` picks some), then the table is printed."""
-    from kobert_gluon.models.pretrained import read_record, record_tokenizer_path, shipped_params
+    import kobert_gluon as kg
     workdir = args.workdir or tempfile.mkdtemp(prefix='pretraining-bench-')
     os.makedirs(workdir, exist_ok=True)
     results_path = os.path.join(workdir, 'results.json')
@@ -137,11 +188,14 @@ def benchmark(args):
     train_csv, test_csv = os.path.join(workdir, 'train.csv'), os.path.join(workdir, 'test.csv')
     train.to_csv(train_csv, index=False)
     test.to_csv(test_csv, index=False)
-    start = args.start or shipped_params()
+    start = args.start or kg.shipped_params()
     if not os.path.isfile(start):
         sys.exit(f'{start}: no pretrained checkpoint; make one with `kobert-gluon pretrain` (see the docstring) '
                  'and pass --start DIR/bert.params')
-    tokenizer = args.tokenizer or record_tokenizer_path(start, read_record(start))
+    record = kg.read_record(start)
+    tokenizer = args.tokenizer or kg.record_tokenizer_path(start, record)
+    size_flags = [flag for name in ('num_layers', 'units', 'hidden_size', 'num_heads')
+                  for flag in (f'--{name}', str(record['bert'][name]))]
 
     def repeated(name, settings):
         """The fine-tuning ``settings`` once per seed (the classifier head, dropout and batch order
@@ -149,8 +203,7 @@ def benchmark(args):
         runs = [run_json([sys.executable, __file__, '--worker', json.dumps(
             {**settings, 'seed': seed, 'output_dir': os.path.join(workdir, f'{name}-seed{seed}')})])[0]
             for seed in range(args.seeds)]
-        summary = {metric: float(np.mean([run[metric] for run in runs])) for metric in runs[0]}
-        return {**summary, 'accuracy_sd': float(np.std([run['accuracy'] for run in runs])), 'runs': runs}
+        return summarise(runs)
 
     def finetune(name, init_from):
         return repeated('finetune-' + name, {
@@ -158,12 +211,19 @@ def benchmark(args):
             'bert': 'small', 'init_from': init_from, 'num_epochs': args.epochs, 'learning_rate': 5e-4,
             'bucketing': True, 'batch_size': 64, 'valid_size': 0.0, 'overwrite': True})
 
-    def scratch():
-        # 0 steps: the Normal(0.02) initial weights, saved with the same tokenizer as the other rows
-        output = os.path.join(workdir, 'scratch')
-        subprocess.run(pretrain_command(train_csv, output, '--tokenizer', tokenizer, '--num_steps', '0'),
-                       check=True, stdout=subprocess.DEVNULL)
-        return finetune('scratch', os.path.join(output, 'bert.params'))
+    def random_start():
+        """0 steps: the Normal(0.02) initial weights of the shipped size, saved with its tokenizer."""
+        output = os.path.join(workdir, 'random-start')
+        if not os.path.isfile(os.path.join(output, 'bert.params')):
+            subprocess.run(pretrain_command(train_csv, output, '--tokenizer', tokenizer, '--num_steps', '0',
+                                            '--overwrite', *size_flags), check=True, stdout=subprocess.DEVNULL)
+        return os.path.join(output, 'bert.params')
+
+    def demo_tfidf():
+        demo_frame = kg.read_table(kg.demo_data_path(), 'text', 'label')
+        runs = [tfidf_row(*kg.stratified_split(demo_frame, 'label', 0.2, seed), text='text', label='label')
+                for seed in range(args.seeds)]
+        return summarise(runs)
 
     def continued():
         corpus = write_corpus(args.shared, 'nsmc+emotion', os.path.join(workdir, 'corpus.txt'), args.emotion_copies)
@@ -178,9 +238,10 @@ def benchmark(args):
     def demo(name, init_from):
         return repeated('demo-' + name, {'demo': True, 'init_from': init_from, 'overwrite': True})
 
-    rows = {'tfidf': lambda: tfidf_row(train, test), 'scratch': scratch,
+    rows = {'tfidf': lambda: tfidf_row(train, test), 'scratch': lambda: finetune('scratch', random_start()),
             'shipped': lambda: finetune('shipped', start), 'continued': continued,
-            'demo-random': lambda: demo('random', 'none'), 'demo-shipped': lambda: demo('shipped', start)}
+            'demo-tfidf': demo_tfidf, 'demo-random': lambda: demo('random', random_start()),
+            'demo-shipped': lambda: demo('shipped', start)}
     for name in rows if args.only is None else [n for n in args.only.split(',') if n]:
         logger.info('row: %s', name)
         results[name] = rows[name]()
@@ -190,21 +251,22 @@ def benchmark(args):
     print_table(results, args, len(train), len(test))
 
 
-ROW_NAMES = {'scratch': 'small BERT from scratch (random init)',
-             'shipped': 'small BERT after MLM on NSMC reviews (--start)',
-             'continued': 'small BERT after MLM on NSMC, then on NSMC + emotion train sentences',
-             'tfidf': 'TF-IDF char 1-4-grams + logistic regression',
-             'demo-random': 'demo set (600 sentences): random init',
-             'demo-shipped': 'demo set (600 sentences): from the NSMC checkpoint (--start)'}
+ROW_NAMES = {'demo-shipped': 'demo set (600 sentences): from the shipped checkpoint',
+             'demo-random': 'demo set: random start (same size and tokenizer)',
+             'demo-tfidf': 'demo set: TF-IDF char 1-4-grams + logistic regression, same splits',
+             'shipped': 'emotion set: from the shipped checkpoint',
+             'scratch': 'emotion set: random start (same size and tokenizer)',
+             'continued': 'emotion set: shipped checkpoint + MLM on NSMC and the emotion train sentences',
+             'tfidf': 'emotion set: TF-IDF char 1-4-grams + logistic regression'}
 
 
 def print_table(results, args, num_train, num_test):
     print(f'emotion set: {num_train} train / {num_test} test sentences (stratified, seed {SPLIT_SEED}); '
-          f'BERT rows: 2 x 128, the NSMC checkpoint\'s tokenizer, {args.epochs} epoch(s), batch 64, lr 5e-4, '
+          f'BERT rows: the shipped checkpoint\'s size and tokenizer, {args.epochs} epoch(s), batch 64, lr 5e-4, '
           f'bucketing, no validation split (the last epoch is reported); demo rows: the demo preset (8 epochs, '
-          f'model selected on a validation split); load average now {os.getloadavg()[0]:.1f} '
-          f'on {os.cpu_count()} cores')
-    print(f'BERT and demo rows: mean over {args.seeds} fine-tuning seeds (± standard deviation); time per run')
+          f'model selected on a validation split), seeds 0..{args.seeds - 1} (the seed also draws the split); '
+          f'load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores')
+    print(f'mean over {args.seeds} seeds (± standard deviation); time per run')
     print('| setup | test accuracy | macro-F1 | time |')
     print('|---|---:|---:|---|')
     for key, name in ROW_NAMES.items():
@@ -217,10 +279,10 @@ def print_table(results, args, num_train, num_test):
 
 def memory(args):
     """Peak RSS of a pretraining run on a generated corpus of ``--megabytes`` vs a tiny one."""
-    from kobert_gluon.text.tokenizer import train_sentencepiece
+    import kobert_gluon as kg
     workdir = args.workdir or tempfile.mkdtemp(prefix='pretraining-memory-')
     lines = list(nsmc_text(args.shared))
-    tokenizer = train_sentencepiece(lines[:20000], os.path.join(workdir, 'tok.spiece'), 2000)
+    tokenizer = kg.train_sentencepiece(lines[:20000], os.path.join(workdir, 'tok.spiece'), 2000)
     rows = []
     for megabytes in (1, args.megabytes):
         corpus = os.path.join(workdir, f'corpus-{megabytes}.txt')
@@ -251,13 +313,12 @@ def generate_corpus(path, lines, megabytes):
 
 def memory_worker(args):
     """Stream the whole corpus through tokenizing and batching (every batch, no model step)."""
-    from kobert_gluon.train.masking import BatchStream
-    from kobert_gluon.train.config import PretrainConfig
-    from kobert_gluon.text.tokenizer import get_vocab
+    from kobert_gluon.train.masking import BatchStream  # the streaming internals are what is measured
+    import kobert_gluon as kg
     settings = json.loads(args.memory_worker)
-    config = PretrainConfig(corpus=settings['corpus'], tokenizer=settings['tokenizer'],
-                            output_dir=settings['output_dir'], max_len=64, batch_size=64, num_procs=2)
-    stream = BatchStream(config, settings['tokenizer'], get_vocab(settings['tokenizer']))
+    config = kg.PretrainConfig(corpus=settings['corpus'], tokenizer=settings['tokenizer'],
+                               output_dir=settings['output_dir'], max_len=64, batch_size=64, num_procs=2)
+    stream = BatchStream(config, settings['tokenizer'], kg.get_vocab(settings['tokenizer']))
     sequences = 0
     for batch, position in stream({'epoch': 0, 'offset': 0, 'unit': 0, 'batch': 0}):
         if position['epoch'] > 0:
@@ -278,7 +339,7 @@ def peak_rss_mb():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('mode', nargs='?', default='benchmark', choices=('benchmark', 'corpus', 'memory'))
+    parser.add_argument('mode', nargs='?', default='benchmark', choices=('benchmark', 'corpus', 'heldout', 'memory'))
     parser.add_argument('--shared', default=os.environ.get('KOBERT_GLUON_SHARED', '../shared'),
                         help='folder with kobert/ and data/ (default: $KOBERT_GLUON_SHARED or ../shared)')
     parser.add_argument('--pretrain_steps', type=int, default=3000,
@@ -288,8 +349,11 @@ def main():
     parser.add_argument('--epochs', type=int, default=1, help='fine-tuning epochs of the BERT rows')
     parser.add_argument('--seeds', type=int, default=3, help='fine-tuning runs (seeds 0, 1, ...) per BERT or demo row')
     parser.add_argument('--workdir', help='keep intermediate files here (default: a temporary folder)')
-    parser.add_argument('--which', choices=('nsmc', 'nsmc+emotion'), default='nsmc', help='corpus mode: text')
-    parser.add_argument('--out', help='corpus mode: output file')
+    parser.add_argument('--which', choices=('korean', 'nsmc', 'nsmc+emotion'), default='korean',
+                        help='corpus mode: korean (data/korean_corpus, shuffled, 2,000 lines held out), or NSMC text')
+    parser.add_argument('--out', help='corpus mode: output folder (korean) or file')
+    parser.add_argument('--heldout', help='heldout mode: held-out lines (corpus_heldout.txt)')
+    parser.add_argument('--record', action='store_true', help="heldout mode: write the result into --start's pretrain.json")
     parser.add_argument('--megabytes', type=int, default=300, help='memory mode: generated corpus size')
     parser.add_argument('--start', help='bert.params of a pretrain result to use instead of the shipped one')
     parser.add_argument('--tokenizer', help="the BERT rows' tokenizer (default: the --start checkpoint's)")
@@ -304,7 +368,11 @@ def main():
     if args.memory_worker:
         return memory_worker(args)
     if args.mode == 'corpus':
+        if args.which == 'korean':
+            return write_korean_corpus(args.shared, args.out)
         return write_corpus(args.shared, args.which, args.out)
+    if args.mode == 'heldout':
+        return heldout(args)
     return memory(args) if args.mode == 'memory' else benchmark(args)
 
 

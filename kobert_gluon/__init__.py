@@ -24,7 +24,7 @@ spm_compat.install()
 # public name -> the submodule that defines it, imported on first use
 _LAZY = {
     'BERTDataset': 'text.data', 'LabelMap': 'text.data', 'read_table': 'text.data',
-    'stratified_split': 'text.data',
+    'stratified_split': 'text.data', 'demo_data_path': 'text.data',
     'get_tokenizer': 'legacy', 'get_tokenizer_path': 'legacy',  # file paths: no mxnet
     'get_bert_tokenizer': 'text.tokenizer', 'get_vocab': 'text.tokenizer', 'load_tokenizer': 'text.tokenizer',
     'train_sentencepiece': 'text.tokenizer',
@@ -32,7 +32,9 @@ _LAZY = {
     'TextClassifier': 'inference.classifier', 'load': 'inference.classifier',
     'evaluate': 'inference.evaluate', 'export': 'inference.export',
     'TrainConfig': 'train.config', 'PretrainConfig': 'train.config',
-    'train': 'train.finetune', 'pretrain': 'train.pretrain',
+    'train': 'train.finetune', 'pretrain': 'train.pretrain', 'evaluate_mlm': 'train.mlm_eval',
+    'shipped_params': 'models.pretrained', 'read_record': 'models.pretrained',
+    'record_tokenizer_path': 'models.pretrained',
     'from_transformers': 'interop.transformers', 'to_transformers': 'interop.transformers',
     'TokenIds': 'text.token_ids',
 }

@@ -304,16 +304,17 @@ def _replaceable(path, tool, overwrite, error):
     if not names:
         return []
     if RUN_MANIFEST in names:
-        raise error(f'{path}: is a training run\'s folder, not a {tool} output; choose a new or empty folder')
+        raise error(f'{path}: refusing to replace a training run\'s folder ({RUN_MANIFEST}) with a {tool} output; '
+                    'choose a new or empty folder')
     record = _read_output_record(path)
     own = record['files'] if record else [name for name in names if name in OUTPUT_NAMES or _export_file(path, name)]
     if not own:
-        raise error(f'{path}: refusing to write into a non-empty folder that holds no model ({_listed(names)}); '
-                    'choose a new or empty folder')
+        raise error(f'{path}: refusing to replace a non-empty directory that holds no model or {tool} output '
+                    f'({_listed(names)}); choose a new or empty directory')
     if (record or {}).get('tool', _legacy_tool(names)) != tool:
         if not overwrite:
-            raise error(f'{path}: holds a model or output that {tool} did not write ({_listed(own)}); choose a new '
-                        'or empty folder, or pass --overwrite to replace its files')
+            raise error(f'{path}: refusing to replace a model or output that {tool} did not write ({_listed(own)}); '
+                        'choose a new or empty directory, or pass --overwrite to replace its model files')
         logger.warning('--overwrite: replacing the model files in %s (%s)', path, _listed(own))
     return [name for name in names if name not in own and name != OUTPUT_RECORD and not is_temporary(name)]
 

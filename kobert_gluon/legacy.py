@@ -5,13 +5,19 @@ Also the check that the ``kobert`` alias installed with kobert_gluon is not mixe
 own ``kobert`` package (see :func:`kobert_alias_problems`).
 """
 import importlib.util
+import inspect
+import logging
 import os
 import posixpath
+import re
 import urllib.parse
 import warnings
 
 from . import assets
-from .errors import ConfigError
+from .assets import AssetNotFoundError, ChecksumError
+from .errors import AssetError, ConfigError
+
+logger = logging.getLogger(__name__)
 
 FORMATS = ('spiece', 'v0.1')
 ALIAS_MARKER = '__kobert_gluon_alias__'
@@ -28,17 +34,46 @@ def get_tokenizer_path(kobert_dir=None, cache_dir=None, format='spiece', downloa
     return assets.resolve(name, kobert_dir=kobert_dir, cache_dir=cache_dir, download=download)
 
 
-def get_tokenizer(cachedir=None):
-    """KoBERT's ``get_tokenizer``: the path of the ``.spiece`` tokenizer file.
+def tokenizer_files(kobert_dir=None, cache_dir=None):
+    """role -> path of the KoBERT tokenizer the old API uses, in either format.
 
+    The ``.spiece`` when one is found anywhere KoBERT files are looked up; else v0.1's pair
+    (``tokenizer_78b3253a26.model`` + ``kobertvocab_f38b8a4d6d.json``, what a v0.1-era
+    ``~/kobert`` holds), which gives the same ids; else the ``.spiece``, downloaded.
+    """
+    try:
+        return {'tokenizer': assets.resolve('spiece', kobert_dir=kobert_dir, cache_dir=cache_dir, download=False)}
+    except AssetNotFoundError:
+        pass
+    try:
+        return {'tokenizer': assets.resolve('sp_model_v01', kobert_dir=kobert_dir, cache_dir=cache_dir, download=False),
+                'vocab_json': assets.resolve('vocab_v01', kobert_dir=kobert_dir, cache_dir=cache_dir, download=False)}
+    except AssetNotFoundError:
+        pass
+    return {'tokenizer': assets.resolve('spiece', kobert_dir=kobert_dir, cache_dir=cache_dir)}
+
+
+def get_tokenizer(cachedir=None):
+    """KoBERT's ``get_tokenizer`` (HEAD: ``get_tokenizer_path``): the path of the tokenizer file.
+
+    The ``.spiece`` file, or in a v0.1-era folder that holds only v0.1's pair, its
+    ``tokenizer_78b3253a26.model`` (:func:`tokenizer_files`; the vocab of
+    ``get_mxnet_kobert_model`` then comes from the pair's ``.json``: the ids are the same).
     ``cachedir`` (KoBERT v0.2.x defaulted to ``".cache"``) is searched first, and remembered:
     a later call without it searches it too. The full lookup order is in ``kobert_gluon.assets``.
     """
-    return assets.resolve('spiece', cache_dir=assets.remember_cache_dir(cachedir))
+    return tokenizer_files(cache_dir=assets.remember_cache_dir(cachedir))['tokenizer']
 
 
-def download(url, chksum=None, cachedir=None):
-    """KoBERT v0.2.x's ``download``: ``(path, is_cached)`` of the file named by the end of ``url``.
+def download(*args, **kwargs):
+    """KoBERT's ``download``, in both of its signatures.
+
+    v0.2.x ``download(url, chksum=None, cachedir='.cache')`` returns ``(path, is_cached)``
+    of the file named by the end of ``url``, and ``(None, False)`` when it cannot be fetched
+    (the reason is logged), as SKT's last version did. v0.1.x
+    ``download(url, filename, chksum, cachedir='~/kobert/')`` returns the path (and raises
+    :class:`AssetError` when it cannot be fetched). A corrupt file raises
+    :class:`ChecksumError` in both.
 
     The file is looked up like every KoBERT file (``cachedir`` first, remembered as in
     :func:`get_tokenizer`); ``is_cached`` is False when it had to be downloaded. ``url`` is
@@ -46,8 +81,9 @@ def download(url, chksum=None, cachedir=None):
     file kobert_gluon knows, its mirrors. ``chksum`` is an md5 or its first 10 hex digits;
     kobert_gluon knows it for its own files.
     """
+    url, filename, chksum, cachedir, v01 = _download_arguments(args, kwargs)
     http_url = _http_url(url)
-    filename = posixpath.basename(urllib.parse.urlparse(http_url).path)
+    filename = filename or posixpath.basename(urllib.parse.urlparse(http_url).path)
     if not filename:
         raise ConfigError(f'download(url={url!r}): the URL does not end in a file name')
     known = assets.asset_for_filename(filename)
@@ -59,8 +95,98 @@ def download(url, chksum=None, cachedir=None):
         asset = assets.Asset(filename, md5, urls=known.urls if known else (), hint=known.hint if known else '')
     except ValueError as error:
         raise ConfigError(f'download(chksum={chksum!r}): {error}') from None
-    return assets.fetch(asset, cache_dir=assets.remember_cache_dir(cachedir),
-                        base_url=http_url[:-len(filename)])
+    base_url = http_url[:-len(filename)] if http_url.endswith('/' + filename) else None
+    urls = () if base_url is not None else (http_url,)
+    if urls:
+        asset = assets.Asset(filename, asset.md5, urls=urls + asset.urls, hint=asset.hint)
+    try:
+        found = assets.fetch(asset, cache_dir=assets.remember_cache_dir(cachedir), base_url=base_url)
+    except ChecksumError:
+        raise
+    except AssetError as error:
+        if v01:
+            raise
+        logger.warning('download(%s) failed: %s', url, error)
+        return None, False
+    return found[0] if v01 else found
+
+
+DOWNLOAD_SIGNATURES = {False: ('url', 'chksum', 'cachedir'), True: ('url', 'filename', 'chksum', 'cachedir')}
+
+
+def _download_arguments(args, kwargs):
+    """``(url, filename, chksum, cachedir, is_v01)`` from either signature of :func:`download`.
+
+    v0.1's is recognised by a ``filename`` keyword, four positional arguments, or a second
+    one that is a file name rather than a checksum (10 to 32 hex digits).
+    """
+    second = args[1] if len(args) > 1 else None
+    v01 = ('filename' in kwargs or len(args) == 4
+           or (isinstance(second, str) and not re.fullmatch('[0-9a-fA-F]{10,32}', second)))
+    names = DOWNLOAD_SIGNATURES[v01]
+    if len(args) > len(names):
+        raise TypeError(f'download() takes at most {len(names)} positional arguments ({len(args)} given)')
+    values = dict(zip(names, args))
+    for name, value in kwargs.items():
+        if name not in names:
+            raise TypeError(f'download() got an unexpected keyword argument {name!r}')
+        if name in values:
+            raise TypeError(f'download() got multiple values for argument {name!r}')
+        values[name] = value
+    if 'url' not in values:
+        raise TypeError("download() missing 1 required positional argument: 'url'")
+    return values['url'], values.get('filename'), values.get('chksum'), values.get('cachedir'), v01
+
+
+download.__signature__ = inspect.Signature(
+    [inspect.Parameter('url', inspect.Parameter.POSITIONAL_OR_KEYWORD),
+     inspect.Parameter('chksum', inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+     inspect.Parameter('cachedir', inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)])
+
+
+# ---------------------------------------------------------------------------- SKT's dictionaries
+
+def _entry(filename, chksum):
+    return {'url': assets.HUGGINGFACE_LEGACY_URL + filename, 'fname': filename, 'chksum': chksum}
+
+
+# SKT's module-level dictionaries (keys url, fname, chksum), each where SKT's modules had it;
+# the URLs are the Hugging Face mirror of SKT's files (kobert.blob.core.windows.net is gone).
+tokenizer = _entry('kobert_news_wiki_ko_cased-1087f8699e.spiece', 'ae5711deb3')  # kobert.utils v0.1.1+
+onnx_kobert = _entry('kobert.onnx1.8.0.onnx', '6f6610f2e3b61da6de8dbce')  # kobert.utils v0.1.1+, onnx_kobert
+mxnet_kobert = _entry('mxnet_kobert_45b6957552.params', '45b6957552')  # kobert.mxnet_kobert v0.1.1+
+pytorch_kobert = _entry('kobert_v1.zip', '411b242919')  # kobert.pytorch_kobert v0.1.1+
+vocab_v01 = _entry('kobertvocab_f38b8a4d6d.json', 'f38b8a4d6d')
+tokenizer_v01 = _entry('tokenizer_78b3253a26.model', '78b3253a26')
+# v0.1: one ``kobert_models`` per module
+utils_kobert_models = {'onnx_kobert': onnx_kobert, 'tokenizer': tokenizer_v01}
+mxnet_kobert_models = {'mxnet_kobert': mxnet_kobert, 'vocab': vocab_v01}
+pytorch_kobert_models = {'pytorch_kobert': pytorch_kobert, 'vocab': vocab_v01}
+bert_config = {'attention_probs_dropout_prob': 0.1, 'hidden_act': 'gelu', 'hidden_dropout_prob': 0.1,
+               'hidden_size': 768, 'initializer_range': 0.02, 'intermediate_size': 3072,
+               'max_position_embeddings': 512, 'num_attention_heads': 12, 'num_hidden_layers': 12,
+               'type_vocab_size': 2, 'vocab_size': 8002}  # kobert.pytorch_kobert v0.1
+
+
+def get_onnx(cachedir=None):
+    """KoBERT v0.1's ``kobert.utils.get_onnx``: the path of SKT's ONNX KoBERT, found or downloaded.
+
+    Raises :class:`AssetError` (saying how to make one from your own weights) when it
+    cannot be found or fetched.
+    """
+    return fetch_entry(onnx_kobert, cachedir, hint=ONNX_HINT)[0]
+
+
+ONNX_HINT = ('Or make an ONNX file from Gluon weights: kobert.onnx_kobert.get_onnx_kobert_model(model_file=PARAMS) '
+             '(a BertModel) or `kobert-gluon export --format onnx` (a fine-tuned classifier).')
+
+
+def fetch_entry(entry, cachedir=None, hint=''):
+    """``(path, found_locally)`` of one of SKT's dictionaries, looked up like every KoBERT file."""
+    known = assets.asset_for_filename(entry['fname'])
+    asset = assets.Asset(entry['fname'], known.md5 if known else entry['chksum'], urls=(entry['url'],),
+                         hint=(known.hint if known else '') or hint)
+    return assets.fetch(asset, cache_dir=assets.remember_cache_dir(cachedir))
 
 
 def _format_name(format):
@@ -132,4 +258,5 @@ def _is_alias(path):
         return False
 
 
-__all__ = ['download', 'get_tokenizer', 'get_tokenizer_path', 'kobert_alias_problems', 'KobertAliasWarning']
+__all__ = ['download', 'get_tokenizer', 'get_tokenizer_path', 'get_onnx', 'tokenizer_files', 'kobert_alias_problems',
+           'KobertAliasWarning']

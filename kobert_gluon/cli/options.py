@@ -12,7 +12,8 @@ import typing
 from ..device import parse_ctx
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_path, read_json
-from ..inference.classifier import TextClassifier
+from ..inference.classifier import CALIBRATION_SENTENCES, TextClassifier
+from ..inference.model_dir import MODEL_CONFIG_FILE
 from ..models.precision import PRECISIONS
 from ..train.config import check_setting
 
@@ -26,27 +27,49 @@ def positive_int(text):
     return value
 
 
+BEST_MODEL = 'best'  # the model a run folder stands for: train's selected model
+# One text for int8's calibration, true for every command (serve replaces the inputs' sample).
+CALIBRATION_HELP = (f'int8: a file of sentences (one per line, UTF-8) to calibrate on, its first '
+                    f'{CALIBRATION_SENTENCES} non-empty lines; default: predict and evaluate calibrate on the '
+                    f'first {CALIBRATION_SENTENCES} sentences they score, serve on the first '
+                    f'{CALIBRATION_SENTENCES} sentences of the embedded demo set')
+MODEL_HELP = "model directory (a run's best/ or last/model/), or a run folder: its best/"
+
+
 def add_inference_arguments(parser):
-    parser.add_argument('--model', required=True, help='model directory (a run\'s best/ or last/model/)')
+    parser.add_argument('--model', required=True, help=MODEL_HELP)
     parser.add_argument('--ctx', default='auto', help="'auto', 'cpu', 'gpu' or 'gpu:1'")
     parser.add_argument('--batch-size', '--batch_size', dest='batch_size', type=positive_int, default=64,
                         help='sentences per forward pass')
     parser.add_argument('--dtype', choices=PRECISIONS, default='float32',
                         help='bfloat16: CPU AMP (needs avx512_bf16/AMX, else float32); float16: GPU AMP; '
                              'int8: CPU quantization calibrated on --calibration')
-    parser.add_argument('--calibration', metavar='FILE',
-                        help='int8: sentences (one per line) to calibrate on; default: the first 512 inputs')
+    parser.add_argument('--calibration', metavar='FILE', help=CALIBRATION_HELP)
+
+
+def model_directory(path):
+    """``path``, or the best/ model of the run folder ``path`` (train's --output_dir)."""
+    path = os.fspath(path)
+    best = os.path.join(path, BEST_MODEL)
+    if not os.path.isfile(os.path.join(path, MODEL_CONFIG_FILE)) and os.path.isfile(os.path.join(best, MODEL_CONFIG_FILE)):
+        logger.info('%s is a run folder: using its selected model %s', path, best)
+        return best
+    return path
 
 
 def load_classifier(args):
+    """The model of --model (a run folder resolves to its best/; args.model then names it) on --ctx."""
     contexts = parse_ctx(args.ctx)
     if len(contexts) > 1:
         logger.info('inference uses one device: %s', contexts[0])
+    args.model = model_directory(args.model)
     return TextClassifier.load(args.model, ctx=contexts[0])
 
 
 def in_precision(classifier, args, texts):
-    """The classifier in --dtype; int8 calibrates on --calibration, else on ``texts``."""
+    """The classifier in --dtype; int8 calibrates on --calibration, else on ``texts`` (the first
+    CALIBRATION_SENTENCES non-empty ones, see CALIBRATION_HELP)."""
+    texts = [text for text in texts if text.strip()]
     if args.dtype == 'float32' or not (texts or args.calibration):  # nothing to compute
         return classifier
     if args.calibration:

@@ -2,12 +2,13 @@
 import argparse
 import os
 
+from ..inference.classifier import CALIBRATION_SENTENCES
 from ..inference.export import DEFAULT_NAME, export
-from .options import add_inference_arguments, add_switch, in_precision, load_classifier, positive_int
+from .options import MODEL_HELP, add_inference_arguments, add_switch, in_precision, load_classifier, positive_int
 
 
 def add_export_arguments(parser):
-    parser.add_argument('--model', required=True, help='model directory to export')
+    parser.add_argument('--model', required=True, help=f'{MODEL_HELP}, to export')
     parser.add_argument('--output', required=True,
                         help='export directory (new, empty or a previous export); it receives '
                              'NAME-symbol.json, NAME-0000.params, export.json and tokenizer/')
@@ -68,7 +69,8 @@ def add_serve_arguments(parser):
                         help='most texts in one request (more: HTTP 413)')
     parser.add_argument('--max-body-bytes', '--max_body_bytes', dest='max_body_bytes', type=positive_int,
                         default=1 << 20, help='largest request body in bytes (more: HTTP 413)')
-    parser.epilog = ('int8 without --calibration calibrates on the sentences of the embedded demo set. '
+    parser.epilog = (f'int8 without --calibration calibrates on the first {CALIBRATION_SENTENCES} sentences of '
+                     'the embedded demo set. '
                      'SIGTERM lets requests in flight finish, then exits 0.')
 
 

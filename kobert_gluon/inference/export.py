@@ -29,7 +29,7 @@ import numpy as np
 from .._version import __version__
 from ..assets import md5sum
 from ..errors import ConfigError, ModelDirectoryError
-from ..fileio import atomic_directory, write_json
+from ..fileio import atomic_directory, owned_output, write_json
 from ..text.vocab import TOKENIZER_DIR
 from .classifier import TextClassifier
 
@@ -51,18 +51,23 @@ def input_names():
     return [name for name, _ in INPUTS]
 
 
-def export(classifier_or_model_dir, output_dir, name=DEFAULT_NAME, ctx=None):
+def export(classifier_or_model_dir, output_dir, name=DEFAULT_NAME, ctx=None, overwrite=False):
     """Write ``output_dir`` (atomically) and return the paths of what it holds.
 
     ``classifier_or_model_dir`` is a :class:`TextClassifier` or a model directory (loaded on
     ``ctx``, default CPU). An existing ``output_dir`` is replaced only when it is empty or a
-    previous export, so a mistyped path cannot wipe unrelated files. The classifier's model
-    is left hybridized (exporting needs a traced graph).
+    previous export, so a mistyped path cannot wipe unrelated files; a model or other output
+    export did not write only with ``overwrite``, and then only its model files
+    (fileio.owned_output). The classifier's model is left hybridized (exporting needs a traced graph).
     """
     _check_name(name)
-    classifier = _as_classifier(classifier_or_model_dir, ctx)
     output_dir = os.path.abspath(os.fspath(output_dir))
-    _check_replaceable(output_dir)
+    with owned_output(output_dir, 'export', overwrite, ConfigError):
+        classifier = _as_classifier(classifier_or_model_dir, ctx)
+        return _export(classifier_or_model_dir, classifier, output_dir, name)
+
+
+def _export(classifier_or_model_dir, classifier, output_dir, name):
     inputs = sample_inputs(classifier)
     expected = _trace(classifier.model, inputs, classifier.ctx)
     with atomic_directory(output_dir) as tmp:
@@ -113,16 +118,6 @@ def _describe(classifier_or_model_dir):
 def _check_name(name):
     if not name or name in ('.', '..') or os.sep in name or (os.altsep and os.altsep in name):
         raise ConfigError(f'export name {name!r}: must be a plain file name prefix such as {DEFAULT_NAME!r}')
-
-
-def _check_replaceable(output_dir):
-    if not os.path.exists(output_dir):
-        return
-    if not os.path.isdir(output_dir):
-        raise ConfigError(f'{output_dir}: exists and is not a directory')
-    if os.listdir(output_dir) and not os.path.isfile(os.path.join(output_dir, EXPORT_FILE)):
-        raise ConfigError(f'{output_dir}: refusing to replace a non-empty directory that is not a '
-                         f'previous export (it has no {EXPORT_FILE}); choose a new or empty directory')
 
 
 def _trace(model, inputs, ctx):

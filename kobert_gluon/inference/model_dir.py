@@ -7,16 +7,18 @@ Layout of a model directory::
     tokenizer/      the SentencePiece model (and v0.1 vocab json) it was trained with
 
 The tokenizer files are copied (they are small), so a directory works on any machine. Every
-file a directory names must stay inside it.
+file a directory names must stay inside it, symlinks followed. config.json records each file's
+size and sha256 (``files``), checked on load; NaN or Inf weights are neither saved nor loaded.
 """
+import numbers
 import os
 import shutil
 
 from ..assets import md5sum
 from ..errors import ConfigError, ModelDirectoryError, last_line
-from ..fileio import atomic_directory, file_inside, read_json, write_json
+from ..fileio import atomic_directory, file_inside, plain_file_inside, read_json, sha256sum, storage_errors, write_json
 from ..models.config import BertConfig
-from ..models.params import ParamsFileError, load_params
+from ..models.params import ParamsFileError, load_params, named_parameters, nonfinite_parameter
 from ..text.data import check_max_len
 from ..text.vocab import TOKENIZER_DIR
 
@@ -54,17 +56,37 @@ def read_config(directory):
     return config
 
 
+# BertConfig's fields and the type each must have in config.json.
+BERT_FIELD_TYPES = {'num_layers': int, 'units': int, 'hidden_size': int, 'num_heads': int, 'max_length': int,
+                    'dropout': float, 'vocab_size': int, 'token_type_vocab_size': int}
+
+
 def read_bert_config(directory, config):
+    path = os.path.join(directory, MODEL_CONFIG_FILE)
+    settings = config['bert']
+    if not isinstance(settings, dict):
+        raise ModelDirectoryError(f"{path}: 'bert' must be an object of BERT settings")
+    for name, value in settings.items():
+        expected = BERT_FIELD_TYPES.get(name)
+        if expected is None:
+            raise ModelDirectoryError(f"{path}: unknown 'bert' setting {name!r}; known: {sorted(BERT_FIELD_TYPES)}")
+        kinds = numbers.Real if expected is float else numbers.Integral
+        if not isinstance(value, kinds) or isinstance(value, bool) or (expected is int and value < 1) \
+                or (expected is float and not 0 <= value < 1):
+            wanted = 'a number in [0, 1)' if expected is float else 'a positive integer'
+            raise ModelDirectoryError(f"{path}: bert.{name}={value!r} must be {wanted}")
     try:
-        return BertConfig(**config['bert'])
+        return BertConfig(**settings)
     except (TypeError, ValueError) as error:
-        raise ModelDirectoryError(f"{os.path.join(directory, MODEL_CONFIG_FILE)}: bad 'bert' settings ({error})") from error
+        raise ModelDirectoryError(f"{path}: bad 'bert' settings ({error})") from error
 
 
 def load_weights(model, directory, ctx):
-    params = os.path.join(directory, PARAMS_FILE)
+    """model.params into ``model``: inside the directory, as recorded (sha256), finite."""
+    params = plain_file_inside(directory, PARAMS_FILE, ModelDirectoryError, 'the model directory')
     if not os.path.isfile(params):
         raise ModelDirectoryError(f'{directory}: missing {PARAMS_FILE}')
+    check_recorded(directory, PARAMS_FILE)
     try:
         load_params(model, params, ctx)
     except ParamsFileError as error:  # mxnet could not even parse it (truncated, or not a params file)
@@ -72,6 +94,25 @@ def load_weights(model, directory, ctx):
                                   f'({last_line(error.__cause__)})') from error
     except ValueError as error:
         raise ModelDirectoryError(f'{directory}: {PARAMS_FILE} does not match {MODEL_CONFIG_FILE}: {error}') from error
+    bad = nonfinite_parameter(named_parameters(model))
+    if bad:
+        raise ModelDirectoryError(f'{params}: parameter {bad} holds NaN or Inf values; refusing to use this model')
+
+
+def check_recorded(directory, relative):
+    """The size and sha256 config.json records for ``relative`` (directories of older versions
+    record none) must match the file."""
+    config_path = os.path.join(directory, MODEL_CONFIG_FILE)
+    try:
+        entry = (read_json(config_path).get('files') or {}).get(relative)
+    except (OSError, ValueError, AttributeError):
+        entry = None
+    if not isinstance(entry, dict):
+        return
+    path = os.path.join(directory, relative)
+    if os.path.getsize(path) != entry.get('bytes') or sha256sum(path) != entry.get('sha256'):
+        raise ModelDirectoryError(f'{path}: changed after it was written (size or sha256 differs from '
+                                  f'{MODEL_CONFIG_FILE}); refusing to load it')
 
 
 def tokenizer_files(directory, config):
@@ -103,10 +144,19 @@ def check_config_max_len(directory, config, bert_config):
 
 
 def write_model_dir(directory, model, tokenizer_files, config):
-    """Write the model directory atomically (readers never see half of one)."""
+    """Write the model directory atomically (readers never see half of one); config.json
+    records every file's size and sha256. NaN or Inf weights are refused, nothing is written."""
+    bad = nonfinite_parameter(named_parameters(model))
+    if bad:
+        raise ModelDirectoryError(f'{directory}: not saved: parameter {bad} holds NaN or Inf values '
+                                  '(training diverged)')
     with atomic_directory(directory) as tmp:
         os.makedirs(os.path.join(tmp, TOKENIZER_DIR))
         for path in tokenizer_files.values():
             shutil.copyfile(path, os.path.join(tmp, TOKENIZER_DIR, os.path.basename(path)))
-        model.save_parameters(os.path.join(tmp, PARAMS_FILE))
-        write_json(os.path.join(tmp, MODEL_CONFIG_FILE), config)
+        with storage_errors(os.path.join(directory, PARAMS_FILE)):
+            model.save_parameters(os.path.join(tmp, PARAMS_FILE))
+        files = [PARAMS_FILE] + [f'{TOKENIZER_DIR}/{os.path.basename(path)}' for path in tokenizer_files.values()]
+        recorded = {name: {'bytes': os.path.getsize(os.path.join(tmp, name)), 'sha256': sha256sum(os.path.join(tmp, name))}
+                    for name in files}
+        write_json(os.path.join(tmp, MODEL_CONFIG_FILE), {**config, 'files': recorded})

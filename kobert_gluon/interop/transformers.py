@@ -25,6 +25,7 @@ transformers' own KoBERT tokenizer (an XLNetTokenizer) splits punctuation differ
 gluonnlp's BERTSPTokenizer; the tokenizer.json written here does not, and the folder is
 refused rather than written when it would give other ids on any probe text.
 """
+import contextlib
 import logging
 import os
 import shutil
@@ -34,11 +35,12 @@ import numpy as np
 from .._version import __version__
 from ..assets import md5sum
 from ..errors import ConversionError
-from ..fileio import atomic_directory, read_json, write_json
+from ..fileio import atomic_directory, owned_output, read_json, write_json
 from ..models.hf_weights import (HF_CONFIG_FILE, SAFETENSORS_FILE, assign, bert_name_pairs, classifier_name_pairs,
                                  hf_config, infer_bert_config, listing, read_tensors,
                                  read_transformers_config, require, with_bert_prefix)
-from ..models.params import named_parameters
+from ..models.params import named_parameters, nonfinite_parameter
+from ..text.data import check_max_len
 from ..text.token_ids import META_FILE, VOCAB_TXT, read_meta, recorded_file
 from ..text.vocab import TOKENIZER_DIR
 
@@ -48,23 +50,27 @@ BERT_PARAMS_FILE = 'bert.params'
 BERT_CONFIG_FILE = 'bert_config.json'
 DEFAULT_MAX_LEN = 64
 CLASSIFIER_ARCHITECTURE = 'BertForSequenceClassification'
-# A directory holding one of these is an earlier output (ours or a model directory) and may
-# be replaced; any other non-empty directory is refused, so a typo cannot wipe unrelated files.
-OUTPUT_MARKERS = (META_FILE, BERT_PARAMS_FILE, 'model.params')
 
 
 # ---------------------------------------------------------------------------- names
 
 
-def check_output_dir(output_dir):
-    if output_dir is None or not os.path.exists(output_dir):
-        return
-    if not os.path.isdir(output_dir):
-        raise ConversionError(f'{output_dir}: exists and is not a directory')
-    names = os.listdir(output_dir)
-    if names and not any(marker in names for marker in OUTPUT_MARKERS):
-        raise ConversionError(f'{output_dir}: refusing to replace a non-empty directory that holds no converted '
-                              f'model ({", ".join(OUTPUT_MARKERS)}); choose a new or empty directory')
+def check_output_dir(output_dir, overwrite=False):
+    """ConversionError unless ``output_dir`` may receive a converted folder (fileio.owned_output)."""
+    if output_dir is not None:
+        with owned_output(output_dir, 'convert', overwrite, ConversionError):
+            pass
+
+
+def _owned(output_dir, overwrite):
+    return owned_output(output_dir, 'convert', overwrite, ConversionError) if output_dir is not None \
+        else contextlib.nullcontext()
+
+
+def _check_finite(tensors, source):
+    bad = nonfinite_parameter(tensors)
+    if bad:
+        raise ConversionError(f'{source}: tensor {bad} holds NaN or Inf values; refusing to convert it')
 
 
 # ---------------------------------------------------------------------------- reading
@@ -74,7 +80,7 @@ def check_output_dir(output_dir):
 
 
 def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None, max_len=None, kobert_dir=None,
-                      ctx=None):
+                      ctx=None, overwrite=False):
     """Convert a transformers BERT directory; returns a TextClassifier or a gluonnlp BERTModel.
 
     A ``BertForSequenceClassification`` checkpoint becomes a :class:`TextClassifier`; with
@@ -86,17 +92,24 @@ def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None,
     A plain ``BertModel`` becomes a ``BERTModel`` (with pooler); ``output_dir`` then receives
     ``bert.params`` (the ``bert_12_768_12`` layout, usable as ``train --init_from``),
     ``bert_config.json``, and the tokenizer when one is given or found in ``src_dir``.
+
+    ``output_dir`` must be new, empty or an earlier output of ``convert``; a model it did not
+    write is replaced only with ``overwrite`` (fileio.owned_output).
     """
+    with _owned(output_dir, overwrite):
+        return _from_transformers(os.fspath(src_dir), output_dir, tokenizer, vocab_json, max_len, kobert_dir, ctx)
+
+
+def _from_transformers(src_dir, output_dir, tokenizer, vocab_json, max_len, kobert_dir, ctx):
     import mxnet as mx
 
     from ..models.bert import build_bert
     from ..models.heads import BERTClassifier
 
-    src_dir = os.fspath(src_dir)
     ctx = ctx or mx.cpu()
-    check_output_dir(output_dir)
     config, bert_config = read_transformers_config(src_dir)
     tensors = read_tensors(src_dir)
+    _check_finite(tensors, src_dir)
     if 'classifier.weight' not in tensors:
         bert = build_bert(bert_config, use_pooler=True, use_decoder=False, use_classifier=False)
         bert.initialize(ctx=ctx)
@@ -124,7 +137,7 @@ def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None,
     assign(model, classifier_name_pairs(model), tensors, src_dir)
     model.hybridize(static_alloc=True)
     label_map = LabelMap(_label_names(config, num_classes, src_dir))
-    max_len = max_len or meta.get('max_len') or min(DEFAULT_MAX_LEN, bert_config.max_length)
+    max_len = _max_len(max_len, meta, bert_config, src_dir)
     classifier = TextClassifier(model, get_bert_tokenizer(files['tokenizer'], vocab), label_map, bert_config,
                                 max_len, files, dropout, ctx, meta.get('training'))
     if output_dir is not None:
@@ -132,12 +145,41 @@ def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None,
     return classifier
 
 
+def _max_len(given, meta, bert_config, src_dir):
+    """``given`` (refused beyond the model's positions), else the recorded one (clamped to the
+    positions, logged), else DEFAULT_MAX_LEN."""
+    positions = bert_config.max_length
+    recorded = meta.get('max_len')
+    if given is None and isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > positions:
+        logger.warning('%s: recorded max_len=%d is beyond the model\'s %d positions: using %d',
+                       os.path.join(src_dir, META_FILE), recorded, positions, positions)
+        recorded = positions
+    max_len = given or recorded or min(DEFAULT_MAX_LEN, positions)
+    try:
+        return check_max_len(max_len, positions, 'max_len' if given else os.path.join(src_dir, META_FILE))
+    except ValueError as error:
+        raise ConversionError(str(error)) from None
+
+
 def _label_names(config, num_classes, src_dir):
+    """Label names in id order. id2label must name exactly the ids 0..n-1: a gap or a stray id
+    is an error, never a silently renamed label (``b`` became ``LABEL_1``)."""
     id2label = config.get('id2label') or {}
-    names = [id2label.get(str(i), id2label.get(i, f'LABEL_{i}')) for i in range(num_classes)]
+    path = os.path.join(src_dir, HF_CONFIG_FILE)
+    if not isinstance(id2label, dict):
+        raise ConversionError(f'{path}: id2label must map ids to label names')
     if len(id2label) not in (0, num_classes):
-        raise ConversionError(f'{os.path.join(src_dir, HF_CONFIG_FILE)}: {len(id2label)} labels in id2label but the '
-                              f'classifier has {num_classes} outputs')
+        raise ConversionError(f'{path}: {len(id2label)} labels in id2label but the classifier has {num_classes} outputs')
+    if not id2label:
+        return [f'LABEL_{i}' for i in range(num_classes)]
+    ids = sorted(str(key) for key in id2label)
+    expected = sorted(str(i) for i in range(num_classes))
+    if ids != expected:
+        raise ConversionError(f'{path}: id2label has ids {sorted(id2label, key=str)}, the classifier\'s outputs are '
+                              f'0..{num_classes - 1}; give each output exactly one label')
+    names = [id2label[str(i)] if str(i) in id2label else id2label[i] for i in range(num_classes)]
+    if not all(isinstance(name, str) and name.strip() for name in names) or len(set(names)) != len(names):
+        raise ConversionError(f'{path}: id2label names {names}: each must be a distinct, non-empty string')
     return names
 
 
@@ -196,7 +238,8 @@ def _save_bert(bert, bert_config, output_dir, tokenizer_files):
 
 # ---------------------------------------------------------------------------- gluon -> transformers
 
-def to_transformers(model_or_dir, output_dir, tokenizer=None, vocab_json=None, num_heads=None, ctx=None):
+def to_transformers(model_or_dir, output_dir, tokenizer=None, vocab_json=None, num_heads=None, ctx=None,
+                    overwrite=False):
     """Write a transformers directory for a classifier or a BERT; returns ``output_dir``.
 
     ``model_or_dir``: a :class:`TextClassifier`, a model directory (-> BertForSequenceClassification),
@@ -205,9 +248,13 @@ def to_transformers(model_or_dir, output_dir, tokenizer=None, vocab_json=None, n
     A params file does not record ``num_heads`` (default 12, KoBERT's) nor a tokenizer
     (``tokenizer`` / ``vocab_json``, copied along when given).
     """
+    with _owned(output_dir, overwrite):
+        return _to_transformers(model_or_dir, output_dir, tokenizer, vocab_json, num_heads, ctx)
+
+
+def _to_transformers(model_or_dir, output_dir, tokenizer, vocab_json, num_heads, ctx):
     from ..inference.classifier import TextClassifier
 
-    check_output_dir(output_dir)
     if isinstance(model_or_dir, TextClassifier):
         return _write_classifier(model_or_dir, output_dir, getattr(model_or_dir, 'run_dir', None))
     source = os.fspath(model_or_dir)
@@ -284,6 +331,7 @@ def _write_directory(output_dir, tensors, config, meta, tokenizer_files, vocab, 
     from .model_card import MODEL_CARD_FILE
 
     numpy_io = require('safetensors.numpy', 'safetensors')
+    _check_finite(tensors, 'the model')
     with atomic_directory(output_dir) as tmp:
         numpy_io.save_file({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in tensors.items()},
                            os.path.join(tmp, SAFETENSORS_FILE), metadata={'format': 'pt'})
@@ -309,6 +357,7 @@ def _write_checked_hf_tokenizer(directory, spiece_path, vocab, max_len, output_d
     from ..text.tokenizer import get_bert_tokenizer
     from .hf_tokenizer import verify_hf_tokenizer, write_hf_tokenizer
 
+    spiece_path = os.fspath(spiece_path)
     try:
         write_hf_tokenizer(spiece_path, vocab, directory, max_len)
         verify_hf_tokenizer(directory, get_bert_tokenizer(spiece_path, vocab), max_len)

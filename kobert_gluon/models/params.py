@@ -1,10 +1,12 @@
 """Parameter files of a BERT: loading with errors that name the file, checking the
-``bert_12_768_12`` layout, and saving a shared (tied) parameter once."""
+``bert_12_768_12`` layout, saving a shared (tied) parameter once, and refusing NaN or Inf
+weights wherever weights are saved, loaded or converted."""
 import logging
 
 import mxnet as mx
+import numpy as np
 
-from ..errors import ConfigError, last_line
+from ..errors import ConfigError, KobertGluonError, last_line
 from ..fileio import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -12,6 +14,27 @@ logger = logging.getLogger(__name__)
 
 class ParamsFileError(ValueError):
     """MXNet cannot read the file as parameters (truncated, or not a params file at all)."""
+
+
+class NonFiniteError(KobertGluonError, ArithmeticError):
+    """Training diverged: a loss or a weight is NaN or infinite (names the step or parameter)."""
+
+
+def nonfinite_parameter(arrays):
+    """The name of the first parameter holding a NaN or Inf value, else None. ``arrays``:
+    name -> NDArray, numpy array or gluon Parameter."""
+    for name, value in arrays.items():
+        if isinstance(value, mx.gluon.Parameter):
+            if value._data is None:  # pylint: disable=protected-access
+                continue  # not initialised yet (deferred): nothing to check
+            value = value.data()
+        if isinstance(value, mx.nd.NDArray):
+            finite = bool(mx.nd.contrib.isfinite(value.astype('float32')).min().asscalar())
+        else:
+            finite = bool(np.isfinite(np.asarray(value, dtype=np.float32)).all())
+        if not finite:
+            return name
+    return None
 
 
 def load_params(block, path, ctx, ignore_extra=False, allow_missing=False):
@@ -80,6 +103,9 @@ def save_bert_params(model, path, dtype='float32'):
     """``save_parameters`` in ``dtype``; the decoder's tied weight is stored once, under
     the embedding's name, so encoder-only models find it."""
     arrays = {aliases[0]: param._reduce().astype(dtype) for param, aliases in parameter_aliases(model)}
+    bad = nonfinite_parameter(arrays)
+    if bad:
+        raise NonFiniteError(f'{path}: not saved: parameter {bad} holds NaN or Inf values (training diverged)')
     with atomic_path(path) as tmp:
         mx.nd.save(tmp, arrays)
 

@@ -33,9 +33,11 @@ def fine_tuning_start(init_from, demo=False):
     path = init_from or shipped_params()
     if init_from is None and not os.path.isfile(path):
         return None, None
-    if not os.path.isfile(path):
-        raise ConfigError(f'init_from={path}: no such file')
-    return path, read_record(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, PARAMS_FILE)):
+        path = os.path.join(path, PARAMS_FILE)  # a pretrain result or converted BERT folder (a transformers one loads as is)
+    if not os.path.exists(path):
+        raise ConfigError(f'init_from={path}: no such file or directory')
+    return path, read_record(path) if os.path.isfile(path) else None
 
 
 def read_record(params_path):

@@ -3,7 +3,9 @@
 ``BERTDataset`` keeps the exact signature of the KoBERT notebooks so copied code runs
 unchanged; everything else here exists to get a user's file into the rows it expects.
 """
+import csv
 import hashlib
+import io
 import logging
 import numbers
 import os
@@ -73,25 +75,79 @@ def _read_any(path, encoding):
         raise DataError(f'{path}: the file is empty')
     if suffix in EXCEL_SUFFIXES:
         try:
-            frame = pd.read_excel(path, dtype=object)
+            frame = pd.read_excel(path, dtype=object, header=None)
         except Exception as error:
             raise DataError(f'{path}: cannot read as an Excel file ({error})') from error
+        if frame.empty:
+            raise DataError(f'{path}: no header row and no data (the sheet is empty)')
+        header = _header(path, [None if _is_missing(v) else _excel_text(v) for v in frame.iloc[0]])
+        frame = frame.iloc[1:].reset_index(drop=True)
+        frame.columns = header
         # Every cell as text, as the CSV reader gives it: a number typed into a text column
         # is still a sentence, and a label stored as 1.0 is the label 1.
         return frame.apply(lambda column: column.map(_excel_text))
-    sep = '\t' if suffix in TSV_SUFFIXES else ','
+    text = _decode(path, encoding)
+    return _parse_delimited(path, text, '\t' if suffix in TSV_SUFFIXES else ',')
+
+
+def _decode(path, encoding):
+    with open(path, 'rb') as source:
+        raw = source.read()
+    first = None
     for candidate in ([encoding] if encoding else CSV_ENCODINGS):
         try:
-            return pd.read_csv(path, sep=sep, encoding=candidate, quoting=3 if sep == '\t' else 0,
-                               keep_default_na=False, dtype=str)
-        except UnicodeDecodeError:
-            continue
-        except pd.errors.EmptyDataError:
-            raise DataError(f'{path}: no header row and no data (the file has no columns)') from None
-        except pd.errors.ParserError as error:
-            raise DataError(f'{path}: cannot parse ({error})') from error
+            return raw.decode(candidate)
+        except UnicodeDecodeError as error:
+            first = first or error
+        except LookupError:
+            raise ConfigError(f'encoding={candidate!r}: not a known text encoding') from None
     tried = encoding or ', '.join(CSV_ENCODINGS)
-    raise DataError(f'{path}: cannot decode the file as text (tried {tried}); pass encoding=...')
+    line = raw.count(b'\n', 0, first.start) + 1
+    raise DataError(f'{path}: cannot decode the file as text (tried {tried}; first bad byte on line {line}); '
+                    're-save it as UTF-8 (in a spreadsheet: "CSV UTF-8" or "Unicode text")')
+
+
+def _parse_delimited(path, text, sep):
+    """Rows of a TSV (no quoting: a tab always separates) or CSV (RFC 4180 quoting) file, read
+    strictly: every row has exactly the header's number of fields, and no NUL bytes."""
+    nul = text.find('\0')
+    if nul >= 0:
+        raise DataError(f'{path}: line {text.count(chr(10), 0, nul) + 1} contains a NUL byte (a binary file, or '
+                        'text saved as UTF-16?); re-save it as UTF-8 text')
+    dialect = dict(delimiter=sep, quoting=csv.QUOTE_NONE) if sep == '\t' else dict(delimiter=sep, strict=True)
+    reader = csv.reader(io.StringIO(text, newline=''), **dialect)
+    header, rows = None, []
+    try:
+        for fields in reader:
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue  # a blank line
+            if header is None:
+                header = _header(path, fields)
+            elif len(fields) != len(header):
+                raise DataError(f'{path}: line {reader.line_num} (data row {len(rows) + 1}) has {len(fields)} '
+                                f'fields, the header {len(header)} ({_kind_of(sep)}); fix that row (a stray '
+                                f'{"tab" if sep == chr(9) else "comma or quote"}?)')
+            else:
+                rows.append(fields)
+    except csv.Error as error:
+        raise DataError(f'{path}: cannot parse line {reader.line_num} ({error})') from None
+    if header is None:
+        raise DataError(f'{path}: no header row and no data (the file has no columns)')
+    return pd.DataFrame(rows, columns=header, dtype=object)
+
+
+def _kind_of(sep):
+    return 'tab-separated' if sep == '\t' else 'comma-separated'
+
+
+def _header(path, names):
+    """Column names; an empty one is named as pandas names it, a repeated one is an error."""
+    names = [f'Unnamed: {i}' if name is None or str(name).strip() == '' else str(name) for i, name in enumerate(names)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError(f'{path}: column name(s) {repeated} appear more than once in the header; '
+                        'rename them so each column has its own name')
+    return names
 
 
 def _excel_text(value):

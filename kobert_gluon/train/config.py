@@ -16,6 +16,12 @@ from .distributed import ENGINES
 
 
 BERT_SIZES = ('auto', 'kobert', 'small')
+REPORT_TO = ('none', 'tensorboard')
+# Each size's own recipe, used for every one of these settings the user leaves at None: the
+# small BERT (random or shipped weights) needs the demo's larger rate and more epochs to learn
+# at all; KoBERT's pretrained weights take the notebook's recipe.
+SIZE_DEFAULTS = {'small': {'learning_rate': 5e-4, 'batch_size': 32, 'num_epochs': 8, 'log_interval': 5},
+                 'kobert': {'learning_rate': 5e-5, 'batch_size': 64, 'num_epochs': 5, 'log_interval': 200}}
 DTYPES = ('float32', 'bfloat16', 'float16')
 SELECT_METRICS = ('accuracy', 'macro_f1')
 
@@ -60,12 +66,18 @@ class TrainConfig(OptimizerConfig):
                                            'kobert_gluon/resources/pretrained/ if there is one (none is shipped now)')
     kobert_dir: Optional[str] = field(None, 'directory holding the KoBERT files (else KOBERT_HOME, the cache, a download)')
     bert: str = field('auto', "'kobert' (12 layers, pretrained), 'small' (2 layers, from scratch), or 'auto': kobert when --data is given")
+    learning_rate: Optional[float] = field(None, 'peak learning rate')
     max_len: int = field(64, 'tokens per sentence, [CLS] and [SEP] included')
-    batch_size: int = field(64, 'sentences per optimizer step (before accumulation) on each worker')
-    num_epochs: int = field(5, 'passes over the training set')
+    batch_size: Optional[int] = field(None, 'sentences per optimizer step (before accumulation) on each worker')
+    num_epochs: Optional[int] = field(None, 'passes over the training set')
+    extend: bool = field(False, 'with --resume: accept a larger --num_epochs than the run was started with. The '
+                                'learning-rate schedule is recomputed for the new total: linear decay continues '
+                                'from the current rate down to 0 at the new last step (a run still warming up '
+                                'finishes its warmup first), so the rate never jumps up')
     accumulate: int = field(1, 'batches whose gradients add up to one step')
     dropout: float = field(0.1, 'dropout before the classifier head')
-    log_interval: int = field(200, 'batches between log lines')
+    log_interval: Optional[int] = field(None, 'batches between log lines (without a terminal also one at least '
+                                              'every 30 s)')
     seed: int = field(42, 'seed for the split, shuffling, dropout and initialisation')
     ctx: str = field('auto', "'auto', 'cpu', 'gpu' or 'gpu:0,1'")
     distributed: str = field('none', "'none', 'horovod' (under horovodrun) or 'dist_sync' (under kobert-gluon "
@@ -78,6 +90,8 @@ class TrainConfig(OptimizerConfig):
     tokenizer_vocab_size: int = field(3000, 'pieces of a tokenizer trained on --data when KoBERT files are absent')
     output_dir: Optional[str] = field(None, 'run directory: checkpoints, best/ and last/ models, plots '
                                             '(none: a new runs/<name>-<date-time>)')
+    report_to: str = field('none', "'none' or 'tensorboard' (tensorboardX, the 'report' extra): scalars in "
+                                   "output_dir/tensorboard; metrics.jsonl is always written")
     resume: bool = field(False, 'continue the run in --output_dir from its newest complete checkpoint')
     overwrite: bool = field(False, 'delete a previous run in --output_dir and start over')
     allow_pickle_resume: bool = field(False, "resume from an old pickled trainer.states: unpickling can run "
@@ -85,31 +99,49 @@ class TrainConfig(OptimizerConfig):
 
     @classmethod
     def demo(cls, **overrides):
-        """The embedded default: a small BERT learns the demo set in a few minutes on 2 cores."""
-        return cls(**{'bert': 'small', 'batch_size': 32, 'num_epochs': 8, 'learning_rate': 5e-4,
-                      'log_interval': 5, **overrides})
+        """The embedded default: a small BERT learns the demo set in a few minutes on 2 cores
+        (the 'small' size defaults, :data:`SIZE_DEFAULTS`)."""
+        return cls(**{'bert': 'small', **overrides}).resolved()
+
+    def resolved(self):
+        """A copy with the size made explicit ('auto' -> 'kobert' or 'small') and every setting
+        left at None set to that size's default (:data:`SIZE_DEFAULTS`). train() and the CLI
+        use it, and train_config.json records its values, so a resume repeats them exactly."""
+        size = bert_size(self) if self.bert in BERT_SIZES else self.bert  # validate() names a bad size
+        defaults = SIZE_DEFAULTS.get(size, SIZE_DEFAULTS['small'])
+        unset = {name: value for name, value in defaults.items() if getattr(self, name) is None}
+        return dataclasses.replace(self, bert=size, **unset)
 
     def validate(self):
         """Type and range of every setting, before any work is done."""
         check_types(self, TrainConfig)
+        _check(self, 'bert', self.bert in BERT_SIZES, f'expected one of {BERT_SIZES}')
+        if any(getattr(self, name) is None for name in SIZE_DEFAULTS['small']):
+            self.resolved().validate()  # the size defaults are what will run
+            return self
         check_max_len(self.max_len, max_positions(self), 'max_len')
         for name in ('batch_size', 'num_epochs', 'accumulate', 'log_interval', 'tokenizer_vocab_size'):
             _check(self, name, getattr(self, name) >= 1, 'must be at least 1')
         for name in ('early_stopping', 'save_every'):
             _check(self, name, getattr(self, name) >= 0, 'must be 0 (off) or more')
         self.check_optimizer()
+        check_seed_and_rate(self)
+        _check(self, 'init_from', self.init_from in (None, 'none') or os.path.exists(self.init_from),
+               'no such file or directory')
         _check(self, 'dropout', 0 <= self.dropout < 1, 'must be in [0, 1)')
         _check(self, 'test_size', 0 < self.test_size < 1, 'must be between 0 and 1')
         _check(self, 'valid_size', 0 <= self.valid_size < 1, 'must be in [0, 1)')
         _check(self, 'num_classes', self.num_classes is None or self.num_classes >= 2, 'must be at least 2')
         for name, choices in (('bert', BERT_SIZES), ('dtype', DTYPES), ('select_metric', SELECT_METRICS),
-                              ('distributed', ENGINES)):
+                              ('distributed', ENGINES), ('report_to', REPORT_TO)):
             _check(self, name, getattr(self, name) in choices, f'expected one of {choices}')
         if self.resume and self.overwrite:
             raise ConfigError('resume and overwrite exclude each other: --resume continues the run in '
                               '--output_dir, --overwrite deletes it')
         if self.resume and not self.output_dir:
             raise ConfigError('--resume needs --output_dir: the run directory to continue')
+        if self.extend and not self.resume:
+            raise ConfigError('--extend changes the number of epochs of a run being resumed: it needs --resume')
         if self.distributed != 'none' and not self.output_dir:
             raise ConfigError(f'--distributed {self.distributed} needs --output_dir: one run directory for '
                               'every worker')
@@ -121,6 +153,18 @@ class TrainConfig(OptimizerConfig):
             raise ConfigError('bucketing is not available with --distributed: every rank must take the same '
                               'number of batches')
         return self
+
+
+# Seeds: numpy needs 0 <= seed < 2**32, and the recipes derive seed * 1000 + epoch (fine-tuning)
+# and seed * 1_000_003 + step (pretraining) from it; MAX_SEED keeps every derived seed in range.
+MAX_SEED = 4_000_000
+MAX_LEARNING_RATE = 1.0  # beyond this bertadam's update overflows float32 at once (1e308: MXNetError)
+
+
+def check_seed_and_rate(config):
+    _check(config, 'seed', 0 <= config.seed < MAX_SEED, f'must be in [0, {MAX_SEED:_})')
+    _check(config, 'learning_rate', 0 < config.learning_rate <= MAX_LEARNING_RATE,
+           f'must be in (0, {MAX_LEARNING_RATE}]')
 
 
 def check_types(config, config_class=None):
@@ -206,6 +250,8 @@ class PretrainConfig(OptimizerConfig):
     save_dtype: str = field('float32', "dtype of bert.params on disk: 'float32' or 'float16' (half the size)")
     resume: bool = field(False, 'continue from output_dir/last')
     overwrite: bool = field(False, 'delete a previous run in --output_dir and start over')
+    allow_corpus_change: bool = field(False, 'with --resume: continue on a corpus other than the one the run began '
+                                             'on (else refused), from the same position')
 
     def validate(self):
         """Type and range of every setting, before any work is done (as TrainConfig.validate)."""
@@ -221,6 +267,7 @@ class PretrainConfig(OptimizerConfig):
         _check(self, 'num_procs', self.num_procs >= 0, 'must be at least 0')
         _check(self, 'mask_prob', 0 < self.mask_prob < 1, 'must be between 0 and 1')
         self.check_optimizer()
+        check_seed_and_rate(self)
         for name, choices in (('bert', PRETRAIN_SIZES), ('save_dtype', SAVE_DTYPES)):
             _check(self, name, getattr(self, name) in choices, f'expected one of {choices}')
         _check(self, 'tokenizer', self.tokenizer in TOKENIZER_CHOICES or os.path.isfile(self.tokenizer),

@@ -2,12 +2,15 @@
 LayerNorm and biases, linear warmup then linear decay, global-norm clipping of the mean
 gradient, one optimizer step; and the seeds that make a resumed run repeat an uninterrupted one."""
 import hashlib
+import math
 import random
 
 import gluonnlp as nlp
 import mxnet as mx
 import numpy as np
 from mxnet.contrib import amp
+
+from ..models.params import NonFiniteError
 
 
 def learning_rate_at(step, num_train_steps, num_warmup_steps, peak):
@@ -50,6 +53,16 @@ def optimizer_step(trainer, params, group_size, max_grad_norm, dtype='float32'):
     trainer.update(group_size)
     for param in params:
         param.zero_grad()
+
+
+def check_finite(value, what, step):
+    """``value`` (a loss) must be a finite number; else training stops here, before the step's
+    update, so the last checkpoint saved stays the last good one."""
+    if not math.isfinite(float(value)):
+        raise NonFiniteError(f'{what} is {float(value)} at step {step}: training diverged; the last checkpoint '
+                             '(last/) holds the weights before it. Lower --learning_rate or --max_grad_norm, '
+                             'or check the data')
+    return value
 
 
 def checkpoint_seed(seed, epoch, batches_done):

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .. import assets
 from .._version import __version__
 from ..device import parse_ctx
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_path, write_json
 from ..models.bert import build_bert
 from ..models.config import bert_config_for
@@ -43,7 +43,7 @@ from ..text.vocab import TOKENIZER_DIR
 from . import checkpoint, rundir
 from .config import SIZE_FLAGS, TOKENIZER_CHOICES, PretrainConfig
 from .masking import BatchStream, word_start_table
-from .optim import clip_gradients, exclude_from_weight_decay, learning_rate_at
+from .optim import check_finite, clip_gradients, exclude_from_weight_decay, learning_rate_at
 
 logger = logging.getLogger(__name__)
 
@@ -156,12 +156,13 @@ def _pretrain(config, ctx, command):
     loss_function = gluon.loss.SoftmaxCELoss()
 
     last_dir = os.path.join(config.output_dir, 'last')
-    state = {'step': 0, 'seconds': 0.0, 'history': [],
+    state = {'step': 0, 'seconds': 0.0, 'history': [], 'corpus_md5': corpus_fingerprint(config.corpus)['md5'],
              'position': {'epoch': 0, 'offset': 0, 'unit': 0, 'file': 0, 'batch': 0}}
     # The newest complete checkpoint, also after a crash while last/ was being replaced.
     newest = checkpoint.newest_checkpoint(config.output_dir, 'last') if config.resume else None
     if newest:
-        state = load_checkpoint(newest, model, trainer, ctx)
+        state = {**load_checkpoint(newest, model, trainer, ctx), 'corpus_md5': check_corpus_unchanged(
+            config, newest, state['corpus_md5'])}
         logger.info('resuming %s at step %d', newest, state['step'])
 
     word_starts = word_start_table(vocab) if config.whole_word_mask else None
@@ -175,7 +176,7 @@ def _pretrain(config, ctx, command):
             mx.random.seed(config.seed * 1_000_003 + state['step'])
             losses = train_step(model, trainer, trainable, loss_function, batch, ctx, config,
                                 learning_rate_at(state['step'], config.num_steps, num_warmup_steps,
-                                                 config.learning_rate))
+                                                 config.learning_rate), state['step'] + 1)
             state['step'] += 1
             state['position'] = position
             window.append(losses)
@@ -198,7 +199,21 @@ def _pretrain(config, ctx, command):
     return save_result(config, model, bert_config, tokenizer_path, state, command)
 
 
-def train_step(model, trainer, trainable, loss_function, batch, ctx, config, learning_rate):
+def check_corpus_unchanged(config, checkpoint_dir, corpus_md5):
+    """A resumed run reads its corpus from where it stopped: another corpus would be read from
+    a position that means nothing in it. Refused unless --allow_corpus_change."""
+    recorded = checkpoint.read_state(checkpoint_dir).get('corpus_md5')
+    if recorded is not None and recorded != corpus_md5:
+        if not config.allow_corpus_change:
+            raise CheckpointError(f'--resume refused: {config.corpus} is not the corpus this run was started with '
+                                  f'(md5 {corpus_md5}, recorded {recorded} in {checkpoint_dir}); resume with the same '
+                                  'corpus, or pass --allow_corpus_change to continue on this one from the same position')
+        logger.warning('--allow_corpus_change: continuing on %s (md5 %s, the run began on md5 %s)',
+                       config.corpus, corpus_md5, recorded)
+    return corpus_md5
+
+
+def train_step(model, trainer, trainable, loss_function, batch, ctx, config, learning_rate, step=None):
     """One optimizer step; returns (MLM loss, NSP loss) of the batch."""
     inputs = {name: mx.nd.array(array, ctx=ctx, dtype=array.dtype) for name, array in batch.items()}
     with mx.autograd.record():
@@ -212,6 +227,7 @@ def train_step(model, trainer, trainable, loss_function, batch, ctx, config, lea
         if config.next_sentence:
             nsp_loss = loss_function(nsp_logits, inputs['next_sentence']).mean()
             loss = loss + nsp_loss
+    check_finite(loss.asscalar(), 'the pretraining loss', step)
     loss.backward()
     trainer.set_learning_rate(learning_rate)
     clip_gradients(trainable, config.max_grad_norm, group_size=1)  # the loss is already a mean

@@ -45,6 +45,7 @@ def load_splits(config):
             raise DataError(f'{parts[name][1]}: the {name} split is empty ({len(frame)} usable rows, '
                             f'test_size={config.test_size}, valid_size={config.valid_size}); use more data or '
                             'larger shares')
+    check_training_rows(parts, len(frame), config)
     label_map = LabelMap.from_values(parts['train'][0][config.label_column])
     check_labels(label_map, parts, config)
 
@@ -56,6 +57,20 @@ def load_splits(config):
                      'sha256': rows_digest(part[config.text_column], part[config.label_column])}
               for name, (part, source, positions) in parts.items()}
     return Splits(rows('train'), rows('valid') if 'valid' in parts else [], rows('test'), label_map, record)
+
+
+MIN_TRAIN_ROWS = 8  # fewer rows than this train nothing: a split setting is almost certainly wrong
+
+
+def check_training_rows(parts, usable, config):
+    """The training part must keep at least MIN_TRAIN_ROWS rows (``--test_size 0.99`` left 2)."""
+    rows = len(parts['train'][0])
+    if rows < MIN_TRAIN_ROWS:
+        shares = ('' if config.test_data else f'test_size={config.test_size} of all rows, ') + \
+            ('' if config.valid_data else f'valid_size={config.valid_size} of the rest')
+        raise DataError(f'{parts["train"][1]}: only {rows} of {usable} usable rows are left for training '
+                        f'(at least {MIN_TRAIN_ROWS} needed) after holding out {shares.rstrip(", ")}; '
+                        'use smaller shares or more data')
 
 
 def check_labels(label_map, parts, config):

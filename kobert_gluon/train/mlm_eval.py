@@ -1,0 +1,65 @@
+"""Masked-LM loss and masked-piece accuracy of a pretrained BERT on held-out lines.
+
+The lines are masked exactly as pretraining masks (BERT's 80/10/10, optionally whole words),
+from a fixed seed, so two checkpoints are scored on the same masked pieces. The loss is the
+mean cross-entropy over every masked piece; the accuracy is the share predicted exactly.
+"""
+import mxnet as mx
+import numpy as np
+
+from ..device import parse_ctx
+from ..models.config import BertConfig
+from ..models.pretrained import read_record, record_tokenizer_path
+from ..text.tokenizer import get_vocab
+from .config import PretrainConfig
+from .masking import BatchStream, word_start_table
+from .pretrain import build_pretraining_model
+
+EVAL_SEED = 12345  # the masks of the held-out lines; fixed so every checkpoint sees the same ones
+
+
+def evaluate_mlm(params_path, corpus, max_len=32, batch_size=64, whole_word_mask=True, ctx='cpu', seed=EVAL_SEED):
+    """``{'lines', 'masked_pieces', 'mlm_loss', 'masked_accuracy'}`` of the pretraining result
+    ``params_path`` (a bert.params beside its pretrain.json) on ``corpus``, read once."""
+    record = read_record(params_path)
+    tokenizer_path = record_tokenizer_path(params_path, record)
+    vocab = get_vocab(tokenizer_path)
+    device = parse_ctx(ctx)[0]
+    model = build_pretraining_model(BertConfig(**record['bert']), device, params_path)
+    config = PretrainConfig(corpus=corpus, tokenizer=tokenizer_path, max_len=max_len, batch_size=batch_size,
+                            whole_word_mask=whole_word_mask, seed=seed, num_procs=0, chunk_lines=1 << 20)
+    stream = BatchStream(config, tokenizer_path, vocab, word_start_table(vocab) if whole_word_mask else None)(
+        {'epoch': 0, 'offset': 0, 'unit': 0, 'batch': 0})
+    totals = {'lines': 0, 'masked_pieces': 0, 'loss': 0.0, 'correct': 0}
+    for batch, position in stream:
+        if position['epoch'] > 0:
+            break
+        add_batch(totals, model, batch, device)
+    stream.close()  # the generator: ends the corpus reader
+    pieces = max(totals['masked_pieces'], 1)
+    return {'lines': totals['lines'], 'masked_pieces': totals['masked_pieces'],
+            'mlm_loss': totals['loss'] / pieces, 'masked_accuracy': totals['correct'] / pieces,
+            'max_len': max_len, 'whole_word_mask': whole_word_mask, 'seed': seed}
+
+
+def add_batch(totals, model, batch, ctx):
+    inputs = {name: mx.nd.array(array, ctx=ctx, dtype=array.dtype) for name, array in batch.items()}
+    _, _, _, mlm_logits = model(inputs['token_ids'], inputs['segment_ids'], inputs['valid_length'],
+                                inputs['masked_positions'])
+    logits = mlm_logits.asnumpy().reshape((-1, mlm_logits.shape[-1])).astype(np.float64)
+    labels = batch['masked_ids'].reshape(-1)
+    weights = batch['masked_weights'].reshape(-1) > 0
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    totals['loss'] += float(-log_probabilities[np.arange(len(labels)), labels][weights].sum())
+    totals['correct'] += int((logits.argmax(axis=1) == labels)[weights].sum())
+    totals['masked_pieces'] += int(weights.sum())
+    totals['lines'] += len(batch['token_ids'])
+
+
+def record_heldout(params_path, corpus, **settings):
+    """evaluate_mlm's result, as pretrain.json records it (``heldout``), with the corpus's fingerprint."""
+    from ..text.corpus import corpus_fingerprint
+    return {**evaluate_mlm(params_path, corpus, **settings), 'corpus': corpus_fingerprint(corpus)}
+
+

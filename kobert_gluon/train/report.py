@@ -1,0 +1,118 @@
+"""What a fine-tuning run reports while it trains: ``metrics.jsonl`` in the run directory
+(always), TensorBoard scalars (``--report_to tensorboard``, through tensorboardX: the ``report``
+extra), and the start banner's layout.
+
+``metrics.jsonl`` holds one JSON object a line, appended and flushed as training goes:
+
+- ``{"type": "step", "epoch", "batch", "step", "time", "loss", "lr", "train_accuracy"}`` at
+  every log line (``log_interval`` batches, and without a terminal at least every 30 s);
+- ``{"type": "epoch", "epoch", "step", "time", "seconds", "train_loss", "train_accuracy",
+  "valid_accuracy", "valid_macro_f1"}`` after every epoch (valid_* null without a validation set);
+- ``{"type": "test", "step", "time", "selected_epoch", "test_accuracy", "test_macro_f1"}`` once,
+  for the selected model.
+
+``time`` is seconds since the epoch (Unix time). A resumed run first drops the records after
+the checkpoint it resumes from, so no step is written twice.
+"""
+import json
+import logging
+import os
+import time
+
+from ..errors import MissingExtraError
+from ..fileio import atomic_path
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = 'metrics.jsonl'
+TENSORBOARD_DIR = 'tensorboard'
+
+
+def summary_writer_class(report_to):
+    """tensorboardX's SummaryWriter for ``report_to='tensorboard'`` (None for 'none'); checked
+    before any work is done."""
+    if report_to != 'tensorboard':
+        return None
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        raise MissingExtraError('report', 'tensorboardX (for --report_to tensorboard)') from None
+    return SummaryWriter
+
+
+def _kept(record, state):
+    """Whether a record of an earlier attempt precedes the checkpoint ``state`` resumes from."""
+    if record.get('type') == 'step':
+        return (record['epoch'], record['batch']) <= (state['epoch'] + 1, state['batches_done'])
+    if record.get('type') == 'epoch':
+        return record['epoch'] <= state['epoch']
+    return False  # the test record: the resumed run scores the test set again when it ends
+
+
+class MetricsLog:
+    """metrics.jsonl (and TensorBoard scalars) of one run; only the process that owns the run
+    directory writes them."""
+
+    def __init__(self, run_dir, report_to='none', resume_state=None):
+        self.path = os.path.join(run_dir, METRICS_FILE)
+        if resume_state is not None and os.path.isfile(self.path):
+            self._truncate(resume_state)
+        writer_class = summary_writer_class(report_to)
+        self.writer = None
+        if writer_class is not None:
+            # purge_step: TensorBoard hides the events of an earlier attempt after the checkpoint.
+            purge = resume_state['step'] + 1 if resume_state else None
+            self.writer = writer_class(logdir=os.path.join(run_dir, TENSORBOARD_DIR), purge_step=purge)
+
+    def _truncate(self, state):
+        with open(self.path, encoding='utf-8') as source:
+            records = [json.loads(line) for line in source if line.strip()]
+        kept = [record for record in records if _kept(record, state)]
+        if len(kept) < len(records):
+            logger.debug('%s: dropped %d records after the checkpoint', self.path, len(records) - len(kept))
+        with atomic_path(self.path) as tmp:
+            with open(tmp, 'w', encoding='utf-8') as out:
+                out.writelines(json.dumps(record, ensure_ascii=False) + '\n' for record in kept)
+
+    def _append(self, record):
+        with open(self.path, 'a', encoding='utf-8') as out:
+            out.write(json.dumps({**record, 'time': round(time.time(), 3)}, ensure_ascii=False) + '\n')
+            out.flush()
+
+    def _scalars(self, step, values):
+        if self.writer is None:
+            return
+        for tag, value in values.items():
+            if value is not None:
+                self.writer.add_scalar(tag, value, step)
+        self.writer.flush()
+
+    def step(self, epoch, batch, step, loss, lr, accuracy):
+        self._append({'type': 'step', 'epoch': epoch, 'batch': batch, 'step': step, 'loss': loss, 'lr': lr,
+                      'train_accuracy': accuracy})
+        self._scalars(step, {'train/loss': loss, 'train/lr': lr, 'train/accuracy': accuracy})
+
+    def epoch(self, epoch, step, seconds, train_loss, train_accuracy, valid_report):
+        valid = valid_report or {}
+        record = {'type': 'epoch', 'epoch': epoch, 'step': step, 'seconds': round(seconds, 3),
+                  'train_loss': train_loss, 'train_accuracy': train_accuracy,
+                  'valid_accuracy': valid.get('accuracy'), 'valid_macro_f1': valid.get('macro_f1')}
+        self._append(record)
+        self._scalars(step, {'epoch/train_loss': train_loss, 'epoch/train_accuracy': train_accuracy,
+                             'valid/accuracy': record['valid_accuracy'], 'valid/macro_f1': record['valid_macro_f1']})
+
+    def test(self, step, selected_epoch, report):
+        self._append({'type': 'test', 'step': step, 'selected_epoch': selected_epoch,
+                      'test_accuracy': report['accuracy'], 'test_macro_f1': report['macro_f1']})
+        self._scalars(step, {'test/accuracy': report['accuracy'], 'test/macro_f1': report['macro_f1']})
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def format_banner(title, entries):
+    """One log message of several lines: ``title`` then ``  name: text`` per entry."""
+    width = max(len(name) for name, _ in entries)
+    return '\n'.join([title] + [f'  {name + ":":<{width + 1}} {text}' for name, text in entries])

@@ -1,0 +1,59 @@
+"""What a ``--resume`` may change, and the learning-rate schedule of an extended run.
+
+A run is resumed with the number of epochs it was started with; ``--extend`` accepts a larger
+one. The schedule is then recomputed for the new total so that the rate never jumps up: past
+the warmup, linear decay continues from the rate of the last completed step down to 0 at the
+new last step; a run still warming up finishes its warmup (same number of steps) and then
+decays linearly to 0 at the new last step. The change is kept in the checkpoint's state
+(``lr_schedule``), so a later plain --resume of the extended run follows the same schedule.
+"""
+import os
+
+from ..errors import CheckpointError
+from ..fileio import read_json
+from .checkpoint import TRAIN_CONFIG_FILE
+from .optim import learning_rate_at
+
+
+def recorded_num_epochs(run_dir):
+    """num_epochs in the run's train_config.json (None when there is none)."""
+    path = os.path.join(run_dir, TRAIN_CONFIG_FILE)
+    return read_json(path).get('num_epochs') if os.path.isfile(path) else None
+
+
+def check_num_epochs(run_dir, recorded, config):
+    """Refuse a --resume that changes num_epochs, unless --extend makes it larger."""
+    if recorded is None or recorded == config.num_epochs:
+        return
+    if not config.extend:
+        raise CheckpointError(
+            f'--resume refused: {run_dir} was started with num_epochs={recorded}, now num_epochs='
+            f'{config.num_epochs}; resume with --num_epochs {recorded}, or add --extend to train to '
+            f'{config.num_epochs} epochs (the learning rate then decays from its current value to 0 over the new total)')
+    if config.num_epochs < recorded:
+        raise CheckpointError(f'--extend: num_epochs={config.num_epochs} is fewer than the {recorded} epochs '
+                              f'{run_dir} was started with; --extend only makes a run longer')
+
+
+def rate_at(step, num_train_steps, num_warmup_steps, peak, lr_schedule=None):
+    """The learning rate of optimizer step ``step``: the recipe's linear warmup and decay
+    (:func:`optim.learning_rate_at`), or an extended run's (``lr_schedule``, see the module)."""
+    if not lr_schedule:
+        return learning_rate_at(step, num_train_steps, num_warmup_steps, peak)
+    decay_from = lr_schedule.get('decay_from')
+    if decay_from and step > decay_from[0]:
+        start, rate = decay_from
+        return max(rate * (num_train_steps - step) / max(num_train_steps - start, 1), 0.0)
+    return learning_rate_at(step, num_train_steps, lr_schedule['num_warmup_steps'], peak)
+
+
+def extended_schedule(state, old_total, new_total, warmup_ratio, peak):
+    """The ``lr_schedule`` of a run extended from ``old_total`` to ``new_total`` optimizer
+    steps after ``state['step']`` of them."""
+    previous = state.get('lr_schedule')
+    warmup = previous['num_warmup_steps'] if previous else int(old_total * warmup_ratio)
+    step = state['step']
+    if step < warmup:
+        return {'num_warmup_steps': warmup, 'decay_from': None, 'num_train_steps': new_total}
+    rate = rate_at(step, old_total, warmup, peak, previous)
+    return {'num_warmup_steps': warmup, 'decay_from': [step, rate], 'num_train_steps': new_total}
