@@ -29,21 +29,19 @@ SETUPS = [
 
 
 def worker(args):
-    import kobert_gluon  # noqa: F401  (sets thread defaults before mxnet loads)
+    import kobert_gluon as kg  # sets thread defaults before mxnet loads
     import pandas as pd
-    from kobert_gluon.train.config import TrainConfig
-    from kobert_gluon.train.finetune import train
     frame = pd.read_csv(os.path.join(args.shared, 'data', 'emotion', 'single_turn_emotion_cp949.csv'), encoding='cp949')
     if args.rows < len(frame):
         frame = frame.groupby('Emotion').sample(args.rows // 7, random_state=0)
     with tempfile.TemporaryDirectory() as workdir:
         data = os.path.join(workdir, 'emotion.csv')
         frame.to_csv(data, index=False)
-        config = TrainConfig(data=data, text_column='Sentence', label_column='Emotion', bert='small',
+        config = kg.TrainConfig(data=data, text_column='Sentence', label_column='Emotion', bert='small',
                              kobert_dir=os.path.join(args.shared, 'kobert'), num_epochs=args.epochs,
                              learning_rate=5e-4, output_dir=os.path.join(workdir, 'run'), ctx='cpu',
                              log_interval=10 ** 9, **json.loads(args.worker))
-        classifier = train(config)
+        classifier = kg.train(config)
     epochs = classifier.history['epochs']
     print(json.dumps({'epoch_seconds': sum(e['seconds'] for e in epochs) / len(epochs),
                       'accuracy': epochs[-1]['test']['accuracy'], 'macro_f1': epochs[-1]['test']['macro_f1'],

@@ -45,8 +45,7 @@ def socket_bytes(pid):
 
 def build_model(size):
     import mxnet as mx
-    from kobert_gluon.models.config import BertConfig
-    from kobert_gluon.models.heads import build_classifier
+    from kobert_gluon import BertConfig, build_classifier
     config = BertConfig.kobert() if size == 'kobert' else BertConfig.small(vocab_size=8002)
     model = build_classifier(config, num_classes=2, dropout=0.1)
     token_ids = mx.nd.ones((1, MAX_LEN), dtype='int32')
@@ -107,7 +106,7 @@ def worker(args):
 
 
 def run_setup(engine, args, output):
-    from kobert_gluon.train.launch import launch
+    from kobert_gluon import launch
     command = [sys.executable, os.path.abspath(__file__), '--worker', engine, '--output', output,
                '--steps', str(args.steps), '--batch_size', str(args.batch_size), '--model', args.model]
     if engine == 'none':

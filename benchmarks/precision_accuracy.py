@@ -16,7 +16,7 @@ import time
 
 
 def evaluate(classifier, texts, labels, batch_size):
-    from kobert_gluon.inference.metrics import classification_report
+    from kobert_gluon import classification_report
     started = time.perf_counter()
     predictions = classifier.logits(texts, batch_size).argmax(axis=1)
     seconds = time.perf_counter() - started

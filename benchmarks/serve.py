@@ -43,8 +43,7 @@ SETTINGS = {'on': [], 'off': ['--no-batching']}
 # ---------------------------------------------------------------------------- models
 
 def demo_model(workdir):
-    from kobert_gluon.train.config import TrainConfig
-    from kobert_gluon.train.finetune import train
+    from kobert_gluon import TrainConfig, train
 
     output_dir = os.path.join(workdir, 'demo-run')
     train(TrainConfig.demo(output_dir=output_dir, num_epochs=1))
@@ -54,11 +53,7 @@ def demo_model(workdir):
 def kobert_size_model(workdir, shared_dir, max_len):
     """A randomly initialised 12 x 768 classifier directory with KoBERT's tokenizer."""
     import mxnet as mx
-    from kobert_gluon.text.data import LabelMap
-    from kobert_gluon.models.config import BertConfig
-    from kobert_gluon.models.heads import build_classifier
-    from kobert_gluon.inference.classifier import TextClassifier
-    from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab
+    from kobert_gluon import BertConfig, LabelMap, TextClassifier, build_classifier, get_bert_tokenizer, get_vocab
 
     spiece = os.path.join(shared_dir, KOBERT_SPIECE)
     if not os.path.isfile(spiece):
@@ -73,7 +68,7 @@ def kobert_size_model(workdir, shared_dir, max_len):
 
 
 def demo_sentences():
-    from kobert_gluon.serve.app import calibration_sample
+    from kobert_gluon import calibration_sample
 
     return calibration_sample()
 

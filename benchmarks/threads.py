@@ -62,8 +62,7 @@ def small_ops(rounds):
 
 def bert_forward(rounds):
     import mxnet as mx
-    from kobert_gluon.models.config import BertConfig
-    from kobert_gluon.models.heads import build_classifier
+    from kobert_gluon import BertConfig, build_classifier
     model = build_classifier(BertConfig.small(), num_classes=2)
     model.hybridize(static_alloc=True)
     token_ids = mx.nd.ones((8, 64), dtype='int32')

@@ -38,9 +38,7 @@ import kobert_gluon  # noqa: E402,F401  (first: it sets thread defaults and patc
 import gluonnlp as nlp  # noqa: E402
 import sentencepiece as spm  # noqa: E402
 
-from kobert_gluon.text.token_ids import TokenIds  # noqa: E402
-from kobert_gluon.text.data import read_table  # noqa: E402
-from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab  # noqa: E402
+from kobert_gluon import TokenIds, get_bert_tokenizer, get_vocab, read_table  # noqa: E402
 
 SPIECE = os.path.join('kobert', 'kobert_news_wiki_ko_cased-1087f8699e.spiece')
 EMOTION = os.path.join('data', 'emotion', 'single_turn_emotion.xlsx')

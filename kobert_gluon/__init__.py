@@ -37,6 +37,10 @@ _LAZY = {
     'record_tokenizer_path': 'models.pretrained',
     'from_transformers': 'interop.transformers', 'to_transformers': 'interop.transformers',
     'TokenIds': 'text.token_ids',
+    # building blocks the benchmarks and advanced users compose
+    'build_bert': 'models.bert', 'build_classifier': 'models.heads', 'classification_report': 'inference.metrics',
+    'launch': 'train.launch', 'create_engine': 'train.distributed', 'optimizer_step': 'train.optim',
+    'exclude_from_weight_decay': 'train.optim', 'calibration_sample': 'serve.app',
 }
 _ERRORS = ['KobertGluonError', 'AssetError', 'CheckpointError', 'ConfigError', 'ConversionError',
            'DataError', 'DeviceError', 'DistributedError', 'MissingExtraError', 'ModelDirectoryError']

@@ -58,7 +58,7 @@ OWN_WEIGHTS_HINT = (SMALL_BERT_HINT + ' To use your own weights instead, pass a 
                     '--init_from PATH: its md5 is not checked, its parameter names and shapes are.')
 ASSETS = {
     'spiece': _legacy_asset('kobert_news_wiki_ko_cased-1087f8699e.spiece',
-                            'ae5711deb3b6bd269e853c543e87f9f1'),
+                            'ae5711deb3b6bd269e853c543e87f9f1', hint=SMALL_BERT_HINT),
     'sp_model_v01': _legacy_asset('tokenizer_78b3253a26.model',
                                   '78b3253a26b9e6937c25a1c1f33fbeba'),
     'vocab_v01': _legacy_asset('kobertvocab_f38b8a4d6d.json',

@@ -203,7 +203,7 @@ def predict_table(classifier, args):
     records = in_precision(classifier, args, texts).predict_records(texts, args.batch_size)
     names = classifier.label_map.names
     label_column = 'label' if 'label' not in frame.columns or args.text_column == 'label' else 'predicted_label'
-    frame[label_column] = [record['label'] or '' for record in records]
+    frame[label_column] = [record['label'] for record in records]
     for name in names:
         frame[f'prob_{name}'] = [record['probabilities'][name] if record['probabilities'] else None
                                  for record in records]

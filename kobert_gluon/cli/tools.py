@@ -14,11 +14,13 @@ def add_export_arguments(parser):
                              'NAME-symbol.json, NAME-0000.params, export.json and tokenizer/')
     parser.add_argument('--name', default=DEFAULT_NAME, help='file name prefix of the graph and parameters')
     parser.add_argument('--ctx', default='cpu', help="device for the traced forward pass: 'cpu', 'gpu', ...")
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace the model files of a model or output in --output that export did not write')
 
 
 def run_export(args):
     classifier = load_classifier(args)
-    for role, path in export(classifier, args.output, name=args.name).items():
+    for role, path in export(classifier, args.output, name=args.name, overwrite=args.overwrite).items():
         print(f'{role}\t{path}')
 
 
@@ -39,6 +41,8 @@ def add_convert_arguments(parser):
                         help='max_len of the converted classifier (default: recorded in DIR, else 64)')
     parser.add_argument('--num-heads', '--num_heads', dest='num_heads', type=positive_int,
                         help='attention heads of a params file (it does not record them; default 12)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace the model files of a model or output in --output that convert did not write')
 
 
 def run_convert(args):
@@ -46,10 +50,11 @@ def run_convert(args):
 
     if args.from_transformers:
         convert.from_transformers(args.from_transformers, args.output, tokenizer=args.tokenizer,
-                                  vocab_json=args.vocab_json, max_len=args.max_len, kobert_dir=args.kobert_dir)
+                                  vocab_json=args.vocab_json, max_len=args.max_len, kobert_dir=args.kobert_dir,
+                                  overwrite=args.overwrite)
     else:
         convert.to_transformers(args.to_transformers, args.output, tokenizer=args.tokenizer,
-                                vocab_json=args.vocab_json, num_heads=args.num_heads)
+                                vocab_json=args.vocab_json, num_heads=args.num_heads, overwrite=args.overwrite)
     print(os.path.abspath(args.output))
 
 

@@ -1,7 +1,7 @@
 """A pretraining result as fine-tuning reads it: ``bert.params`` + ``tokenizer/`` + ``pretrain.json``.
 
 ``kobert-gluon pretrain`` writes such a directory (:mod:`kobert_gluon.train.pretrain`); the
-package ships one in ``resources/pretrained/``, which the demo and ``--bert small`` start from.
+package can ship one in ``resources/pretrained/``, which the demo (no --data) starts from.
 """
 import os
 
@@ -38,6 +38,22 @@ def fine_tuning_start(init_from, demo=False):
     if not os.path.exists(path):
         raise ConfigError(f'init_from={path}: no such file or directory')
     return path, read_record(path) if os.path.isfile(path) else None
+
+
+def describe_start(params_path, record, init_from=None, kobert=False):
+    """Which weights a fine-tuning run starts from, and from where, in words for its log."""
+    if params_path is None:
+        if init_from == 'none':
+            return 'random weights (--init_from none: no pretrained weights, on purpose)'
+        return 'random weights (no pretrained checkpoint of this size is shipped or given)'
+    if kobert and not init_from:
+        return f"KoBERT's pretrained weights ({params_path})"
+    if record and os.path.abspath(params_path) == os.path.abspath(shipped_params()):
+        return f'the pretrained checkpoint shipped in the package ({params_path})'
+    if record:
+        return (f"a kobert-gluon pretraining result ({params_path}: {record.get('steps')} steps on "
+                f"{record.get('corpus', {}).get('file')})")
+    return f'{params_path} (--init_from)'
 
 
 def read_record(params_path):

@@ -72,8 +72,9 @@ class TrainConfig(OptimizerConfig):
     num_epochs: Optional[int] = field(None, 'passes over the training set')
     extend: bool = field(False, 'with --resume: accept a larger --num_epochs than the run was started with. The '
                                 'learning-rate schedule is recomputed for the new total: linear decay continues '
-                                'from the current rate down to 0 at the new last step (a run still warming up '
-                                'finishes its warmup first), so the rate never jumps up')
+                                'from the current rate (a finished run: its last non-zero rate) down to 0 at the '
+                                'new last step; a run still warming up finishes its warmup first. The rate never '
+                                'jumps up')
     accumulate: int = field(1, 'batches whose gradients add up to one step')
     dropout: float = field(0.1, 'dropout before the classifier head')
     log_interval: Optional[int] = field(None, 'batches between log lines (without a terminal also one at least '

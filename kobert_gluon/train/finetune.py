@@ -2,10 +2,13 @@
 
 The recipe: bertadam (epsilon 1e-9, wd 0.01, none on LayerNorm or biases), linear warmup then
 linear decay, global-norm clipping, optional gradient accumulation, softmax cross-entropy.
-Every epoch is evaluated on the validation split (which picks ``best/``) and, for the log as in
-the notebook, on the test split; the selected model's test report is written once at the end.
-Checkpoints are atomic and never pickled; a run resumes exactly, also from mid-epoch.
+Every epoch is evaluated on the validation split (which picks ``best/``); the test split is
+scored once, on the selected model, at the end (test_report.json, confusion_matrix.png).
+Checkpoints are atomic and never pickled; a run resumes exactly, also from mid-epoch, and Ctrl-C
+or SIGTERM saves the state after the last completed optimizer step (:mod:`.interrupt`).
+Metrics go to metrics.jsonl as training goes (:mod:`.report`).
 """
+import contextlib
 import dataclasses
 import logging
 import os
@@ -16,31 +19,38 @@ import numpy as np
 from mxnet import gluon
 from mxnet.contrib import amp
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..device import parse_ctx
 
-from ..fileio import write_json
+from ..fileio import read_json, write_json
 from ..inference import tasks
 from ..inference.classifier import TextClassifier
 from ..inference.evaluate import evaluate_batches
 from ..inference.metrics import format_report
+from ..inference.model_dir import write_model_dir
 from ..models import precision
 from ..models.config import BertConfig
-from ..models.pretrained import fine_tuning_start, record_tokenizer
+from ..models.pretrained import describe_start, fine_tuning_start, record_tokenizer
 from ..text.data import BERTDataset
 from ..text.tokenizer import load_or_train_tokenizer
-from . import checkpoint, rundir
+from . import checkpoint, resume, rundir
 from .config import TrainConfig, bert_size, check_types, kobert_sized_config
 from .distributed import (Engine, aggregate_report, check_same_weights, create_engine, global_batch_sizes,
                           root_first, start, sum_over_ranks)
-from .optim import checkpoint_seed, exclude_from_weight_decay, learning_rate_at, optimizer_step, seed_everything
+from .interrupt import InterruptGuard, TrainingInterrupted, resume_command
+from .optim import checkpoint_seed, exclude_from_weight_decay, optimizer_step, seed_everything
 from .plots import plot_training
+from .report import MetricsLog, format_banner, summary_writer_class
 from .splits import load_splits, make_loader
 
 logger = logging.getLogger(__name__)
 
 TEST_REPORT = 'test_report.json'
 TASK = tasks.TEXT_CLASSIFICATION
+PACKAGE_LOGGER = 'kobert_gluon'
+# Without a terminal (no progress bar) a progress line is logged at least this often.
+PROGRESS_SECONDS = 30
 
 
 # ---------------------------------------------------------------------------- data
@@ -54,11 +64,18 @@ def start_from(config):
     return fine_tuning_start(config.init_from, demo=not config.data)
 
 
-def prepare_model(config, bert_config, num_classes, ctx, pretrained):
-    """``pretrained``: the params file :func:`start_from` chose, or None (KoBERT's for 'kobert')."""
+def kobert_params(config, pretrained):
+    """KoBERT's own params file when the run starts from it ('kobert' size, no --init_from)."""
     if pretrained is None and config.init_from is None and bert_size(config) == 'kobert':
         from ..assets import resolve
-        pretrained = resolve('mxnet_params', kobert_dir=config.kobert_dir)
+        return resolve('mxnet_params', kobert_dir=config.kobert_dir)
+    return pretrained
+
+
+def prepare_model(config, bert_config, num_classes, ctx, pretrained):
+    """``pretrained``: the params file :func:`start_from` chose, or None (KoBERT's for 'kobert';
+    random weights for --init_from none)."""
+    pretrained = kobert_params(config, pretrained)
     model = TASK.build_model(bert_config, num_classes, config.dropout, ctx, bert_params=pretrained)
     model.hybridize(static_alloc=True, static_shape=not config.bucketing)
     return model
@@ -68,8 +85,10 @@ def prepare_model(config, bert_config, num_classes, ctx, pretrained):
 
 def save_checkpoint(directory, classifier, trainer, state, settings):
     """``last/``: a loadable model directory (``model/``) beside the optimizer state and settings."""
-    checkpoint.save_checkpoint(directory, trainer, state, lambda tmp: classifier.save(os.path.join(tmp, 'model')),
-                               settings)
+    def write_weights(tmp):  # not classifier.save: it would log the temporary path
+        write_model_dir(os.path.join(tmp, 'model'), classifier.model, classifier.tokenizer_files,
+                        classifier.config_dict())
+    checkpoint.save_checkpoint(directory, trainer, state, write_weights, settings)
 
 
 def load_checkpoint(directory, model, trainer, ctx, allow_pickle=False):
@@ -80,12 +99,15 @@ def load_checkpoint(directory, model, trainer, ctx, allow_pickle=False):
 
 def new_state():
     return {'epoch': 0, 'step': 0, 'batches_done': 0, 'epoch_totals': None, 'best': None,
-            'epochs_without_improvement': 0, 'stopped_early': None, 'history': {'steps': [], 'epochs': []}}
+            'epochs_without_improvement': 0, 'stopped_early': None, 'lr_schedule': None,
+            'history': {'steps': [], 'epochs': []}}
 
 
 def settings_of(config):
-    """The config as written to train_config.json: what to rerun, not what to do to the directory."""
-    return {**dataclasses.asdict(config), 'resume': False, 'overwrite': False, 'allow_pickle_resume': False}
+    """The (resolved) config as written to train_config.json: what to rerun, not what to do to
+    the directory."""
+    return {**dataclasses.asdict(config), 'resume': False, 'overwrite': False, 'allow_pickle_resume': False,
+            'extend': False}
 
 
 def improved(report, best, metric):

@@ -3,8 +3,9 @@
 A run is resumed with the number of epochs it was started with; ``--extend`` accepts a larger
 one. The schedule is then recomputed for the new total so that the rate never jumps up: past
 the warmup, linear decay continues from the rate of the last completed step down to 0 at the
-new last step; a run still warming up finishes its warmup (same number of steps) and then
-decays linearly to 0 at the new last step. The change is kept in the checkpoint's state
+new last step (a run that had finished its schedule, whose last rate was 0, continues from the
+rate of its last step before that); a run still warming up finishes its warmup (same number of
+steps) and then decays linearly to 0 at the new last step. The change is kept in the checkpoint's state
 (``lr_schedule``), so a later plain --resume of the extended run follows the same schedule.
 """
 import os
@@ -55,5 +56,5 @@ def extended_schedule(state, old_total, new_total, warmup_ratio, peak):
     step = state['step']
     if step < warmup:
         return {'num_warmup_steps': warmup, 'decay_from': None, 'num_train_steps': new_total}
-    rate = rate_at(step, old_total, warmup, peak, previous)
+    rate = rate_at(min(step, old_total - 1), old_total, warmup, peak, previous)
     return {'num_warmup_steps': warmup, 'decay_from': [step, rate], 'num_train_steps': new_total}
