@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     if not argv:
         print(command_list(), file=sys.stderr)
         return EXIT_ERROR
-    unknown = unknown_flag(parser, argv)
+    argv, unknown = check_flags(parser, argv)
     if unknown:
         print(f'{PROG}: error: {unknown}', file=sys.stderr)
         return EXIT_ERROR
@@ -144,22 +144,34 @@ TRAINER_FLAGS = {
 }
 
 
-def unknown_flag(parser, argv):
-    """One line for the first ``--flag`` the command does not know, with what was probably meant;
-    None when every flag is known (argparse then reports anything else, abbreviations included)."""
+def check_flags(parser, argv):
+    """(argv with each abbreviated flag spelled out, None), or (argv, one line for the first
+    ``--flag`` the command does not know, with what was probably meant). argparse itself would
+    call ``--text`` ambiguous between ``--text_column`` and ``--text-column``: it is one flag."""
     commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
     command = next((token for token in argv if not token.startswith('-')), None)
     if command not in commands.choices:
-        return None
-    known = [flag for flag in commands.choices[command]._option_string_actions if flag.startswith('--')]
-    for token in argv[argv.index(command) + 1:]:
-        if token == '--':
+        return argv, None
+    flags = {name: action for name, action in commands.choices[command]._option_string_actions.items()
+             if name.startswith('--')}
+    argv = list(argv)
+    for position in range(argv.index(command) + 1, len(argv)):
+        flag, equals, value = argv[position].partition('=')
+        if flag == '--':
             break
-        flag = token.split('=', 1)[0]
-        if not flag.startswith('--') or any(name.startswith(flag) for name in known):
+        if not flag.startswith('--') or flag in flags:
             continue
-        return f'{command}: unknown flag {flag}; {suggestion(flag, known, command)}'
-    return None
+        matches = {}
+        for name, action in flags.items():  # one name per flag: the first, --max_len before --max-len
+            if name.startswith(flag):
+                matches.setdefault(id(action), name)
+        if len(matches) == 1:
+            argv[position] = next(iter(matches.values())) + equals + value
+        elif matches:
+            return argv, f'{command}: ambiguous flag {flag}: {" or ".join(sorted(matches.values()))}?'
+        else:
+            return argv, f'{command}: unknown flag {flag}; {suggestion(flag, list(flags), command)}'
+    return argv, None
 
 
 def suggestion(flag, known, command):

@@ -1,32 +1,47 @@
 """``kobert-gluon train``: fine-tune a classifier (the embedded Korean demo without --data)."""
 import os
+import sys
 
 from ..train.checkpoint import TRAIN_CONFIG_FILE
-from ..train.config import BERT_SIZES, DTYPES, SELECT_METRICS, TrainConfig
+from ..train.config import BERT_SIZES, DTYPES, REPORT_TO, SELECT_METRICS, SIZE_DEFAULTS, TrainConfig
 from ..train.distributed import ENGINES
 from ..train.finetune import train
+from ..train.interrupt import TrainingInterrupted
 from .options import add_config_arguments, add_config_file_argument, settings_from
+from .pretrain import PROG
 
-FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES, 'select_metric': SELECT_METRICS, 'distributed': ENGINES}
+FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES, 'select_metric': SELECT_METRICS, 'distributed': ENGINES,
+                 'report_to': REPORT_TO}
+EXIT_INTERRUPTED = 130  # as cli.EXIT_INTERRUPTED (cli/__init__ imports this module)
 
 
 def add_train_arguments(parser):
     parser.description = (
-        'Fine-tune a BERTClassifier. Without --data it trains the embedded Korean demo set with '
-        'the demo preset (a small BERT), and only the flags you give change it; defaults below '
-        'show "demo:" where the preset differs.')
+        'Fine-tune a BERTClassifier. Without --data it trains the embedded Korean demo set with a '
+        'small BERT. Each --bert size has its own recipe defaults (learning rate, batch size, epochs, '
+        'log interval), shown below as "small: X; kobert: Y"; the flags you give override them.')
     add_config_file_argument(parser)
-    add_config_arguments(parser, TrainConfig, FIELD_CHOICES, preset=TrainConfig.demo())
+    add_config_arguments(parser, TrainConfig, FIELD_CHOICES)
+    fields = {field.name: field for field in TrainConfig.__dataclass_fields__.values()}
+    for action in parser._actions:  # argparse keeps no public list of a parser's actions
+        if action.dest in SIZE_DEFAULTS['small']:
+            sizes = '; '.join(f'{size}: {values[action.dest]}' for size, values in SIZE_DEFAULTS.items())
+            action.help = f"{fields[action.dest].metadata['help']} (default per --bert size, {sizes})"
 
 
 def train_config(args):
-    """TrainConfig from --config and the flags given; the demo preset when there is no data.
+    """TrainConfig from --config and the flags given, every setting left unset taking the
+    default of its --bert size: the settings kobert_gluon.train(TrainConfig(...)) runs with.
 
     ``--resume`` starts from the run's own train_config.json, so it needs no other flag."""
-    settings = settings_from(args, TrainConfig, TRAIN_CONFIG_FILE)
-    return TrainConfig(**settings) if settings.get('data') else TrainConfig.demo(**settings)
+    return TrainConfig(**settings_from(args, TrainConfig, TRAIN_CONFIG_FILE)).resolved()
 
 
 def run_train(args):
-    classifier = train(train_config(args))
+    try:
+        classifier = train(train_config(args))
+    except TrainingInterrupted as interrupted:
+        print(f'{PROG}: interrupted: {interrupted.saved}', file=sys.stderr)
+        print(f'{PROG}: to continue: {interrupted.command}', file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(os.path.join(classifier.run_dir, 'best'))

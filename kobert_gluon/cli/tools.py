@@ -11,8 +11,12 @@ def add_export_arguments(parser):
     parser.add_argument('--model', required=True, help=f'{MODEL_HELP}, to export')
     parser.add_argument('--output', required=True,
                         help='export directory (new, empty or a previous export); it receives '
-                             'NAME-symbol.json, NAME-0000.params, export.json and tokenizer/')
+                             'NAME-symbol.json, NAME-0000.params, export.json and tokenizer/ (--format onnx: '
+                             'NAME.onnx, export.json, tokenizer.json and tokenizer/)')
     parser.add_argument('--name', default=DEFAULT_NAME, help='file name prefix of the graph and parameters')
+    parser.add_argument('--format', choices=('mxnet', 'onnx'), default='mxnet',
+                        help="'mxnet': a SymbolBlock graph (serving needs mxnet); 'onnx': an ONNX file that "
+                             'onnxruntime serves (the onnx extra: torch, transformers, onnx, onnxruntime)')
     parser.add_argument('--ctx', default='cpu', help="device for the traced forward pass: 'cpu', 'gpu', ...")
     parser.add_argument('--overwrite', action='store_true',
                         help='replace the model files of a model or output in --output that export did not write')
@@ -20,7 +24,13 @@ def add_export_arguments(parser):
 
 def run_export(args):
     classifier = load_classifier(args)
-    for role, path in export(classifier, args.output, name=args.name, overwrite=args.overwrite).items():
+    if getattr(args, 'format', 'mxnet') == 'onnx':
+        from ..interop.onnx import export_onnx  # torch and onnxruntime load only here
+
+        paths = export_onnx(classifier, args.output, name=args.name, overwrite=args.overwrite)
+    else:
+        paths = export(classifier, args.output, name=args.name, overwrite=args.overwrite)
+    for role, path in paths.items():
         print(f'{role}\t{path}')
 
 

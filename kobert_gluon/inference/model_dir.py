@@ -110,9 +110,13 @@ def check_recorded(directory, relative):
     if not isinstance(entry, dict):
         return
     path = os.path.join(directory, relative)
-    if os.path.getsize(path) != entry.get('bytes') or sha256sum(path) != entry.get('sha256'):
-        raise ModelDirectoryError(f'{path}: changed after it was written (size or sha256 differs from '
-                                  f'{MODEL_CONFIG_FILE}); refusing to load it')
+    size = os.path.getsize(path)
+    if size != entry.get('bytes'):
+        raise ModelDirectoryError(f'{path}: truncated or corrupt ({size} bytes, {MODEL_CONFIG_FILE} records '
+                                  f'{entry.get("bytes")}); refusing to load it')
+    if sha256sum(path) != entry.get('sha256'):
+        raise ModelDirectoryError(f'{path}: changed after it was written (corrupt: its sha256 differs from the one '
+                                  f'in {MODEL_CONFIG_FILE}); refusing to load it')
 
 
 def tokenizer_files(directory, config):

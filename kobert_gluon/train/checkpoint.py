@@ -3,7 +3,7 @@
 A checkpoint holds the weights, the optimizer state, the run's settings and ``state.json``,
 written last and listing every other file's size and sha256, so a checkpoint cut short (or
 changed later, even at the same size) is recognised and the newest complete one is found after
-a crash in the middle of replacing one. Hashing costs about a second per 370 MB (KoBERT's
+a crash in the middle of replacing one. Hashing costs about 1.5 s per 370 MB (KoBERT's
 weights) when a checkpoint is written and when a run resumes.
 
 Optimizer state on disk without pickle:

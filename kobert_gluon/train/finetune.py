@@ -12,11 +12,10 @@ import contextlib
 import dataclasses
 import logging
 import os
+import sys
 import time
 
 import mxnet as mx
-import numpy as np
-from mxnet import gluon
 from mxnet.contrib import amp
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -31,17 +30,18 @@ from ..inference.metrics import format_report
 from ..inference.model_dir import write_model_dir
 from ..models import precision
 from ..models.config import BertConfig
-from ..models.pretrained import describe_start, fine_tuning_start, record_tokenizer
+from ..models.pretrained import fine_tuning_start, record_tokenizer
 from ..text.data import BERTDataset
 from ..text.tokenizer import load_or_train_tokenizer
 from . import checkpoint, resume, rundir
 from .config import TrainConfig, bert_size, check_types, kobert_sized_config
-from .distributed import (Engine, aggregate_report, check_same_weights, create_engine, global_batch_sizes,
+from .distributed import (aggregate_report, check_same_weights, create_engine, global_batch_sizes,
                           root_first, start, sum_over_ranks)
-from .interrupt import InterruptGuard, TrainingInterrupted, resume_command
-from .optim import checkpoint_seed, exclude_from_weight_decay, optimizer_step, seed_everything
+from .interrupt import InterruptGuard, TrainingInterrupted, interrupted, saving_on_interrupt
+from .loop import Run, end_step, epoch_counts, log_progress, step, train_batch
+from .optim import checkpoint_seed, exclude_from_weight_decay, seed_everything
 from .plots import plot_training
-from .report import MetricsLog, format_banner, summary_writer_class
+from .report import MetricsLog, log_banner, summary_writer_class
 from .splits import load_splits, make_loader
 
 logger = logging.getLogger(__name__)
@@ -49,8 +49,6 @@ logger = logging.getLogger(__name__)
 TEST_REPORT = 'test_report.json'
 TASK = tasks.TEXT_CLASSIFICATION
 PACKAGE_LOGGER = 'kobert_gluon'
-# Without a terminal (no progress bar) a progress line is logged at least this often.
-PROGRESS_SECONDS = 30
 
 
 # ---------------------------------------------------------------------------- data
@@ -118,76 +116,79 @@ def improved(report, best, metric):
 # ---------------------------------------------------------------------------- the recipe
 
 def train(config):
-    """Fine-tune a BERTClassifier as configured; returns the selected model (also in best/)."""
+    """Fine-tune a BERTClassifier as configured; returns the selected model (also in best/).
+
+    Settings left at None take the defaults of the BERT size (:meth:`TrainConfig.resolved`)."""
     check_types(config, TrainConfig)
-    config.validate()
+    config = config.resolved().validate()
+    summary_writer_class(config.report_to)  # a missing extra fails before any work
     engine = create_engine(config.distributed)  # joins the other workers, if any
     ctx = engine.devices(parse_ctx(config.ctx))  # fail on a missing GPU before any work
     dtype = precision.resolve(config.dtype, ctx[0], training=True)
     run_dir = config.output_dir or rundir.unique_run_dir(run_name(config))
     config = dataclasses.replace(config, output_dir=run_dir)
-    if not engine.is_root:  # rank 0 holds the run directory and writes every file in it
-        return _train(config, run_dir, ctx, dtype, engine)
-    with rundir.locked(run_dir):
-        rundir.prepare(run_dir, config.resume, config.overwrite)
-        return _train(config, run_dir, ctx, dtype, engine)
+    # Log lines go above the progress bars; Ctrl-C and SIGTERM stop between optimizer steps.
+    with logs_above_bars(), InterruptGuard() as guard:
+        if not engine.is_root:  # rank 0 holds the run directory and writes every file in it
+            return _train(config, run_dir, ctx, dtype, engine, guard)
+        with rundir.locked(run_dir):
+            rundir.prepare(run_dir, config.resume, config.overwrite)
+            return _train(config, run_dir, ctx, dtype, engine, guard)
+
+
+@contextlib.contextmanager
+def logs_above_bars():
+    """The package logger's console handler (the CLI's) writes through tqdm, so log lines and
+    progress bars do not collide; a logger without one (an API user's setup) is left alone."""
+    package = logging.getLogger(PACKAGE_LOGGER)
+    if not any(isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.stderr)
+               for handler in package.handlers):
+        yield
+        return
+    with logging_redirect_tqdm(loggers=[package]):
+        yield
 
 
 def run_name(config):
     return os.path.splitext(os.path.basename(config.data))[0] if config.data else 'demo'
 
 
-@dataclasses.dataclass
-class Run:
-    """What the steps of one fine-tuning run share; each step fills in its part."""
-    config: TrainConfig
-    run_dir: str
-    ctx: list
-    dtype: str
-    engine: Engine
-    settings: dict = None
-    splits: object = None
-    tokenizer: object = None
-    vocab: object = None
-    tokenizer_files: dict = None
-    bert_config: BertConfig = None
-    init_params: str = None
-    data: dict = None  # name -> BERTDataset or loader: train_data, test_data, valid_loader, test_loader
-    classifier: TextClassifier = None
-    trainer: object = None
-    trainable: list = None
-    schedule: dict = None  # steps_per_epoch, num_train_steps, num_warmup_steps, global_sizes
-    state: dict = None
-    loss: object = None
-
-    @property
-    def model(self):
-        return self.classifier.model
-
-    @property
-    def pad_id(self):
-        return self.vocab[self.vocab.padding_token]
-
-
-def _train(config, run_dir, ctx, dtype, engine):
-    run = Run(config, run_dir, ctx, dtype, engine, settings=settings_of(config))
-    record_start(run)
-    load_data(run)
-    build_model(run)
-    run.state = resume_state(run)
-    start(engine, run.model, run.trainer, config.max_len, ctx[0])
-    for epoch in range(run.state['epoch'] + 1, config.num_epochs + 1):
-        if run.state['stopped_early']:
-            break
-        totals = train_epoch(run, epoch)
-        end_epoch(run, epoch, totals)
-    return final_test(run)
+def _train(config, run_dir, ctx, dtype, engine, guard):
+    run = Run(config, run_dir, ctx, dtype, engine, guard, settings=settings_of(config))
+    try:
+        record_start(run)
+        load_data(run)
+        build_model(run)
+        log_banner(run, trained_tokenizer_path(run))
+        run.state = resume_state(run)
+        start(engine, run.model, run.trainer, config.max_len, ctx[0])
+        if engine.is_root and resume.finished(run, TEST_REPORT):
+            return resume.finished_result(run, TEST_REPORT)
+        if engine.is_root:
+            run.metrics = MetricsLog(run_dir, config.report_to, run.state if config.resume else None)
+        for epoch in range(run.state['epoch'] + 1, config.num_epochs + 1):
+            if run.state['stopped_early']:
+                break
+            with saving_on_interrupt(run, lambda *args: save_checkpoint(*args)):
+                totals = train_epoch(run, epoch)
+                valid_report = validate(run)
+            end_epoch(run, epoch, totals, valid_report)
+        return final_test(run)
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, TrainingInterrupted):
+            raise
+        raise interrupted(run) from interrupt
+    finally:
+        if run.metrics:
+            run.metrics.close()
 
 
 def record_start(run):
     """Settings written first; then the rows, the tokenizer and the starting weights, whose
     fingerprints a --resume must match."""
     config, engine = run.config, run.engine
+    if config.resume and engine.is_root:
+        run.recorded_epochs = resume.recorded_num_epochs(run.run_dir)
     if not config.resume and engine.is_root:  # a resumed run keeps its record until its inputs are checked
         write_json(os.path.join(run.run_dir, checkpoint.TRAIN_CONFIG_FILE), run.settings)
     seed_everything(config.seed)
@@ -199,25 +200,28 @@ def record_start(run):
     if engine.is_root:
         if config.resume:
             rundir.check_inputs(run.run_dir, inputs)
+            resume.check_num_epochs(run.run_dir, run.recorded_epochs, config)
         rundir.write_start(run.run_dir, run.settings, inputs, run.splits.record)
         run.splits.label_map.save(os.path.join(run.run_dir, 'labels.json'))
 
 
 def choose_tokenizer_and_weights(run):
     config = run.config
-    run.init_params, record = start_from(config)
-    if record:  # a pretrain result: fine-tune with the tokenizer and size it was pretrained with
-        run.tokenizer, run.vocab, run.tokenizer_files = record_tokenizer(run.init_params, record)
-        run.bert_config = BertConfig(**record['bert'])
-        logger.info('starting from %s (%d x %d BERT pretrained on %s)', run.init_params, run.bert_config.num_layers,
-                    run.bert_config.units, record['corpus']['file'])
+    run.init_params, run.init_record = start_from(config)
+    if run.init_record:  # a pretrain result: fine-tune with the tokenizer and size it was pretrained with
+        run.tokenizer, run.vocab, run.tokenizer_files = record_tokenizer(run.init_params, run.init_record)
+        run.bert_config = BertConfig(**run.init_record['bert'])
         return
     with root_first(run.engine):  # a tokenizer trained into the run directory is trained once, by rank 0
         run.tokenizer, run.vocab, run.tokenizer_files = load_or_train_tokenizer(
-            [text for text, _ in run.splits.train], os.path.join(run.run_dir, 'tokenizer.spiece'),
+            [text for text, _ in run.splits.train], trained_tokenizer_path(run),
             kobert_dir=config.kobert_dir, download=bert_size(config) == 'kobert',
             vocab_size=config.tokenizer_vocab_size)
     run.bert_config = kobert_sized_config(config, run.vocab)
+
+
+def trained_tokenizer_path(run):
+    return os.path.join(run.run_dir, 'tokenizer.spiece')
 
 
 def load_data(run):
@@ -229,19 +233,13 @@ def load_data(run):
     run.data = {'train_data': dataset(splits.train), 'test_data': dataset(splits.test)}
     run.data['valid_loader'] = (make_loader(dataset(splits.valid), config, False, run.pad_id, engine)
                                 if splits.valid else None)
-    run.data['test_loader'] = make_loader(run.data['test_data'], config, False, run.pad_id, engine)
-    label_map = splits.label_map
-    logger.info('train %d / validation %d / test %d sentences, %d classes %s, ctx %s, %d worker(s), '
-                'run directory %s', len(splits.train), len(splits.valid), len(splits.test), len(label_map),
-                label_map.names, run.ctx, engine.num_workers, run.run_dir)
-    if not splits.valid:
-        logger.info('no validation set (valid_size=0): best/ will be the last epoch, no model selection')
 
 
 def build_model(run):
     """The classifier, its trainer (every parameter trained) and the learning-rate schedule."""
     config, engine = run.config, run.engine
     precision.init_training(run.dtype)  # AMP rewrites operators, so it must precede the model
+    run.init_params = kobert_params(config, run.init_params)
     model = prepare_model(config, run.bert_config, len(run.splits.label_map), run.ctx, run.init_params)
     # Saved models carry the split's hashes, so `evaluate` can tell the test set from the rest.
     split_hashes = {name: {'rows': part['rows'], 'sha256': part['sha256']}
@@ -266,6 +264,7 @@ def build_model(run):
                         // config.accumulate)
     num_train_steps = steps_per_epoch * config.num_epochs
     run.schedule = {
+        'steps_per_epoch': steps_per_epoch,
         'num_train_steps': num_train_steps, 'num_warmup_steps': int(num_train_steps * config.warmup_ratio),
         # Each step's sentences on all ranks together (their shares differ by one at most).
         'global_sizes': None if config.bucketing else global_batch_sizes(len(run.data['train_data']),
@@ -273,7 +272,8 @@ def build_model(run):
 
 
 def resume_state(run):
-    """A new run's state, or the newest complete checkpoint's on --resume."""
+    """A new run's state, or the newest complete checkpoint's on --resume (its learning-rate
+    schedule recomputed for a new total with --extend: :mod:`.resume`)."""
     if not run.config.resume:
         return new_state()
     with root_first(run.engine):  # rank 0 repairs an interrupted checkpoint; the others then read it
@@ -285,6 +285,13 @@ def resume_state(run):
     state = load_checkpoint(newest, run.model, run.trainer, run.ctx, run.config.allow_pickle_resume)
     logger.info('resuming %s after epoch %d, batch %d (step %d)', newest, state['epoch'],
                 state['batches_done'], state['step'])
+    old_epochs = read_json(os.path.join(newest, checkpoint.TRAIN_CONFIG_FILE)).get('num_epochs')
+    if run.config.extend and old_epochs and old_epochs != run.config.num_epochs:
+        per_epoch = run.schedule['steps_per_epoch']
+        state['lr_schedule'] = resume.extended_schedule(state, per_epoch * old_epochs, per_epoch * run.config.num_epochs,
+                                                        run.config.warmup_ratio, run.config.learning_rate)
+        logger.info('--extend: %d -> %d epochs; the learning rate decays to 0 at step %d (%s)', old_epochs,
+                    run.config.num_epochs, run.schedule['num_train_steps'], state['lr_schedule'])
     return state
 
 
@@ -302,9 +309,12 @@ def train_epoch(run, epoch):
     # A mid-epoch checkpoint holds the totals of every rank: rank 0 carries them on.
     totals = (engine.is_root and state['epoch_totals']) or {'loss': 0.0, 'correct': 0, 'seen': 0, 'seconds': 0.0}
     totals['started'] = time.time() - totals['seconds']
+    run.progress = None
     progress = tqdm(total=len(train_loader), initial=skip, desc=f'epoch {epoch}/{config.num_epochs}',
                     leave=False, disable=None if engine.is_root else True)
+    clock = {'logged': time.monotonic(), 'bar': not progress.disable}
     group_size = 0  # sentences whose gradients are summed in the parameters so far
+    run.num_batches = len(train_loader)
     for batch_id, batch in enumerate(train_loader):
         if batch_id < skip:
             if batch_id + 1 == skip:
@@ -312,60 +322,26 @@ def train_epoch(run, epoch):
             continue
         batch_loss, group = train_batch(run, batch, batch_id, totals)
         group_size += group
+        entry = {'step': state['step'], 'epoch': epoch, 'loss': batch_loss}
         if (batch_id + 1) % config.accumulate == 0 or batch_id + 1 == len(train_loader):
-            step(run, group_size)
+            with run.guard.deferred():  # Ctrl-C waits for the step, then saves the state after it
+                step(run, group_size)
+                end_step(run, epoch, batch_id, totals, {**entry, 'step': state['step']})
             group_size = 0
             save_mid_epoch(run, epoch, batch_id, len(train_loader), totals)
-        state['history']['steps'].append({'step': state['step'], 'epoch': epoch,
-                                          'loss': batch_loss, 'lr': run.trainer.learning_rate})
+        else:
+            state['history']['steps'].append({**entry, 'lr': run.trainer.learning_rate})
         progress.update(1)
         progress.set_postfix(loss=f'{batch_loss:.4f}', lr=f'{run.trainer.learning_rate:.2e}',
                              acc=f"{totals['correct'] / totals['seen']:.4f}")
-        if (batch_id + 1) % config.log_interval == 0:
-            logger.info('epoch %d batch %d/%d loss %.4f lr %.3e acc %.4f', epoch, batch_id + 1, len(train_loader),
-                        batch_loss, run.trainer.learning_rate, totals['correct'] / totals['seen'])
+        log_progress(run, epoch, batch_id, len(train_loader), batch_loss, totals, clock)
     progress.close()
     return totals
 
 
-def train_batch(run, batch, batch_id, totals):
-    """Forward and backward on one batch, split over the devices; gradients add up in the
-    parameters. Returns (mean loss, sentences the step's gradient sum counts for it)."""
-    token_ids, valid_length, segment_ids, label = batch
-    batch_size = label.shape[0]
-    with mx.autograd.record():
-        losses, logits = [], []
-        for parts in zip(*(gluon.utils.split_and_load(a, run.ctx, even_split=False)
-                           for a in (token_ids, segment_ids, valid_length, label))):
-            out = run.model(*parts[:3])
-            losses.append(run.loss(out, parts[3]).sum())  # summed: gradients are sums (optim.clip_gradients)
-            logits.append(out)
-    if run.dtype == 'float16':
-        with amp.scale_loss(losses, run.trainer) as scaled:
-            mx.autograd.backward(scaled)
-    else:
-        mx.autograd.backward(losses)
-    batch_loss = sum(l.asscalar() for l in losses) / batch_size
-    # split_and_load keeps order, so the concatenated predictions line up with label.
-    predicted = np.concatenate([o.argmax(axis=1).asnumpy() for o in logits])
-    totals['loss'] += batch_loss * batch_size
-    totals['correct'] += int((predicted == label.asnumpy()).sum())
-    totals['seen'] += batch_size
-    global_sizes = run.schedule['global_sizes']
-    return batch_loss, global_sizes[batch_id] if global_sizes else batch_size
-
-
-def step(run, group_size):
-    run.state['step'] += 1
-    schedule = run.schedule
-    run.trainer.set_learning_rate(learning_rate_at(run.state['step'], schedule['num_train_steps'],
-                                                   schedule['num_warmup_steps'], run.config.learning_rate))
-    optimizer_step(run.trainer, run.trainable, group_size, run.config.max_grad_norm, run.dtype)
-
-
 def save_mid_epoch(run, epoch, batch_id, num_batches, totals):
-    """--save_every: a checkpoint inside the epoch, after which MXNet continues from a seed a
-    resumed run can set too, so it draws exactly the uninterrupted run's dropout masks."""
+    """--save_every: a checkpoint inside the epoch (MXNet's seed after each step makes a run
+    resumed from it draw exactly the uninterrupted run's dropout masks)."""
     config, engine, state = run.config, run.engine, run.state
     if not (config.save_every and state['step'] % config.save_every == 0 and batch_id + 1 < num_batches):
         return
@@ -373,39 +349,39 @@ def save_mid_epoch(run, epoch, batch_id, num_batches, totals):
     state['epoch_totals'] = {**sum_over_ranks(engine, epoch_counts(totals)), 'seconds': time.time() - totals['started']}
     if engine.is_root:
         save_checkpoint(os.path.join(run.run_dir, 'last'), run.classifier, run.trainer, state, run.settings)
-    mx.random.seed(engine.rank_seed(checkpoint_seed(config.seed, epoch, batch_id + 1)))
+        logger.debug('checkpoint after epoch %d batch %d (step %d) saved in %s', epoch, batch_id + 1,
+                     state['step'], os.path.join(run.run_dir, 'last'))
 
 
-def epoch_counts(totals):
-    return {name: totals[name] for name in ('loss', 'correct', 'seen')}
-
-
-def end_epoch(run, epoch, totals):
-    """Validation (and the test split, for the log), selection of best/, early stopping, and
-    the epoch's checkpoint and plots."""
-    engine, state = run.engine, run.state
-    check_same_weights(engine, run.model.collect_params())
-    label_map = run.splits.label_map
+def validate(run):
+    """The validation report of the epoch's weights (None without a validation set)."""
+    check_same_weights(run.engine, run.model.collect_params())
     # Each rank evaluated its share of the rows: the reports add up their confusion matrices.
     valid_loader = run.data['valid_loader']
-    valid_report = (aggregate_report(engine, evaluate_batches(run.model, valid_loader, run.ctx, len(label_map), 'validating'))
-                    if valid_loader else None)
-    test_report = aggregate_report(engine, evaluate_batches(run.model, run.data['test_loader'], run.ctx, len(label_map),
-                                                    'testing'))
+    if not valid_loader:
+        return None
+    return aggregate_report(run.engine, evaluate_batches(run.model, valid_loader, run.ctx,
+                                                         len(run.splits.label_map), 'validating'))
+
+
+def end_epoch(run, epoch, totals, valid_report):
+    """The epoch's training and validation metrics (no test: the test set is scored once, at the
+    end), selection of best/, early stopping, and the epoch's checkpoint and plots."""
+    engine, state = run.engine, run.state
     seconds = time.time() - totals['started']
     totals = sum_over_ranks(engine, epoch_counts(totals))
-    state['history']['epochs'].append({'epoch': epoch, 'train_loss': totals['loss'] / totals['seen'],
-                                       'train_accuracy': totals['correct'] / totals['seen'],
-                                       'seconds': seconds, 'valid': valid_report, 'test': test_report})
-    logger.info('epoch %d: train loss %.4f acc %.4f, %.1f s | validation %s | test accuracy %.4f '
-                'macro-F1 %.4f\n%s', epoch, totals['loss'] / totals['seen'], totals['correct'] / totals['seen'],
-                seconds, _summary(valid_report), test_report['accuracy'], test_report['macro_f1'],
-                format_report(test_report, label_map.names))
+    train_loss, train_accuracy = totals['loss'] / totals['seen'], totals['correct'] / totals['seen']
+    state['history']['epochs'].append({'epoch': epoch, 'train_loss': train_loss, 'train_accuracy': train_accuracy,
+                                       'seconds': seconds, 'valid': valid_report})
+    logger.info('epoch %d/%d: train loss %.4f accuracy %.4f, %.1f s | validation %s', epoch, run.config.num_epochs,
+                train_loss, train_accuracy, seconds, _summary(valid_report))
     state.update(epoch=epoch, batches_done=0, epoch_totals=None)
     select(run, epoch, valid_report)
     if engine.is_root:
         save_checkpoint(os.path.join(run.run_dir, 'last'), run.classifier, run.trainer, state, run.settings)
-        write_plots(state['history'], run.run_dir, label_map.names)
+        logger.info('checkpoint of epoch %d saved in %s', epoch, os.path.join(run.run_dir, 'last'))
+        run.metrics.epoch(epoch, state['step'], seconds, train_loss, train_accuracy, valid_report)
+        write_plots(state['history'], run.run_dir, run.splits.label_map.names)
 
 
 def select(run, epoch, valid_report):
@@ -426,7 +402,8 @@ def select(run, epoch, valid_report):
 
 
 def final_test(run):
-    """The selected model (best/), scored once on the test split; test_report.json."""
+    """The selected model (best/), scored once on the test split: test_report.json, its report
+    in the log, and the plots with the selected model's test results (confusion_matrix.png)."""
     classifier, state = run.classifier, run.state
     classifier.history, classifier.run_dir, classifier.test_report = state['history'], run.run_dir, None
     if not run.engine.is_root:  # rank 0 alone tests the selected model: its weights are in its best/
@@ -435,7 +412,7 @@ def final_test(run):
     label_map = run.splits.label_map
     run.model.load_parameters(os.path.join(best_dir, 'model.params'), ctx=run.ctx)
     report = evaluate_batches(run.model, make_loader(run.data['test_data'], run.config, False, run.pad_id), run.ctx,
-                      len(label_map), 'testing the selected model')
+                              len(label_map), 'testing the selected model')
     selection = state['best']
     write_json(os.path.join(run.run_dir, TEST_REPORT), {
         'evaluated': 'once, on the selected model (best/); the test set was not used for selection',
@@ -449,6 +426,9 @@ def final_test(run):
         logger.info('no validation set, so no selection: kept the last epoch (%d); its test accuracy %.4f '
                     '(macro-F1 %.4f), saved in %s\n%s', selection['epoch'], report['accuracy'], report['macro_f1'],
                     best_dir, format_report(report, label_map.names))
+    run.metrics.test(state['step'], selection['epoch'], report)
+    plot_training(state['history'], run.run_dir, label_map.names, test_report=report,
+                  selected_epoch=selection['epoch'])
     classifier.test_report = report
     return classifier
 
@@ -460,4 +440,5 @@ def _summary(report):
 
 
 def write_plots(history, run_dir, label_names):
+    """The epoch's plots (loss and learning rate, accuracy); final_test adds the test results."""
     plot_training(history, run_dir, label_names)

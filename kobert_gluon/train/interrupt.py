@@ -3,9 +3,12 @@ inside an optimizer step (a step is finished first), so the run can save the sta
 last completed step and say how to continue (:class:`TrainingInterrupted`)."""
 import contextlib
 import logging
+import os
 import shlex
 import signal
 import threading
+
+from . import checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -65,3 +68,53 @@ class InterruptGuard:
                 signal.signal(signum, handler)
         self.previous.clear()
         return False
+
+
+@contextlib.contextmanager
+def saving_on_interrupt(run, save):
+    """Around an epoch's training and validation: on Ctrl-C, save the state after the last
+    completed optimizer step (``save(directory, classifier, trainer, state, settings)``) as a
+    mid-epoch checkpoint, then raise :class:`TrainingInterrupted`."""
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, TrainingInterrupted):
+            raise
+        raise interrupted(run, save_progress(run, save)) from interrupt
+
+
+def save_progress(run, save):
+    """The checkpoint of ``run.progress`` (None when no step completed since the newest
+    checkpoint, or in a distributed run: saving there needs every worker)."""
+    progress = run.progress
+    if progress is None or not run.engine.is_root or run.engine.num_workers > 1:
+        return None
+    history = run.state['history']
+    state = {**run.state, 'batches_done': progress['batches_done'], 'epoch_totals': progress['totals'],
+             'history': {'steps': history['steps'][:progress['steps']], 'epochs': list(history['epochs'])}}
+    directory = os.path.join(run.run_dir, 'last')
+    save(directory, run.classifier, run.trainer, state, run.settings)
+    where = describe(state, run.num_batches)
+    logger.info('interrupted: saved a checkpoint in %s (%s)', directory, where)
+    return f'saved a checkpoint in {directory} ({where})'
+
+
+def describe(state, num_batches=None):
+    if not state.get('batches_done'):
+        return f"after epoch {state['epoch']}, step {state['step']}"
+    of = f' of {num_batches}' if num_batches else ''
+    return f"epoch {state['epoch'] + 1}, after batch {state['batches_done']}{of}, step {state['step']}"
+
+
+def interrupted(run, saved=None):
+    """The TrainingInterrupted of ``run``: what was saved, else the newest complete checkpoint."""
+    last = os.path.join(run.run_dir, 'last')
+    if saved is None:
+        if os.path.isdir(last) and checkpoint.damage(last) is None:
+            saved = f'the newest checkpoint is {last} ({describe(checkpoint.read_state(last))})'
+        elif checkpoint.checkpoint_candidates(run.run_dir, 'last'):
+            saved = f'--resume continues from the newest complete checkpoint in {run.run_dir}'
+        else:
+            saved = 'no checkpoint was saved yet: --resume starts again at epoch 1'
+            last = None
+    return TrainingInterrupted(saved, resume_command(run.run_dir), last)

@@ -206,16 +206,20 @@ def _split_metric(epoch, split, key):
     return np.nan if value is None else value
 
 
-def _draw_accuracy(epochs):
+def _draw_accuracy(epochs, test_point=None):
+    """Train and validation accuracy per epoch; ``test_point`` (epoch, accuracy): the selected
+    model's one test score, drawn as a single marker."""
     figure = new_figure(7, 4.5)
     axes = figure.subplots()
     x = [row['epoch'] for row in epochs]
     train = [row.get('train_accuracy', np.nan) for row in epochs]
     axes.plot(x, train, marker='o', label='학습 (train)')
-    for split, marker, label in (('valid', '^', '검증 (validation)'), ('test', 's', '평가 (test)')):
-        values = [_split_metric(row, split, 'accuracy') for row in epochs]
-        if not np.all(np.isnan(values)):
-            axes.plot(x, values, marker=marker, label=label)
+    values = [_split_metric(row, 'valid', 'accuracy') for row in epochs]
+    if not np.all(np.isnan(values)):
+        axes.plot(x, values, marker='^', label='검증 (validation)')
+    if test_point is not None:
+        axes.plot([test_point[0]], [test_point[1]], marker='*', markersize=14, linestyle='none',
+                  label='평가, 선택된 모델 (test, selected model)')
     axes.set_xlabel('에폭 (epoch)')
     axes.set_ylabel('정확도 (accuracy)')
     axes.set_title('에폭별 정확도 (accuracy per epoch)')
@@ -243,7 +247,7 @@ def _axis_labels(label_names, size):
     return [str(index) for index in range(size)]
 
 
-def _draw_confusion(matrix, label_names, epoch_number):
+def _draw_confusion(matrix, label_names, title):
     counts = np.asarray(matrix, dtype=int)
     percent = row_normalised(counts)
     size = counts.shape[0]
@@ -262,7 +266,7 @@ def _draw_confusion(matrix, label_names, epoch_number):
     axes.set_yticklabels(labels)
     axes.set_xlabel('예측 (predicted)')
     axes.set_ylabel('정답 (true)')
-    axes.set_title('혼동 행렬 (confusion matrix), 에폭 %s' % epoch_number)
+    axes.set_title(title)
     figure.tight_layout()
     return figure
 
@@ -277,16 +281,15 @@ def _annotate_cells(axes, counts, percent):
                       ha='center', va='center', color=color, fontsize=fontsize)
 
 
-def _last_confusion(epochs):
-    for epoch in reversed(epochs):
-        matrix = (epoch.get('test') or {}).get('confusion_matrix')
-        if matrix is not None and len(matrix):
-            return epoch.get('epoch'), matrix
-    return None, None
+def _confusion_title(selected_epoch):
+    epoch = '' if selected_epoch is None else f', 에폭 {selected_epoch}'
+    return f'혼동 행렬: 선택된 모델, 평가 (confusion matrix, selected model, test){epoch}'
 
 
-def plot_training(history, run_dir, label_names):
-    """Write loss_lr.png, accuracy.png and confusion_matrix.png into ``run_dir``.
+def plot_training(history, run_dir, label_names, test_report=None, selected_epoch=None):
+    """Write loss_lr.png and accuracy.png into ``run_dir`` and, given the selected model's
+    ``test_report`` (scored once, after selection), confusion_matrix.png of it; ``selected_epoch``
+    is the epoch best/ comes from (marked in accuracy.png, named in the confusion matrix).
 
     A plot whose data is missing (no steps, no epochs, no test report) is skipped.
     Returns the paths written.
@@ -295,13 +298,13 @@ def plot_training(history, run_dir, label_names):
     steps = list(history.get('steps') or [])
     epochs = list(history.get('epochs') or [])
     written = []
+    test_point = (selected_epoch, test_report['accuracy']) if test_report and selected_epoch is not None else None
     if steps:
         written.append(_render(lambda: _draw_loss_lr(steps), os.path.join(run_dir, LOSS_LR_PNG)))
     if epochs:
-        written.append(_render(lambda: _draw_accuracy(epochs), os.path.join(run_dir, ACCURACY_PNG)))
-    epoch_number, matrix = _last_confusion(epochs)
-    if matrix is not None:
-        written.append(_render(lambda: _draw_confusion(matrix, label_names, epoch_number),
+        written.append(_render(lambda: _draw_accuracy(epochs, test_point), os.path.join(run_dir, ACCURACY_PNG)))
+    matrix = (test_report or {}).get('confusion_matrix')
+    if matrix is not None and len(matrix):
+        written.append(_render(lambda: _draw_confusion(matrix, label_names, _confusion_title(selected_epoch)),
                                os.path.join(run_dir, CONFUSION_PNG)))
     return written
-

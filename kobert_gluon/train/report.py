@@ -21,6 +21,8 @@ import time
 
 from ..errors import MissingExtraError
 from ..fileio import atomic_path
+from ..models.pretrained import describe_start
+from .config import bert_size
 
 logger = logging.getLogger(__name__)
 
@@ -116,3 +118,29 @@ def format_banner(title, entries):
     """One log message of several lines: ``title`` then ``  name: text`` per entry."""
     width = max(len(name) for name, _ in entries)
     return '\n'.join([title] + [f'  {name + ":":<{width + 1}} {text}' for name, text in entries])
+
+
+def log_banner(run, trained_tokenizer):
+    """The start banner, one message: the data, the model, which weights and tokenizer it starts
+    from and where they are, the device and precision, the recipe."""
+    config, splits, bert = run.config, run.splits, run.bert_config
+    sources = sorted({part['source'] for part in splits.record.values()})
+    path = run.tokenizer_files.get('tokenizer')
+    tokenizer = ("the pretraining result's SentencePiece" if run.init_record else
+                 'SentencePiece trained on the training rows' if path == trained_tokenizer else
+                 "KoBERT's SentencePiece")
+    selection = (f'validation {config.select_metric} picks best/' if splits.valid else
+                 'no validation set (valid_size=0): best/ will be the last epoch, no model selection')
+    logger.info(format_banner(f'fine-tuning into {run.run_dir}', [
+        ('data', f'train {len(splits.train)} / validation {len(splits.valid)} / test {len(splits.test)} '
+                 f"sentences ({', '.join(sources)})"),
+        ('labels', f'{len(splits.label_map)} {splits.label_map.names}'),
+        ('model', f'{config.bert} BERT, {bert.num_layers} layers x {bert.units} units, max_len {config.max_len}'),
+        ('weights', describe_start(run.init_params, run.init_record, config.init_from,
+                                   kobert=bert_size(config) == 'kobert')),
+        ('tokenizer', f'{tokenizer}, {len(run.vocab)} pieces ({path})'),
+        ('device', f"{', '.join(map(str, run.ctx))} x {run.engine.num_workers} worker(s), precision {run.dtype}"),
+        ('recipe', f'learning_rate {config.learning_rate:g}, batch_size {config.batch_size}, num_epochs '
+                   f'{config.num_epochs}, {run.schedule["num_train_steps"]} steps, log every '
+                   f'{config.log_interval} batches'),
+        ('selection', selection)]))

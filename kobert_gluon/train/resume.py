@@ -8,12 +8,15 @@ rate of its last step before that); a run still warming up finishes its warmup (
 steps) and then decays linearly to 0 at the new last step. The change is kept in the checkpoint's state
 (``lr_schedule``), so a later plain --resume of the extended run follows the same schedule.
 """
+import logging
 import os
 
 from ..errors import CheckpointError
 from ..fileio import read_json
 from .checkpoint import TRAIN_CONFIG_FILE
 from .optim import learning_rate_at
+
+logger = logging.getLogger(__name__)
 
 
 def recorded_num_epochs(run_dir):
@@ -58,3 +61,24 @@ def extended_schedule(state, old_total, new_total, warmup_ratio, peak):
         return {'num_warmup_steps': warmup, 'decay_from': None, 'num_train_steps': new_total}
     rate = rate_at(min(step, old_total - 1), old_total, warmup, peak, previous)
     return {'num_warmup_steps': warmup, 'decay_from': [step, rate], 'num_train_steps': new_total}
+
+
+def finished(run, test_report_file):
+    """All epochs done (or stopped early) and the selected model tested: nothing left to do."""
+    state = run.state
+    done = state['stopped_early'] or (state['epoch'] >= run.config.num_epochs and not state['batches_done'])
+    return bool(done) and os.path.isfile(os.path.join(run.run_dir, test_report_file))
+
+
+def finished_result(run, test_report_file):
+    """The selected model (best/) of a finished run, with its recorded test report."""
+    best_dir = os.path.join(run.run_dir, 'best')
+    run.model.load_parameters(os.path.join(best_dir, 'model.params'), ctx=run.ctx)
+    report = read_json(os.path.join(run.run_dir, test_report_file))
+    logger.info('%s is finished (%d epochs%s; the selected model of epoch %s has test accuracy %.4f): nothing '
+                'to do. To train longer: --resume --num_epochs N --extend', run.run_dir, run.state['epoch'],
+                ', stopped early' if run.state['stopped_early'] else '', report.get('selected_epoch'),
+                report['accuracy'])
+    classifier = run.classifier
+    classifier.history, classifier.run_dir, classifier.test_report = run.state['history'], run.run_dir, report
+    return classifier

@@ -16,7 +16,7 @@ from kobert_gluon.text.data import demo_data_path
 from kobert_gluon import cli
 from kobert_gluon.errors import KobertGluonError
 from kobert_gluon.inference.classifier import TextClassifier
-from kobert_gluon.train.config import TrainConfig
+from kobert_gluon.train.config import SIZE_DEFAULTS, TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SENTENCES = ['배송이 빨라서 좋았어요', '', '   ', '다시는 안 삽니다 😡', '漢字 섞인 文章', 'KoBERT 2.0 최고 100점',
@@ -124,15 +124,15 @@ def test_config_file_then_flags_then_demo_preset(recorded_configs, tmp_path, cap
     assert (config.bert, config.batch_size) == ('small', 32)  # the demo preset, not the dataclass defaults
 
 
-def test_with_data_the_dataclass_defaults_apply(recorded_configs, tmp_path, capsys):
+def test_with_data_the_kobert_size_defaults_apply(recorded_configs, tmp_path, capsys):
     code, _, _ = run_cli(capsys, 'train', '--data', tmp_path / 'mine.tsv', '--num-epochs', 2, '--bucketing')
 
     assert code == 0
     config, = recorded_configs
-    defaults = TrainConfig()
+    defaults = TrainConfig(data=str(tmp_path / 'mine.tsv')).resolved()  # what the Python API runs
     assert (config.data, config.num_epochs, config.bucketing) == (str(tmp_path / 'mine.tsv'), 2, True)
-    assert (config.bert, config.batch_size, config.output_dir) == (defaults.bert, defaults.batch_size,
-                                                                   defaults.output_dir)
+    assert (config.bert, config.batch_size, config.learning_rate, config.output_dir) == \
+        ('kobert', 64, 5e-5, None) == (defaults.bert, defaults.batch_size, defaults.learning_rate, defaults.output_dir)
 
 
 @pytest.mark.parametrize('content, words', [
@@ -243,7 +243,8 @@ def test_evaluate_accuracy_matches_predict(cli_run, cli_classifier, tmp_path, ca
     pd.DataFrame({'sentence': texts, 'sentiment': labels}).to_csv(data, sep='\t', index=False)
     report_path = tmp_path / 'report.json'
 
-    code, out, _ = run_cli(capsys, 'evaluate', '--model', cli_run.model_dir, '--data', data,
+    # A sample of the demo set the model was trained on: --allow_overlap (see test_cli_edges.py).
+    code, out, _ = run_cli(capsys, 'evaluate', '--model', cli_run.model_dir, '--data', data, '--allow_overlap',
                            '--text-column', 'sentence', '--label-column', 'sentiment', '--output', report_path)
 
     assert code == 0
@@ -323,14 +324,14 @@ def test_train_help_lists_every_config_field_with_its_default(wide_help, capsys)
     code, out, _ = run_cli(capsys, 'train', '--help')
 
     assert code == 0
-    demo = TrainConfig.demo()
     for field in dataclasses.fields(TrainConfig):
         assert f'--{field.name}' in out
         assert f'--{field.name.replace("_", "-")}' in out
-        assert f'default: {field.default}' in out
-        demo_value = getattr(demo, field.name)
-        if demo_value != field.default:
-            assert f'demo: {demo_value}' in out
+        if field.name in SIZE_DEFAULTS['small']:  # each --bert size has its own default
+            assert (f"default per --bert size, small: {SIZE_DEFAULTS['small'][field.name]}; "
+                    f"kobert: {SIZE_DEFAULTS['kobert'][field.name]}") in out
+        else:
+            assert f'default: {field.default}' in out
     assert '--no-bucketing' in out and '--config' in out
 
 

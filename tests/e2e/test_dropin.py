@@ -16,6 +16,7 @@ import sys
 import textwrap
 import threading
 
+import numpy as np
 import pytest
 
 import kobert_gluon
@@ -206,16 +207,104 @@ def test_kobert_alias_has_the_original_names_and_signatures():
             parameters = list(inspect.signature(getattr(module, name)).parameters)
             expected = ORIGINAL_PARAMETERS[name]
             assert parameters[:len(expected)] == expected, (module.__name__, name)
-    assert set(kobert.__all__) == {'download', 'get_tokenizer', 'get_pytorch_kobert_model',
+    assert set(kobert.__all__) == {'download', 'get_tokenizer', 'get_tokenizer_path', 'get_pytorch_kobert_model',
                                    'get_mxnet_kobert_model', 'get_onnx_kobert_model'}
     assert kobert_gluon.legacy.get_tokenizer_path is kobert_gluon.get_tokenizer_path
 
 
-@pytest.mark.parametrize('name', ['get_pytorch_kobert_model', 'get_onnx_kobert_model'])
-def test_pytorch_and_onnx_loaders_point_to_the_conversion(name):
+def test_get_tokenizer_path_of_skts_head_notebook(home_and_cwd, kobert_dir):
+    """HEAD's ("0.2.4") import cell: ``from kobert import get_tokenizer_path``; v0.2's cachedir."""
+    from kobert import get_mxnet_kobert_model, get_tokenizer_path  # noqa: F401  (the cell's imports)
+    from kobert.utils import get_tokenizer_path as from_utils
+
+    cache = home_and_cwd[1] / '.cache'
+    cache.mkdir()
+    expected = shutil.copy(kobert_dir / SPIECE, cache)
+    assert get_tokenizer_path(cachedir='.cache') == str(expected) == from_utils()
+    assert list(inspect.signature(get_tokenizer_path).parameters) == ['cachedir']
     import kobert
-    with pytest.raises(kobert_gluon.ConversionError, match='kobert-gluon convert --to-transformers'):
-        getattr(kobert, name)()
+    assert 'get_tokenizer_path' in kobert.__all__
+
+
+def test_submodules_reexport_what_skts_had():
+    import kobert.mxnet_kobert
+    import kobert.onnx_kobert
+    import kobert.pytorch_kobert
+    import kobert.utils
+    import kobert.utils.utils
+    from kobert_gluon import legacy
+
+    for module in (kobert.mxnet_kobert, kobert.pytorch_kobert, kobert.onnx_kobert, kobert.utils, kobert.utils.utils):
+        assert module.download is legacy.download, module.__name__
+    for module in (kobert.mxnet_kobert, kobert.pytorch_kobert, kobert.utils, kobert.utils.utils):
+        assert module.get_tokenizer is legacy.get_tokenizer, module.__name__
+    assert kobert.utils.get_onnx is legacy.get_onnx
+    assert callable(kobert.onnx_kobert.make_dummy_input) and callable(kobert.pytorch_kobert.get_kobert_model)
+    assert kobert.utils.utils.AwsS3Downloader.__name__ == 'AwsS3Downloader'
+
+
+def test_module_level_dictionaries_have_skts_keys():
+    import kobert.mxnet_kobert
+    import kobert.onnx_kobert
+    import kobert.pytorch_kobert
+    import kobert.utils
+
+    entries = [kobert.utils.tokenizer, kobert.utils.onnx_kobert, kobert.onnx_kobert.onnx_kobert,
+               kobert.mxnet_kobert.mxnet_kobert, kobert.pytorch_kobert.pytorch_kobert,
+               *kobert.utils.kobert_models.values(), *kobert.mxnet_kobert.kobert_models.values(),
+               *kobert.pytorch_kobert.kobert_models.values()]
+    for entry in entries:
+        assert set(entry) == {'url', 'fname', 'chksum'} and entry['url'].endswith('/' + entry['fname'])
+    assert kobert.utils.tokenizer['fname'] == SPIECE and kobert.utils.tokenizer['chksum'] == 'ae5711deb3'
+    assert kobert.mxnet_kobert.mxnet_kobert['chksum'] == '45b6957552'
+    assert set(kobert.mxnet_kobert.kobert_models) == {'mxnet_kobert', 'vocab'}
+    assert set(kobert.utils.kobert_models) == {'onnx_kobert', 'tokenizer'}
+    assert kobert.pytorch_kobert.bert_config['vocab_size'] == 8002
+    assert kobert.pytorch_kobert.bert_config['num_hidden_layers'] == 12
+
+
+V01_FILES = ('tokenizer_78b3253a26.model', 'kobertvocab_f38b8a4d6d.json')
+
+
+@pytest.mark.parametrize('where', ['home', 'cachedir'])
+def test_a_v01_folder_gives_the_arrays_of_the_spiece(where, home_and_cwd, kobert_dir, tmp_path):
+    """A folder holding only v0.1's pair: get_tokenizer() and get_mxnet_kobert_model() work."""
+    import gluonnlp as nlp
+    import mxnet as mx
+    from kobert import get_mxnet_kobert_model, get_tokenizer
+    from kobert_gluon import assets
+    from kobert_gluon.models.bert import build_bert
+    from kobert_gluon.models.config import BertConfig
+
+    config = BertConfig(num_layers=1, units=32, hidden_size=64, num_heads=2, max_length=64)
+    bert = build_bert(config, use_decoder=False, use_classifier=False)
+    bert.initialize(init=mx.init.Normal(0.02))
+    bert(mx.nd.ones((1, 4)), mx.nd.zeros((1, 4)), mx.nd.array([4]))
+    bert.save_parameters(str(tmp_path / 'own.params'))
+
+    def arrays(folder, cachedir):
+        assets.remember_cache_dir(None)
+        assets._remembered_cache_dir = None
+        model, vocab = get_mxnet_kobert_model(use_decoder=False, use_classifier=False, cachedir=cachedir,
+                                              model_file=str(tmp_path / 'own.params'), config=config)
+        path = get_tokenizer()
+        assert os.path.dirname(path) == str(folder)
+        transform = nlp.data.BERTSentenceTransform(nlp.data.BERTSPTokenizer(path, vocab, lower=False), 32, pair=False)
+        ids, valid, segments = zip(*[transform([text]) for text in ('나 보기가 역겨워', '한국어 모델을 공유합니다.')])
+        _, pooled = model(mx.nd.array(ids), mx.nd.array(segments), mx.nd.array(valid))
+        return np.array(ids), pooled.asnumpy(), vocab.idx_to_token
+
+    home, work = home_and_cwd
+    folders = {'v01': (home / 'kobert') if where == 'home' else (work / 'models'), 'spiece': work / 'spiece'}
+    for folder in folders.values():
+        folder.mkdir()
+    for name in V01_FILES:
+        shutil.copy(kobert_dir / name, folders['v01'])
+    shutil.copy(kobert_dir / SPIECE, folders['spiece'])
+    v01 = arrays(folders['v01'], None if where == 'home' else str(folders['v01']))
+    assert sorted(os.listdir(folders['v01'])) == sorted(V01_FILES)  # nothing downloaded or added
+    spiece = arrays(folders['spiece'], str(folders['spiece']))
+    assert np.array_equal(v01[0], spiece[0]) and np.array_equal(v01[1], spiece[1]) and v01[2] == spiece[2]
 
 
 @pytest.fixture
@@ -295,6 +384,53 @@ def test_download_of_a_known_file_uses_the_registry(old_world, kobert_dir):
     url = 's3://skt-lsl-nlp-model/KoBERT/tokenizers/' + SPIECE  # v0.2.3's URL; never contacted
     assert download(url, 'ae5711deb3') == (str(cache / SPIECE), True)
     assert download(url) == (str(cache / SPIECE), True)  # chksum known to kobert_gluon
+
+
+def closed_port_url(name):
+    """An http URL on 127.0.0.1 where nothing listens: a download that fails at once, offline-like."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    return f'http://127.0.0.1:{port}/KoBERT/models/{name}'
+
+
+def test_download_v01_signature_returns_the_path(old_world, tmp_path):
+    from kobert.utils import download
+    body = b'a v0.1 file'
+    server = OneFileServer(body)
+    try:
+        chksum = hashlib.md5(body).hexdigest()[:10]
+        path = download(server.url, 'own_file.bin', chksum, cachedir='~/kobert/')  # v0.1: (url, filename, chksum, cachedir)
+        assert path == str(old_world[0] / 'kobert' / 'own_file.bin')
+        assert download(server.url, filename='own_file.bin', chksum=chksum) == path
+        assert server.requests == 1
+    finally:
+        server.close()
+
+
+def test_failed_download_returns_none_false_and_logs_why(old_world, caplog):
+    from kobert import download
+    url = closed_port_url('missing_file.bin')
+    with caplog.at_level('WARNING', logger='kobert_gluon.legacy'):
+        assert download(url, 'f' * 10, cachedir='.cache') == (None, False)
+    assert 'missing_file.bin' in caplog.text and 'failed' in caplog.text
+    with pytest.raises(kobert_gluon.AssetError):  # v0.1 raised
+        download(url, 'missing_file.bin', 'f' * 10)
+
+
+def test_aws_s3_downloader_fetches_and_says_why_offline(old_world, tmp_path):
+    from kobert.utils.aws_s3_downloader import AwsS3Downloader
+    server = OneFileServer(b'public object')
+    try:
+        path = AwsS3Downloader().download(server.url, str(tmp_path / 'local'))
+        assert open(path, 'rb').read() == b'public object' and path == str(tmp_path / 'local' / 'own_file.bin')
+    finally:
+        server.close()
+    with pytest.raises(kobert_gluon.AssetError, match=r'downloading file is failed\. .*without network, put other.bin'):
+        AwsS3Downloader().download(closed_port_url('other.bin'), str(tmp_path / 'local'))
+    assert sorted(os.listdir(tmp_path / 'local')) == ['own_file.bin']  # no partial file left
 
 
 # --- SKT's package and the alias, installed over each other ---------------------------------

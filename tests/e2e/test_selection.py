@@ -76,13 +76,15 @@ def report_with_accuracy(accuracy, rows=100):
     return classification_report(labels, predictions, 2)
 
 
-def scripted_evaluations(monkeypatch, valid, test):
-    """evaluate() returns the given accuracies epoch by epoch; the final test of best/ is real."""
-    calls = {'validating': iter(valid), 'testing': iter(test)}
+def scripted_evaluations(monkeypatch, valid):
+    """evaluate() returns the given validation accuracies epoch by epoch; the final test of best/
+    is real (and the only pass over the test set)."""
+    calls = {'validating': iter(valid)}
 
     def scripted(model, loader, ctx, num_classes, desc='evaluating'):
         if desc in calls:
             return report_with_accuracy(next(calls[desc]))
+        assert desc == 'testing the selected model', desc
         return REAL_EVALUATE(model, loader, ctx, num_classes, desc)
     monkeypatch.setattr(train_module, 'evaluate_batches', scripted)
 
@@ -107,7 +109,7 @@ def assert_same_weights(a, b):
 
 
 def test_best_follows_validation_when_validation_and_test_disagree(tmp_path, small_data, tiny, monkeypatch):
-    scripted_evaluations(monkeypatch, valid=[0.5, 0.9, 0.7], test=[0.9, 0.5, 0.95])
+    scripted_evaluations(monkeypatch, valid=[0.5, 0.9, 0.7])
     snapshots = snapshot_each_epoch(monkeypatch, tmp_path / 'run')
     classifier = train(run_config(tmp_path, small_data, 'run', num_epochs=3))
 
@@ -134,7 +136,7 @@ def test_macro_f1_can_select(tmp_path, small_data, tiny, monkeypatch):
 def test_early_stopping_stops_at_the_right_epoch_and_a_resume_finishes_at_once(tmp_path, small_data, tiny,
                                                                                monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger='kobert_gluon')
-    scripted_evaluations(monkeypatch, valid=[0.5, 0.6, 0.6, 0.55, 0.9], test=[0.5] * 5)
+    scripted_evaluations(monkeypatch, valid=[0.5, 0.6, 0.6, 0.55, 0.9])
     classifier = train(run_config(tmp_path, small_data, 'run', num_epochs=5, early_stopping=2))
     assert [e['epoch'] for e in classifier.history['epochs']] == [1, 2, 3, 4]
     assert json.loads((tmp_path / 'run' / 'test_report.json').read_text())['selected_epoch'] == 2
@@ -186,10 +188,11 @@ def test_evaluate_tells_the_test_split_from_training_rows(tmp_path, small_data, 
     assert 'is the train split this model was trained on' in caplog.text
 
 
-def test_accuracy_plot_shows_validation_and_test():
-    epochs = [{'epoch': e, 'train_accuracy': 0.5 + e / 10, 'valid': {'accuracy': 0.5}, 'test': {'accuracy': 0.4}}
-              for e in (1, 2)]
+def test_accuracy_plot_shows_validation_and_the_selected_models_test_score():
+    epochs = [{'epoch': e, 'train_accuracy': 0.5 + e / 10, 'valid': {'accuracy': 0.5}} for e in (1, 2)]
     with matplotlib.rc_context(plots._font_rc()):
-        figure = plots._draw_accuracy(epochs)
-    labels = [line.get_label() for line in figure.axes[0].get_lines()]
-    assert labels == ['학습 (train)', '검증 (validation)', '평가 (test)']
+        figure = plots._draw_accuracy(epochs, test_point=(1, 0.4))
+    lines = figure.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ['학습 (train)', '검증 (validation)',
+                                                    '평가, 선택된 모델 (test, selected model)']
+    assert list(lines[-1].get_xdata()) == [1] and list(lines[-1].get_ydata()) == [0.4]

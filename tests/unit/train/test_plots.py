@@ -20,22 +20,26 @@ EXPECTED = ['loss_lr.png', 'accuracy.png', 'confusion_matrix.png']
 
 
 def synthetic_history(n_epochs=3, steps_per_epoch=20, n_classes=len(LABELS), seed=0):
+    """A run's history as train() keeps it: steps, and per epoch train and validation metrics
+    (no test: the test set is scored once, on the selected model; see synthetic_test_report)."""
     rng = np.random.default_rng(seed)
     steps = [{'step': s, 'epoch': 1 + (s - 1) // steps_per_epoch,
               'loss': float(2.0 * np.exp(-s / 30) + 0.05 * rng.random()),
               'lr': 5e-5 * min(1.0, s / 10)}
              for s in range(1, n_epochs * steps_per_epoch + 1)]
-    epochs = []
-    for e in range(1, n_epochs + 1):
-        noise = rng.integers(0, 5, size=(n_classes, n_classes))
-        matrix = noise + np.eye(n_classes, dtype=int) * 10 * e
-        matrix[-1] = 0  # a class absent from the test set: its row must not divide by zero
-        epochs.append({'epoch': e, 'train_accuracy': 0.4 + 0.15 * e, 'train_loss': 1.5 / e,
-                       'test': {'accuracy': 0.35 + 0.15 * e, 'macro_f1': 0.3 + 0.15 * e,
-                                'precision': [0.5] * n_classes, 'recall': [0.5] * n_classes,
-                                'f1': [0.5] * n_classes, 'support': matrix.sum(axis=1).tolist(),
-                                'confusion_matrix': matrix.tolist()}})
+    epochs = [{'epoch': e, 'train_accuracy': 0.4 + 0.15 * e, 'train_loss': 1.5 / e,
+               'valid': {'accuracy': 0.35 + 0.15 * e, 'macro_f1': 0.3 + 0.15 * e}}
+              for e in range(1, n_epochs + 1)]
     return {'steps': steps, 'epochs': epochs}
+
+
+def synthetic_test_report(n_classes=len(LABELS), seed=0):
+    """The selected model's test report, with a class absent from the test set."""
+    rng = np.random.default_rng(seed)
+    matrix = rng.integers(0, 5, size=(n_classes, n_classes)) + np.eye(n_classes, dtype=int) * 20
+    matrix[-1] = 0  # a class absent from the test set: its row must not divide by zero
+    return {'accuracy': 0.8, 'macro_f1': 0.75, 'precision': [0.5] * n_classes, 'recall': [0.5] * n_classes,
+            'f1': [0.5] * n_classes, 'support': matrix.sum(axis=1).tolist(), 'confusion_matrix': matrix.tolist()}
 
 
 @pytest.fixture
@@ -111,7 +115,7 @@ def test_no_font_warns_once_and_still_plots(monkeypatch, fresh_font_cache, caplo
         warnings.simplefilter('ignore')  # DejaVu draws boxes here, by design of this test
         assert plots.hangul_font() is None
         history = {'epochs': synthetic_history(n_epochs=1)['epochs']}
-        paths = plots.plot_training(history, str(tmp_path), LABELS)
+        paths = plots.plot_training(history, str(tmp_path), LABELS, test_report=synthetic_test_report())
     font_warnings = [r for r in caplog.records if 'No Hangul font' in r.getMessage()]
     assert len(font_warnings) == 1
     assert 'koreanize-matplotlib' in font_warnings[0].getMessage()
@@ -145,7 +149,8 @@ def test_plot_training_writes_three_valid_pngs_without_missing_glyphs(tmp_path):
     rc_before = dict(matplotlib.rcParams)
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter('always')
-        paths = plots.plot_training(synthetic_history(), str(tmp_path), LABELS)
+        paths = plots.plot_training(synthetic_history(), str(tmp_path), LABELS,
+                                    test_report=synthetic_test_report(), selected_epoch=2)
     assert not glyph_warnings(records)
     assert [os.path.basename(p) for p in paths] == EXPECTED
     for path in paths:
@@ -169,7 +174,8 @@ def test_confusion_plot_uses_hangul_font_for_label_names():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(plots, '_save', keep)
-        plots.plot_training({'epochs': history['epochs']}, '.', LABELS)
+        plots.plot_training({'epochs': history['epochs']}, '.', LABELS, test_report=synthetic_test_report(),
+                            selected_epoch=2)
         figure = figure_holder['figure']
         with matplotlib.rc_context(plots._font_rc()):
             figure.canvas.draw()
@@ -182,7 +188,7 @@ def test_confusion_plot_uses_hangul_font_for_label_names():
     cell_texts = [t.get_text() for t in axes.texts]
     assert len(cell_texts) == len(LABELS) ** 2
     assert cell_texts[-1] == '0\n0.0%'
-    assert '2' in axes.get_title()  # last epoch
+    assert '2' in axes.get_title() and 'selected model' in axes.get_title()  # best/'s epoch, not the last
 
 
 def test_row_normalised_handles_empty_rows():
@@ -198,8 +204,6 @@ def test_empty_epochs_only_loss_plot(tmp_path):
 
 def test_empty_steps_and_missing_test_report(tmp_path):
     history = synthetic_history(n_epochs=2)
-    for epoch in history['epochs']:
-        del epoch['test']
     paths = plots.plot_training({'steps': [], 'epochs': history['epochs']}, str(tmp_path), LABELS)
     assert [os.path.basename(p) for p in paths] == ['accuracy.png']
     assert plots.plot_training({'steps': [], 'epochs': []}, str(tmp_path / 'empty'), LABELS) == []
@@ -208,6 +212,6 @@ def test_empty_steps_and_missing_test_report(tmp_path):
 def test_label_count_mismatch_falls_back_to_indices(tmp_path, caplog):
     history = {'epochs': synthetic_history(n_epochs=1)['epochs']}
     with caplog.at_level(logging.WARNING, logger=plots.__name__):
-        paths = plots.plot_training(history, str(tmp_path), LABELS[:3])
+        paths = plots.plot_training(history, str(tmp_path), LABELS[:3], test_report=synthetic_test_report())
     assert os.path.basename(paths[-1]) == 'confusion_matrix.png'
     assert 'label names' in caplog.text

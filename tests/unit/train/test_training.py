@@ -132,7 +132,8 @@ def test_cpu_runs_repeat_exactly(tmp_path, small_data):
     train(run_config(tmp_path, small_data, 'second'))
     assert_same_params(final_params(tmp_path / 'first'), final_params(tmp_path / 'second'), atol=0)
     assert (tmp_path / 'first' / 'best' / 'config.json').is_file()
-    assert first.history['epochs'][0]['test']['confusion_matrix']
+    assert first.test_report['confusion_matrix']
+    assert 'test' not in first.history['epochs'][0]  # the test set is scored once, after selection
 
 
 def test_emotion_run_with_kobert_tokenizer_beats_chance(tmp_path, shared_dir, kobert_dir):
@@ -144,7 +145,7 @@ def test_emotion_run_with_kobert_tokenizer_beats_chance(tmp_path, shared_dir, ko
                         kobert_dir=str(kobert_dir), max_len=48, batch_size=32, num_epochs=3, learning_rate=5e-4,
                         valid_size=0.0)
     classifier = train(config)
-    report = classifier.history['epochs'][-1]['test']
+    report = classifier.test_report  # valid_size=0: the selected model is the last epoch's
     assert classifier.label_map.names == ['공포', '놀람', '분노', '슬픔', '중립', '행복', '혐오']
     assert len(classifier.tokenizer.vocab) == 8002
     assert sum(report['support']) == 7 * 60, 'evaluation must cover the whole test split'

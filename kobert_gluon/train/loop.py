@@ -1,0 +1,126 @@
+"""The parts of one fine-tuning run that train/finetune.py's steps share (:class:`Run`), and
+what happens at each batch: forward and backward, the optimizer step on the learning-rate
+schedule, the state a Ctrl-C saves, and the progress log lines."""
+import dataclasses
+import logging
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+from mxnet.contrib import amp
+
+from ..inference.classifier import TextClassifier
+from ..models.config import BertConfig
+from . import resume
+from .config import TrainConfig
+from .distributed import Engine
+from .interrupt import InterruptGuard
+from .optim import checkpoint_seed, optimizer_step
+from .report import MetricsLog
+
+logger = logging.getLogger(__name__)
+
+# Without a terminal (no progress bar) a progress line is logged at least this often.
+PROGRESS_SECONDS = 30
+
+
+@dataclasses.dataclass
+class Run:
+    """What the steps of one fine-tuning run share; each step fills in its part."""
+    config: TrainConfig
+    run_dir: str
+    ctx: list
+    dtype: str
+    engine: Engine
+    guard: InterruptGuard
+    settings: dict = None
+    splits: object = None
+    tokenizer: object = None
+    vocab: object = None
+    tokenizer_files: dict = None
+    bert_config: BertConfig = None
+    init_params: str = None
+    init_record: dict = None
+    recorded_epochs: int = None  # num_epochs in train_config.json before a --resume
+    data: dict = None  # name -> BERTDataset or loader: train_data, test_data, valid_loader
+    classifier: TextClassifier = None
+    trainer: object = None
+    trainable: list = None
+    schedule: dict = None  # steps_per_epoch, num_train_steps, num_warmup_steps, global_sizes
+    state: dict = None
+    progress: dict = None  # the epoch's state after its last completed optimizer step
+    num_batches: int = None  # this rank's batches in the epoch
+    metrics: MetricsLog = None
+    loss: object = None
+
+    @property
+    def model(self):
+        return self.classifier.model
+
+    @property
+    def pad_id(self):
+        return self.vocab[self.vocab.padding_token]
+
+
+def train_batch(run, batch, batch_id, totals):
+    """Forward and backward on one batch, split over the devices; gradients add up in the
+    parameters. Returns (mean loss, sentences the step's gradient sum counts for it)."""
+    token_ids, valid_length, segment_ids, label = batch
+    batch_size = label.shape[0]
+    with mx.autograd.record():
+        losses, logits = [], []
+        for parts in zip(*(gluon.utils.split_and_load(a, run.ctx, even_split=False)
+                           for a in (token_ids, segment_ids, valid_length, label))):
+            out = run.model(*parts[:3])
+            losses.append(run.loss(out, parts[3]).sum())  # summed: gradients are sums (optim.clip_gradients)
+            logits.append(out)
+    if run.dtype == 'float16':
+        with amp.scale_loss(losses, run.trainer) as scaled:
+            mx.autograd.backward(scaled)
+    else:
+        mx.autograd.backward(losses)
+    batch_loss = sum(l.asscalar() for l in losses) / batch_size
+    # split_and_load keeps order, so the concatenated predictions line up with label.
+    predicted = np.concatenate([o.argmax(axis=1).asnumpy() for o in logits])
+    totals['loss'] += batch_loss * batch_size
+    totals['correct'] += int((predicted == label.asnumpy()).sum())
+    totals['seen'] += batch_size
+    global_sizes = run.schedule['global_sizes']
+    return batch_loss, global_sizes[batch_id] if global_sizes else batch_size
+
+
+def step(run, group_size):
+    run.state['step'] += 1
+    schedule = run.schedule
+    run.trainer.set_learning_rate(resume.rate_at(run.state['step'], schedule['num_train_steps'],
+                                                 schedule['num_warmup_steps'], run.config.learning_rate,
+                                                 run.state.get('lr_schedule')))
+    optimizer_step(run.trainer, run.trainable, group_size, run.config.max_grad_norm, run.dtype)
+
+
+def end_step(run, epoch, batch_id, totals, entry):
+    """After an optimizer step: its history entry, the state a Ctrl-C saves, and MXNet's seed
+    set so that a run resumed here draws the dropout masks of an uninterrupted one."""
+    state, engine = run.state, run.engine
+    state['history']['steps'].append({**entry, 'lr': run.trainer.learning_rate})
+    run.progress = {'epoch': epoch, 'batches_done': batch_id + 1, 'steps': len(state['history']['steps']),
+                    'totals': {**epoch_counts(totals), 'seconds': time.time() - totals['started']}}
+    mx.random.seed(engine.rank_seed(checkpoint_seed(run.config.seed, epoch, batch_id + 1)))
+
+
+def log_progress(run, epoch, batch_id, num_batches, batch_loss, totals, clock):
+    """Every log_interval batches, and without a progress bar at least every PROGRESS_SECONDS."""
+    now = time.monotonic()
+    if (batch_id + 1) % run.config.log_interval and (clock['bar'] or now - clock['logged'] < PROGRESS_SECONDS):
+        return
+    clock['logged'] = now
+    accuracy, lr = totals['correct'] / totals['seen'], run.trainer.learning_rate
+    logger.info('epoch %d batch %d/%d step %d loss %.4f lr %.3e acc %.4f', epoch, batch_id + 1, num_batches,
+                run.state['step'], batch_loss, lr, accuracy)
+    if run.metrics:
+        run.metrics.step(epoch, batch_id + 1, run.state['step'], batch_loss, lr, accuracy)
+
+
+def epoch_counts(totals):
+    return {name: totals[name] for name in ('loss', 'correct', 'seen')}
