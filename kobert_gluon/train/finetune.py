@@ -378,9 +378,10 @@ def end_epoch(run, epoch, totals, valid_report):
     state.update(epoch=epoch, batches_done=0, epoch_totals=None)
     select(run, epoch, valid_report)
     if engine.is_root:
-        save_checkpoint(os.path.join(run.run_dir, 'last'), run.classifier, run.trainer, state, run.settings)
+        with run.guard.deferred():  # the checkpoint and the epoch's record go together
+            save_checkpoint(os.path.join(run.run_dir, 'last'), run.classifier, run.trainer, state, run.settings)
+            run.metrics.epoch(epoch, state['step'], seconds, train_loss, train_accuracy, valid_report)
         logger.info('checkpoint of epoch %d saved in %s', epoch, os.path.join(run.run_dir, 'last'))
-        run.metrics.epoch(epoch, state['step'], seconds, train_loss, train_accuracy, valid_report)
         write_plots(state['history'], run.run_dir, run.splits.label_map.names)
 
 

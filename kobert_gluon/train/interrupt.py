@@ -31,7 +31,8 @@ def resume_command(run_dir):
 
 class InterruptGuard:
     """While active (a context manager), SIGINT and SIGTERM raise KeyboardInterrupt, except
-    inside :meth:`deferred` blocks, which finish first and raise it at their end."""
+    inside :meth:`deferred` blocks, which finish first and raise it at their end (a second
+    signal during such a block raises at once)."""
 
     def __init__(self):
         self.depth = 0
@@ -39,9 +40,10 @@ class InterruptGuard:
         self.previous = {}
 
     def _handle(self, signum, frame):
-        if self.depth:
+        if self.depth and self.pending is None:  # a second Ctrl-C does not wait
             self.pending = signum
             return
+        self.pending = None
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     @contextlib.contextmanager

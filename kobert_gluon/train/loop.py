@@ -116,10 +116,11 @@ def log_progress(run, epoch, batch_id, num_batches, batch_loss, totals, clock):
         return
     clock['logged'] = now
     accuracy, lr = totals['correct'] / totals['seen'], run.trainer.learning_rate
-    logger.info('epoch %d batch %d/%d step %d loss %.4f lr %.3e acc %.4f', epoch, batch_id + 1, num_batches,
-                run.state['step'], batch_loss, lr, accuracy)
-    if run.metrics:
-        run.metrics.step(epoch, batch_id + 1, run.state['step'], batch_loss, lr, accuracy)
+    with run.guard.deferred():  # the record of a logged step is never lost to a Ctrl-C
+        if run.metrics:
+            run.metrics.step(epoch, batch_id + 1, run.state['step'], batch_loss, lr, accuracy)
+        logger.info('epoch %d batch %d/%d step %d loss %.4f lr %.3e acc %.4f', epoch, batch_id + 1, num_batches,
+                    run.state['step'], batch_loss, lr, accuracy)
 
 
 def epoch_counts(totals):

@@ -20,7 +20,7 @@ import os
 import time
 
 from ..errors import MissingExtraError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, claim
 from ..models.pretrained import describe_start
 from .config import bert_size
 
@@ -57,6 +57,8 @@ class MetricsLog:
 
     def __init__(self, run_dir, report_to='none', resume_state=None):
         self.path = os.path.join(run_dir, METRICS_FILE)
+        claim(self.path)  # recorded in the run's manifest, so --overwrite removes it
+        claim(os.path.join(run_dir, TENSORBOARD_DIR))
         if resume_state is not None and os.path.isfile(self.path):
             self._truncate(resume_state)
         writer_class = summary_writer_class(report_to)

@@ -120,6 +120,32 @@ def test_v01_notebook_runs_with_get_kobert_model(notebook_dirs, shared_dir, kobe
     run_notebook('v0.1.2', edits, home, work)
 
 
+def test_head_notebook_kobert_cells_run(notebook_dirs, kobert_dir, bert_12_768_12_params):
+    """SKT's notebook at HEAD ("0.2.4", 0d305e5): its KoBERT cells (imports with get_tokenizer_path,
+    model, tokenizer, transform). Its data cell loads NSMC from the Hugging Face hub, out of reach
+    of the tests, so the run stops before it."""
+    home, work = notebook_dirs
+    cells = json.loads((FIXTURES / 'notebooks' / 'nsmc_gluon_kobert_2025-06-12_0d305e5.json')
+                       .read_text(encoding='utf-8'))['cells']
+    sources = {cell['index']: cell['source'] for cell in cells if cell['index'] <= 8}
+    old = 'cachedir=".cache")'
+    assert sources[6].count(old) == 1 and 'get_tokenizer_path' in sources[3]
+    sources[6] = sources[6].replace(old, f'cachedir=".cache", model_file={str(bert_12_768_12_params)!r})')
+    sources[8] = sources[8].replace('list(ds.transform(trans))', 'print(list(ds.transform(trans)))')
+    lines = [line if not line.lstrip().startswith('!') else 'pass' for index in sorted(sources)
+             for line in sources[index].splitlines()]
+    (work / '.cache').mkdir()
+    shutil.copy(kobert_dir / SPIECE, work / '.cache')
+    (work / 'head.py').write_text('\n'.join(lines) + '\n', encoding='utf-8')
+    environment = {k: v for k, v in os.environ.items() if k not in ('KOBERT_GLUON_LEGACY_DIRS', 'KOBERT_HOME')}
+    environment.update(HOME=str(home), KOBERT_GLUON_CACHE=str(home / 'empty-cache'), KOBERT_GLUON_NO_MIRRORS='1',
+                       PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, str(work / 'head.py')], cwd=work, env=environment, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r'array\(\[ +2, 1370, 2362, 5330, 3322, +3, 1316, 6607, 7028, +3\]', done.stdout), done.stdout
+
+
 # --- the package surface ------------------------------------------------------------------
 
 def test_finding_files_does_not_load_mxnet():

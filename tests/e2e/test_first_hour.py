@@ -105,14 +105,15 @@ def test_log_lines_go_through_tqdm_only_for_the_clis_handler(tmp_path, small_dat
     original = train_module.write_plots
 
     def spy(*args):
-        seen.append(sorted(type(h).__name__ for h in logging.getLogger('kobert_gluon').handlers))
+        seen.append(sorted(type(h).__name__ for h in logging.getLogger('kobert_gluon').handlers
+                           if not isinstance(h, logging.NullHandler)))
         return original(*args)
     monkeypatch.setattr(train_module, 'write_plots', spy)
     assert cli.main(['train', '--data', small_data, '--bert', 'small', '--num_epochs', '1', '--max_len', '24',
                      '--output_dir', str(tmp_path / 'cli'), '--ctx', 'cpu']) == 0
     train(run_config(tmp_path, small_data, 'api'))
     assert seen == [['_TqdmLoggingHandler'], []]
-    assert logging.getLogger('kobert_gluon').handlers == []
+    assert not [h for h in logging.getLogger('kobert_gluon').handlers if not isinstance(h, logging.NullHandler)]
     assert capsys.readouterr().out.strip() == str(tmp_path / 'cli' / 'best')
 
 

@@ -83,6 +83,8 @@ def test_overwrite_deletes_only_what_the_run_wrote(tmp_path, small_data, tiny):
     train(run_config(tmp_path, small_data, 'run'))
     manifest = json.loads((run / rundir.MANIFEST_FILE).read_text())['entries']
     assert {'train_config.json', 'labels.json', 'last', 'best', 'split.json'} <= set(manifest)
+    # everything the run wrote (plots, metrics.jsonl, test_report.json, ...) is in the manifest
+    assert set(os.listdir(run)) - {rundir.LOCK_FILE, rundir.MANIFEST_FILE} <= set(manifest)
     (run / 'notes.txt').write_text('my notes', encoding='utf-8')
     (run / 'mine').mkdir()
     (run / 'mine' / 'data.tsv').write_text('keep', encoding='utf-8')

@@ -90,6 +90,12 @@ def test_signals_raise_keyboard_interrupt_but_wait_for_a_step(signum):
                 finished.append('the step')  # runs although the signal came first
         assert finished == ['the step']
         with pytest.raises(KeyboardInterrupt):
+            with guard.deferred():
+                os.kill(os.getpid(), signum)
+                os.kill(os.getpid(), signum)  # a second one does not wait
+                finished.append('never')
+        assert finished == ['the step']
+        with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signum)
             for _ in range(1000):
                 pass
