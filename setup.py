@@ -31,6 +31,10 @@ setup(
                     # protobuf lets transformers read a SentencePiece model (its KoBERT tokenizer).
                     'convert': ['torch==2.13.0', 'transformers==5.24.0', 'safetensors>=0.4.3', 'protobuf>=4'],
                     'serve': ['fastapi>=0.100', 'pydantic>=2.5', 'uvicorn>=0.29'],
+                    # kobert-gluon export --format onnx (through the converted PyTorch model); ml_dtypes 0.6+
+                    # and a bare onnx install pull numpy 2, which mxnet 1.9.1 cannot load
+                    'onnx': ['torch==2.13.0', 'transformers==5.24.0', 'safetensors>=0.4.3', 'onnx>=1.16',
+                             'onnxruntime>=1.17', 'ml_dtypes>=0.5,<0.6'],
                     # Build it against the installed mxnet: scripts/install.sh horovod does, with
                     # HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1
                     # HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 --no-build-isolation.

@@ -49,5 +49,6 @@ if [[ " $* " == *" horovod "* ]] && ! "$VENV/bin/python" -c 'import horovod.mxne
 fi
 extras=""
 for extra in "$@"; do extras="${extras:+$extras,}$extra"; done
-$PIP install -q -e ".${extras:+[$extras]}"
+# numpy pinned in the same call: an extra (onnx, tensorboard) must not upgrade it past what mxnet loads
+$PIP install -q -e ".${extras:+[$extras]}" 'numpy==1.23.5'
 "$VENV/bin/python" -c 'import kobert_gluon, mxnet, gluonnlp; print("kobert_gluon", kobert_gluon.__version__, "mxnet", mxnet.__version__, "gluonnlp", gluonnlp.__version__)'

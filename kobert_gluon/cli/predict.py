@@ -195,11 +195,11 @@ def is_table(path):
 
 def predict_table(classifier, args):
     """Every row and column of the table, plus label and prob_<label>; empty text: empty cells."""
-    frame = read_frame(args.input)
+    frame = text_data.read_frame(args.input)
     if args.text_column not in frame.columns:
         raise DataError(f'{args.input}: no column {args.text_column!r}; the columns are '
                         f'{list(map(str, frame.columns))}; choose one with --text_column')
-    texts = ['' if text_data._is_missing(text) else str(text) for text in frame[args.text_column]]
+    texts = ['' if text_data.is_missing(text) else str(text) for text in frame[args.text_column]]
     records = in_precision(classifier, args, texts).predict_records(texts, args.batch_size)
     names = classifier.label_map.names
     label_column = 'label' if 'label' not in frame.columns or args.text_column == 'label' else 'predicted_label'
@@ -208,13 +208,6 @@ def predict_table(classifier, args):
         frame[f'prob_{name}'] = [record['probabilities'][name] if record['probabilities'] else None
                                  for record in records]
     write_table(frame, output_format(args), args.output)
-
-
-def read_frame(path):
-    """Every row and column, read as read_table reads files (encodings, XLSX cells as text)."""
-    if not os.path.isfile(path):
-        raise DataError(f'{path}: no such file')
-    return text_data._read_any(path, None)  # read_table's reader, without dropping rows or columns
 
 
 def output_format(args):

@@ -37,9 +37,7 @@ def read_table(path, text_column, label_column=None, encoding=None):
     Returns a DataFrame with exactly the requested columns, text as ``str``.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise DataError(f'{path}: no such file')
-    frame = _read_any(path, encoding)
+    frame = read_frame(path, encoding)
     columns = [text_column] + ([label_column] if label_column is not None else [])
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -47,7 +45,7 @@ def read_table(path, text_column, label_column=None, encoding=None):
     frame = frame[columns]
     usable = frame[text_column].map(_is_text)
     if label_column is not None:
-        usable &= frame[label_column].map(lambda v: not _is_missing(v) and str(v).strip() != '')
+        usable &= frame[label_column].map(lambda v: not is_missing(v) and str(v).strip() != '')
     dropped = int((~usable).sum())
     if dropped:
         logger.warning('%s: dropped %d of %d rows with empty or missing text/label', path, dropped, len(frame))
@@ -69,6 +67,15 @@ def check_text(text, where):
     return text
 
 
+def read_frame(path, encoding=None):
+    """Every row and column of a TSV, CSV or XLSX file as text, parsed strictly (what read_table
+    selects from; predict keeps all of it)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError(f'{path}: no such file')
+    return _read_any(path, encoding)
+
+
 def _read_any(path, encoding):
     suffix = os.path.splitext(path)[1].lower()
     if os.path.getsize(path) == 0:
@@ -80,7 +87,7 @@ def _read_any(path, encoding):
             raise DataError(f'{path}: cannot read as an Excel file ({error})') from error
         if frame.empty:
             raise DataError(f'{path}: no header row and no data (the sheet is empty)')
-        header = _header(path, [None if _is_missing(v) else _excel_text(v) for v in frame.iloc[0]])
+        header = _header(path, [None if is_missing(v) else _excel_text(v) for v in frame.iloc[0]])
         frame = frame.iloc[1:].reset_index(drop=True)
         frame.columns = header
         # Every cell as text, as the CSV reader gives it: a number typed into a text column
@@ -151,14 +158,14 @@ def _header(path, names):
 
 
 def _excel_text(value):
-    if _is_missing(value) or isinstance(value, str):
+    if is_missing(value) or isinstance(value, str):
         return value
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
 
 
-def _is_missing(value):
+def is_missing(value):
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
