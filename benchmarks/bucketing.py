@@ -44,7 +44,7 @@ def worker(args):
         classifier = kg.train(config)
     epochs = classifier.history['epochs']
     print(json.dumps({'epoch_seconds': sum(e['seconds'] for e in epochs) / len(epochs),
-                      'accuracy': epochs[-1]['test']['accuracy'], 'macro_f1': epochs[-1]['test']['macro_f1'],
+                      'accuracy': classifier.test_report['accuracy'], 'macro_f1': classifier.test_report['macro_f1'],
                       'threads': os.environ.get('OMP_NUM_THREADS'), 'batch_size': config.batch_size,
                       'test_size': config.test_size, 'valid_size': config.valid_size}))
 

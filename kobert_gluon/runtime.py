@@ -53,6 +53,12 @@ def has_bf16() -> bool:
     return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 
+def has_vnni() -> bool:
+    """True when oneDNN has int8 dot-product instructions (avx512_vnni, avx_vnni or AMX-INT8)."""
+    flags = cpu_flags()
+    return bool(flags & {'avx512_vnni', 'avx_vnni', 'amx_int8'})
+
+
 def request_amx_permission() -> bool:
     """Ask Linux for AMX tile state; True when granted (or already granted)."""
     if sys.platform != 'linux' or os.uname().machine != 'x86_64':

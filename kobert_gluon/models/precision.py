@@ -5,8 +5,15 @@ What is safe where:
   a bf16 FullyConnected, so we fall back to float32 with a warning. ``runtime`` asks Linux for
   the AMX permission and sets ``DNNL_MAX_CPU_ISA`` at import, before mxnet loads.
 - ``float16`` is GPU-only (AMP with dynamic loss scaling).
-- ``int8`` is CPU inference only, calibrated on sample batches (oneDNN quantization).
+- ``int8`` is CPU inference only, calibrated on sample batches (oneDNN quantization). It runs
+  everywhere oneDNN has int8 kernels; avx512_vnni/AMX make it fast (``runtime.has_vnni``).
+
+Inference conversion builds the float32 graph symbolically (it never runs the float32 model)
+and stores the bf16 weights once (``cast_optional_params``), so after the caller drops the
+float32 model nothing of it stays (benchmarks/README.md: peak RSS). What was measured for each
+lever, kept or not, is in benchmarks/README.md ("AVX-512 bf16/VNNI").
 """
+import gc
 import logging
 import warnings
 
@@ -28,6 +35,11 @@ ATTENTION_OPS = ('_contrib_interleaved_matmul_selfatt_qk', '_contrib_interleaved
 # After oneDNN graph fusion the same ops are named like this; INT8 keeps them in float32,
 # because their quantized forms disagree on int8/uint8 inputs in mxnet 1.9.1.
 FUSED_ATTENTION_OPS = ['_sg_mkldnn_selfatt_qk', '_sg_mkldnn_selfatt_valatt']
+CALIBRATION_MODES = ('naive', 'entropy')
+# int8 calibration: MXNet runs the float32 graph with every layer's output exposed, so its
+# memory grows with the calibration batch; small batches keep the peak RSS down, same ranges.
+CALIBRATION_BATCH = 8
+INT8_SETTINGS = {'calib_mode': 'naive', 'quantize_granularity': 'tensor-wise'}
 
 
 def _is_gpu(ctx):
@@ -66,25 +78,63 @@ def init_training(precision):
         amp.init(target_dtype=precision)
 
 
-def for_inference(model, precision, ctx, calibration=None):
+def for_inference(model, precision, ctx, calibration=None, **int8_settings):
     """A block computing ``model`` in ``precision``; ``model`` itself is left as it was.
 
     ``calibration``: (token_ids, segment_ids, valid_length) NDArrays of real sentences, all
     padded to one width, needed for ``int8`` (a few hundred sentences is enough).
+    ``int8_settings`` override :data:`INT8_SETTINGS` (``calib_mode``: naive or entropy;
+    ``quantize_granularity``: tensor-wise or channel-wise).
+    The returned block holds its own parameters: drop ``model`` to free the float32 ones.
     """
     if precision == 'float32':
         return model
     if precision in ('bfloat16', 'float16'):
         _register_attention_ops()
-        return amp.convert_hybrid_block(model, target_dtype=precision, ctx=ctx)
+        symbolic_graph(model)
+        converted = amp.convert_hybrid_block(model, target_dtype=precision, ctx=ctx, cast_optional_params=True)
+        import os
+        mode = os.environ.get('KG_HYB', 'sa')
+        if mode == 'sa': converted.hybridize(static_alloc=True)
+        elif mode == 'sass': converted.hybridize(static_alloc=True, static_shape=True)
+        elif mode == 'plain': converted.hybridize()
+        gc.collect()  # conversion's float32 temporaries
+        return converted
     if calibration is None:
         raise ConfigError('dtype=int8 needs calibration sentences')
-    return _quantize(model, calibration, ctx)
+    if not runtime.has_vnni():
+        logger.info('dtype=int8: this CPU has no avx512_vnni/AMX int8 instructions; oneDNN uses its '
+                    'slower AVX2 int8 kernels')
+    return _quantize(model, calibration, ctx, **{**INT8_SETTINGS, **int8_settings})
 
 
-def _quantize(model, calibration, ctx, batch_size=32):
-    loader = mx.gluon.data.DataLoader(mx.gluon.data.ArrayDataset(*calibration), batch_size=batch_size)
-    return quantization.quantize_net_v2(
-        model, quantized_dtype='int8', quantize_mode='full', exclude_operators=FUSED_ATTENTION_OPS,
-        calib_data=loader, calib_mode='naive', num_calib_examples=calibration[0].shape[0],
-        ctx=ctx, logger=logger)
+def symbolic_graph(model, inputs=3):
+    """Give a hybridized ``model`` the cached graph AMP converts, without running it in float32.
+
+    Running it first (what AMP asks for) allocates every float32 activation once more than the
+    converted model needs: +0.8 GB at KoBERT size, batch 32 x 64. Parameters still waiting for
+    their shapes get them from the graph. Uses MXNet 1.9.1's HybridBlock internals, as AMP does.
+    """
+    if model._cached_graph:  # pylint: disable=protected-access
+        return model._cached_graph  # pylint: disable=protected-access
+    dummy = [mx.nd.zeros((1, 2), dtype='int32') for _ in range(inputs - 1)] + [mx.nd.ones((1,), dtype='int32')]
+    params = list(model.collect_params().values())
+    if any(p._deferred_init for p in params):  # pylint: disable=protected-access
+        model.infer_shape(*dummy)
+        for param in params:
+            if param._deferred_init:  # pylint: disable=protected-access
+                param._finish_deferred_init()  # pylint: disable=protected-access
+    return model._get_graph(*dummy)  # pylint: disable=protected-access
+
+
+def _quantize(model, calibration, ctx, calib_mode, quantize_granularity):
+    if calib_mode not in CALIBRATION_MODES:
+        raise ConfigError(f'calib_mode={calib_mode!r}: expected one of {CALIBRATION_MODES}')
+    loader = mx.gluon.data.DataLoader(mx.gluon.data.ArrayDataset(*calibration), batch_size=CALIBRATION_BATCH)
+    quantized = quantization.quantize_net_v2(
+        model, quantized_dtype='int8', quantize_mode='full', quantize_granularity=quantize_granularity,
+        exclude_operators=FUSED_ATTENTION_OPS, calib_data=loader, calib_mode=calib_mode,
+        num_calib_examples=calibration[0].shape[0], ctx=ctx, logger=logger)
+    quantized.hybridize(static_alloc=True)
+    gc.collect()  # the calibration graph and the float32 copies quantize_net_v2 made
+    return quantized

@@ -373,8 +373,8 @@ def end_epoch(run, epoch, totals, valid_report):
     train_loss, train_accuracy = totals['loss'] / totals['seen'], totals['correct'] / totals['seen']
     state['history']['epochs'].append({'epoch': epoch, 'train_loss': train_loss, 'train_accuracy': train_accuracy,
                                        'seconds': seconds, 'valid': valid_report})
-    logger.info('epoch %d/%d: train loss %.4f accuracy %.4f, %.1f s | validation %s', epoch, run.config.num_epochs,
-                train_loss, train_accuracy, seconds, _summary(valid_report))
+    logger.info('epoch %d: train loss %.4f accuracy %.4f, %.1f s | validation %s (of %d epochs)', epoch,
+                train_loss, train_accuracy, seconds, _summary(valid_report), run.config.num_epochs)
     state.update(epoch=epoch, batches_done=0, epoch_totals=None)
     select(run, epoch, valid_report)
     if engine.is_root:

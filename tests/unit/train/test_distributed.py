@@ -279,8 +279,8 @@ def single_process_run(train_file, tmp_path_factory):
     return output_dir
 
 
-def single_process_report(run_dir, train_file):
-    """Evaluation of the run's last weights in this one process, on the whole test split."""
+def single_process_report(run_dir, train_file, split='valid', model='last/model'):
+    """Evaluation of the run's ``model`` in this one process, on the whole ``split``."""
     from kobert_gluon.inference.classifier import TextClassifier
     from kobert_gluon.train.config import TrainConfig
     from kobert_gluon.inference.evaluate import evaluate_batches
@@ -288,9 +288,9 @@ def single_process_report(run_dir, train_file):
     from kobert_gluon.train.splits import load_splits
     from kobert_gluon.text.data import BERTDataset
     config = TrainConfig(**{**RUN_SETTINGS, 'data': str(train_file)})
-    classifier = TextClassifier.load(run_dir / 'last' / 'model')
+    classifier = TextClassifier.load(run_dir / model)
     splits = load_splits(config)
-    test_data = BERTDataset(splits.test, 0, 1, classifier.tokenizer, config.max_len, True, False)
+    test_data = BERTDataset(getattr(splits, split), 0, 1, classifier.tokenizer, config.max_len, True, False)
     vocab = classifier.tokenizer.vocab
     loader = make_loader(test_data, config, False, vocab[vocab.padding_token])
     return evaluate_batches(classifier.model, loader, [mx.cpu()], len(splits.label_map))
@@ -307,7 +307,12 @@ def assert_matches_single_process(run_dir, single_run, train_file):
     for ours, reference in zip(epochs, reference_epochs):  # the ranks' training totals add up
         assert (ours['train_loss'], ours['train_accuracy']) == pytest.approx(
             (reference['train_loss'], reference['train_accuracy']), rel=1e-5)
-    assert epochs[-1]['test'] == single_process_report(run_dir, train_file)
+    # the ranks' shares of the validation rows add up to the one-process report; the selected
+    # model's test report (rank 0 alone, once) is the one-process one too
+    assert epochs[-1]['valid'] == single_process_report(run_dir, train_file)
+    expected = single_process_report(run_dir, train_file, 'test', 'best')
+    test_report = json.loads((run_dir / 'test_report.json').read_text(encoding='utf-8'))
+    assert {key: test_report[key] for key in expected} == expected
 
 
 @pytest.mark.parametrize('engine', ['dist_sync', pytest.param('horovod', marks=pytest.mark.extra)])
