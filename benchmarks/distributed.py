@@ -62,8 +62,7 @@ def worker(args):
     import mxnet as mx
     import numpy as np
     from mxnet import autograd, gluon
-    from kobert_gluon.train.distributed import create_engine, start
-    from kobert_gluon.train.optim import optimizer_step
+    from kobert_gluon import create_engine, optimizer_step, synchronize_start
 
     engine = create_engine(args.worker)
     model = build_model(args.model)
@@ -71,7 +70,7 @@ def worker(args):
     params.setattr('grad_req', 'add')
     trainable = list(params.values())
     trainer = engine.make_trainer(params, 'bertadam', {'learning_rate': 1e-5, 'epsilon': 1e-9, 'wd': 0.01})
-    start(engine, model, trainer, MAX_LEN, mx.cpu())
+    synchronize_start(engine, model, trainer, MAX_LEN, mx.cpu())
     rng = np.random.RandomState(engine.rank)
     token_ids = mx.nd.array(rng.randint(5, 8002, (args.batch_size, MAX_LEN)), dtype='int32')
     segment_ids, valid_length = mx.nd.zeros_like(token_ids), mx.nd.array([MAX_LEN] * args.batch_size)

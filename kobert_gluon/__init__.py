@@ -39,7 +39,7 @@ _LAZY = {
     'TokenIds': 'text.token_ids',
     # building blocks the benchmarks and advanced users compose
     'build_bert': 'models.bert', 'build_classifier': 'models.heads', 'classification_report': 'inference.metrics',
-    'launch': 'train.launch', 'create_engine': 'train.distributed', 'optimizer_step': 'train.optim',
+    'launch': 'train.launch', 'create_engine': 'train.distributed', 'synchronize_start': 'train.distributed', 'optimizer_step': 'train.optim',
     'exclude_from_weight_decay': 'train.optim', 'calibration_sample': 'serve.app',
 }
 _ERRORS = ['KobertGluonError', 'AssetError', 'CheckpointError', 'ConfigError', 'ConversionError',

@@ -21,14 +21,14 @@ def shipped_params():
     return package_file(*SHIPPED_DIR, PARAMS_FILE)
 
 
-def fine_tuning_start(init_from, demo=False):
+def fine_tuning_start(init_from, shipped=False):
     """(params file or None, its pretrain record or None) that fine-tuning starts from.
 
-    ``'none'`` means random weights. Without ``init_from`` the demo (no data) starts from the
-    checkpoint shipped in the package; other runs from nothing here (KoBERT's file is found by
-    the caller).
+    ``'none'`` means random weights. Without ``init_from``, ``shipped`` runs (the demo, and every
+    ``--bert small`` run) start from the checkpoint shipped in the package; others from nothing
+    here (KoBERT's file is found by the caller).
     """
-    if init_from == 'none' or (init_from is None and not demo):
+    if init_from == 'none' or (init_from is None and not shipped):
         return None, None
     path = init_from or shipped_params()
     if init_from is None and not os.path.isfile(path):

@@ -79,7 +79,7 @@ class TrainConfig(OptimizerConfig):
     dropout: float = field(0.1, 'dropout before the classifier head')
     log_interval: Optional[int] = field(None, 'batches between log lines (without a terminal also one at least '
                                               'every 30 s)')
-    seed: int = field(42, 'seed for the split, shuffling, dropout and initialisation')
+    seed: int = field(42, 'seed for the split, shuffling, dropout and initialisation (0 <= seed < 4,000,000)')
     ctx: str = field('auto', "'auto', 'cpu', 'gpu' or 'gpu:0,1'")
     distributed: str = field('none', "'none', 'horovod' (under horovodrun) or 'dist_sync' (under kobert-gluon "
                                      "launch); the global batch is batch_size x workers x accumulate")

@@ -171,7 +171,7 @@ class KVStoreEngine(Engine):
         self.kvstore._barrier()
 
 
-def start(engine, model, trainer, max_len, ctx):
+def synchronize_start(engine, model, trainer, max_len, ctx):
     """Give every rank rank 0's weights before the first step.
 
     The classifier head learns its input size on the first forward pass, so one pass on a

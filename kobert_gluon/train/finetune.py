@@ -25,7 +25,7 @@ from ..device import parse_ctx
 from ..fileio import read_json, write_json
 from ..inference import tasks
 from ..inference.classifier import TextClassifier
-from ..inference.evaluate import evaluate_batches
+from ..inference.evaluate import evaluate_batches, row_hashes
 from ..inference.metrics import format_report
 from ..inference.model_dir import write_model_dir
 from ..models import precision
@@ -36,7 +36,7 @@ from ..text.tokenizer import load_or_train_tokenizer
 from . import checkpoint, resume, rundir
 from .config import TrainConfig, bert_size, check_types, kobert_sized_config
 from .distributed import (aggregate_report, check_same_weights, create_engine, global_batch_sizes,
-                          root_first, start, sum_over_ranks)
+                          root_first, sum_over_ranks, synchronize_start)
 from .interrupt import InterruptGuard, TrainingInterrupted, interrupted, saving_on_interrupt
 from .loop import Run, end_step, epoch_counts, log_progress, step, train_batch
 from .optim import checkpoint_seed, exclude_from_weight_decay, seed_everything
@@ -58,8 +58,9 @@ PACKAGE_LOGGER = 'kobert_gluon'
 
 
 def start_from(config):
-    """(params file or None, its pretrain record or None) the BERT starts from."""
-    return fine_tuning_start(config.init_from, demo=not config.data)
+    """(params file or None, its pretrain record or None) the BERT starts from: without --init_from,
+    the demo and every --bert small run start from the checkpoint shipped in the package."""
+    return fine_tuning_start(config.init_from, shipped=bert_size(config) == 'small')
 
 
 def kobert_params(config, pretrained):
@@ -161,7 +162,7 @@ def _train(config, run_dir, ctx, dtype, engine, guard):
         build_model(run)
         log_banner(run, trained_tokenizer_path(run))
         run.state = resume_state(run)
-        start(engine, run.model, run.trainer, config.max_len, ctx[0])
+        synchronize_start(engine, run.model, run.trainer, config.max_len, ctx[0])
         if engine.is_root and resume.finished(run, TEST_REPORT):
             return resume.finished_result(run, TEST_REPORT)
         if engine.is_root:
@@ -244,6 +245,11 @@ def build_model(run):
     # Saved models carry the split's hashes, so `evaluate` can tell the test set from the rest.
     split_hashes = {name: {'rows': part['rows'], 'sha256': part['sha256']}
                     for name, part in run.splits.record.items()}
+    for name in ('train', 'valid'):  # per-row hashes: evaluate counts a test file's overlap with them
+        rows = getattr(run.splits, name)
+        if name in split_hashes:
+            split_hashes[name]['row_sha256'] = row_hashes([text for text, _ in rows],
+                                                          [run.splits.label_map.names[i] for _, i in rows])
     run.classifier = TextClassifier(model, run.tokenizer, run.splits.label_map, run.bert_config, config.max_len,
                                     run.tokenizer_files, config.dropout, run.ctx[0],
                                     training={'split': split_hashes})

@@ -16,7 +16,7 @@ from . import resume
 from .config import TrainConfig
 from .distributed import Engine
 from .interrupt import InterruptGuard
-from .optim import checkpoint_seed, optimizer_step
+from .optim import check_finite, checkpoint_seed, optimizer_step
 from .report import MetricsLog
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ def train_batch(run, batch, batch_id, totals):
     else:
         mx.autograd.backward(losses)
     batch_loss = sum(l.asscalar() for l in losses) / batch_size
+    check_finite(batch_loss, 'the training loss', run.state['step'] + 1)
     # split_and_load keeps order, so the concatenated predictions line up with label.
     predicted = np.concatenate([o.argmax(axis=1).asnumpy() for o in logits])
     totals['loss'] += batch_loss * batch_size

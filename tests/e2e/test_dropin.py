@@ -1,15 +1,12 @@
-"""kobert_gluon as a drop-in for SKT's `kobert` package: its NSMC notebook, old names and folders.
+"""kobert_gluon as a drop-in for SKT's `kobert` package: its old names, signatures and folders.
 
-The notebooks (tests/fixtures/nsmc_gluon_kobert_*.json) are SKT's code cells verbatim; the
-runner skips their shell lines (`!pip`, `!wget`) and applies only the edits listed here.
+Every version of SKT's NSMC notebook, run on this package, is in tests/e2e/test_notebooks.py.
 """
 import hashlib
 import http.server
 import inspect
-import json
 import os
 import pathlib
-import re
 import shutil
 import subprocess
 import sys
@@ -22,13 +19,7 @@ import pytest
 import kobert_gluon
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-FIXTURES = REPO / 'tests' / 'fixtures'
 SPIECE = 'kobert_news_wiki_ko_cased-1087f8699e.spiece'
-NSMC = ('data', 'nsmc')
-# Sized for 2 CPU cores: a 12 x 768 BERT on 32 sentences of 32 tokens, one update of
-# batch 8 x accumulate 4 (fewer rows than one update make the notebook's schedule divide by 0).
-TRAIN_ROWS, TEST_ROWS = 32, 16
-MAX_LEN, BATCH_SIZE = 32, 8
 THREAD_SETTINGS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')
 
 
@@ -39,111 +30,6 @@ def run_python(code, cwd=REPO, env=None, unset=(), timeout=120):
         environment.pop(name, None)
     return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=cwd, env=environment,
                           capture_output=True, text=True, timeout=timeout)
-
-
-# --- the notebook, run as it is ----------------------------------------------------------
-
-def notebook_script(version, edits):
-    """The fixture's code cells as one script: shell lines skipped, ``edits`` applied."""
-    cells = json.loads((FIXTURES / f'nsmc_gluon_kobert_{version}.json').read_text(encoding='utf-8'))['cells']
-    sources = {cell['index']: cell['source'] for cell in cells}
-    for index, old, new in edits:
-        assert sources[index].count(old) == 1, (version, index, old)
-        sources[index] = sources[index].replace(old, new)
-    lines = []
-    for index in sorted(sources):
-        lines.append(f'# --- cell {index}')
-        for line in sources[index].splitlines():
-            skipped = line.lstrip().startswith('!')
-            lines.append(f'pass  # skipped: {line.strip()}' if skipped else line)
-    return '\n'.join(lines) + '\n'
-
-
-def nsmc_rows(shared_dir, split, count):
-    path = shared_dir.joinpath(*NSMC, f'ratings_{split}_small.txt')
-    with open(path, encoding='utf-8') as table:
-        return ''.join(line for _, line in zip(range(count + 1), table))  # header + rows
-
-
-@pytest.fixture
-def notebook_dirs(tmp_path, shared_dir):
-    home, work = tmp_path / 'home', tmp_path / 'work'
-    home.mkdir()
-    work.mkdir()
-    return home, work
-
-
-def run_notebook(version, edits, home, work):
-    script = work / f'nsmc_{version}.py'
-    script.write_text(notebook_script(version, edits), encoding='utf-8')
-    env = {'HOME': str(home), 'KOBERT_GLUON_CACHE': str(home / 'empty-cache'), 'KOBERT_GLUON_NO_MIRRORS': '1'}
-    environment = {k: v for k, v in os.environ.items() if k not in ('KOBERT_GLUON_LEGACY_DIRS', 'KOBERT_HOME')}
-    environment.update(env, PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, str(script)], cwd=work, env=environment, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    accuracy = re.findall(r'^Test Acc : (\d\.\d+)$', done.stdout, re.M)
-    assert len(accuracy) == 1 and 0 <= float(accuracy[0]) <= 1, done.stdout[-2000:]
-    return done
-
-
-COMMON_EDITS = [(12, 'max_len = 128', f'max_len = {MAX_LEN}'),
-                (16, 'batch_size = 32', f'batch_size = {BATCH_SIZE}'),
-                (17, 'num_epochs = 5', 'num_epochs = 1')]
-
-
-def test_v023_notebook_runs_with_from_kobert_imports(notebook_dirs, shared_dir, kobert_dir, bert_12_768_12_params):
-    """Cell 5 passes cachedir=".cache", cell 6 calls get_tokenizer() without it; data in .cache/."""
-    home, work = notebook_dirs
-    cache = work / '.cache'
-    cache.mkdir()
-    shutil.copy(kobert_dir / SPIECE, cache)
-    (cache / 'ratings_train.txt').write_text(nsmc_rows(shared_dir, 'train', TRAIN_ROWS), encoding='utf-8')
-    (cache / 'ratings_test.txt').write_text(nsmc_rows(shared_dir, 'test', TEST_ROWS), encoding='utf-8')
-    edits = COMMON_EDITS + [(5, 'cachedir=".cache")', f'cachedir=".cache", model_file={str(bert_12_768_12_params)!r})')]
-    run_notebook('v0.2.3', edits, home, work)
-
-
-def test_v01_notebook_runs_with_get_kobert_model(notebook_dirs, shared_dir, kobert_dir, bert_12_768_12_params):
-    """v0.1.x: files in ~/kobert, data where its wget put it, get_kobert_model(model_file, vocab_file)."""
-    home, work = notebook_dirs
-    (home / 'kobert').mkdir()
-    vocab_file = shutil.copy(kobert_dir / SPIECE, home / 'kobert')
-    (work / 'ratings_train.txt?dl=1').write_text(nsmc_rows(shared_dir, 'train', TRAIN_ROWS), encoding='utf-8')
-    (work / 'ratings_test.txt?dl=1').write_text(nsmc_rows(shared_dir, 'test', TEST_ROWS), encoding='utf-8')
-    load = 'bert_base, vocab = get_mxnet_kobert_model(use_decoder=False, use_classifier=False, ctx=ctx)'
-    v01_load = ('from kobert.mxnet_kobert import get_kobert_model\n'
-                f'bert_base, vocab = get_kobert_model({str(bert_12_768_12_params)!r}, {str(vocab_file)!r}, '
-                'use_decoder=False, use_classifier=False, ctx=ctx)')
-    edits = COMMON_EDITS + [(4, 'ctx = mx.gpu()', 'ctx = mx.cpu()'),  # no GPU here
-                            (5, load, v01_load)]
-    run_notebook('v0.1.2', edits, home, work)
-
-
-def test_head_notebook_kobert_cells_run(notebook_dirs, kobert_dir, bert_12_768_12_params):
-    """SKT's notebook at HEAD ("0.2.4", 0d305e5): its KoBERT cells (imports with get_tokenizer_path,
-    model, tokenizer, transform). Its data cell loads NSMC from the Hugging Face hub, out of reach
-    of the tests, so the run stops before it."""
-    home, work = notebook_dirs
-    cells = json.loads((FIXTURES / 'notebooks' / 'nsmc_gluon_kobert_2025-06-12_0d305e5.json')
-                       .read_text(encoding='utf-8'))['cells']
-    sources = {cell['index']: cell['source'] for cell in cells if cell['index'] <= 8}
-    old = 'cachedir=".cache")'
-    assert sources[6].count(old) == 1 and 'get_tokenizer_path' in sources[3]
-    sources[6] = sources[6].replace(old, f'cachedir=".cache", model_file={str(bert_12_768_12_params)!r})')
-    sources[8] = sources[8].replace('list(ds.transform(trans))', 'print(list(ds.transform(trans)))')
-    lines = [line if not line.lstrip().startswith('!') else 'pass' for index in sorted(sources)
-             for line in sources[index].splitlines()]
-    (work / '.cache').mkdir()
-    shutil.copy(kobert_dir / SPIECE, work / '.cache')
-    (work / 'head.py').write_text('\n'.join(lines) + '\n', encoding='utf-8')
-    environment = {k: v for k, v in os.environ.items() if k not in ('KOBERT_GLUON_LEGACY_DIRS', 'KOBERT_HOME')}
-    environment.update(HOME=str(home), KOBERT_GLUON_CACHE=str(home / 'empty-cache'), KOBERT_GLUON_NO_MIRRORS='1',
-                       PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, str(work / 'head.py')], cwd=work, env=environment, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert re.search(r'array\(\[ +2, 1370, 2362, 5330, 3322, +3, 1316, 6607, 7028, +3\]', done.stdout), done.stdout
 
 
 # --- the package surface ------------------------------------------------------------------

@@ -184,7 +184,11 @@ def test_evaluate_tells_the_test_split_from_training_rows(tmp_path, small_data, 
             tmp_path / f'{name}.tsv', sep='\t', index=False)
     assert cli.main(['evaluate', '--model', str(tmp_path / 'run' / 'best'), '--data', str(tmp_path / 'test.tsv')]) == 0
     assert 'is the test split recorded with this model' in caplog.text
-    assert cli.main(['evaluate', '--model', str(tmp_path / 'run' / 'best'), '--data', str(tmp_path / 'train.tsv')]) == 0
+    # The model's own training rows: refused (all of them overlap), then scored on request with the warning.
+    assert cli.main(['evaluate', '--model', str(tmp_path / 'run' / 'best'), '--data', str(tmp_path / 'train.tsv')]) == 2
+    assert f'{len(splits.train)} of {len(splits.train)}' in capsys.readouterr().err
+    assert cli.main(['evaluate', '--model', str(tmp_path / 'run' / 'best'), '--data', str(tmp_path / 'train.tsv'),
+                     '--allow_overlap']) == 0
     assert 'is the train split this model was trained on' in caplog.text
 
 

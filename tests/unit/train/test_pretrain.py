@@ -408,14 +408,14 @@ def test_demo_starts_from_a_shipped_checkpoint_only_when_one_is_shipped(corpus_f
                                                                         monkeypatch):
     absent = tmp_path / 'absent' / 'bert.params'
     monkeypatch.setattr(pretrained, 'shipped_params', lambda: str(absent))
-    assert pretrained.fine_tuning_start(None, demo=True) == (None, None)  # nothing shipped: random weights
+    assert pretrained.fine_tuning_start(None, shipped=True) == (None, None)  # nothing shipped: random weights
 
     shipped = pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'shipped', num_steps=1))
     monkeypatch.setattr(pretrained, 'shipped_params', lambda: shipped)
-    params, record = pretrained.fine_tuning_start(None, demo=True)
+    params, record = pretrained.fine_tuning_start(None, shipped=True)
     assert params == shipped and record['steps'] == 1
-    assert pretrained.fine_tuning_start('none', demo=True) == (None, None)
-    assert pretrained.fine_tuning_start(None, demo=False) == (None, None)  # runs with data: KoBERT's or none
+    assert pretrained.fine_tuning_start("none", shipped=True) == (None, None)
+    assert pretrained.fine_tuning_start(None, shipped=False) == (None, None)  # runs with data: KoBERT's or none
 
 
 def test_zero_steps_saves_the_initial_weights_with_the_tokenizer(corpus_file, kobert_spiece, tmp_path):
