@@ -25,7 +25,7 @@ from ..device import parse_ctx
 from ..fileio import read_json, write_json
 from ..inference import tasks
 from ..inference.classifier import TextClassifier
-from ..inference.evaluate import evaluate_batches, row_hashes
+from ..inference.evaluate import evaluate_batches
 from ..inference.metrics import format_report
 from ..inference.model_dir import write_model_dir
 from ..models import precision
@@ -42,7 +42,7 @@ from .loop import Run, end_step, epoch_counts, log_progress, step, train_batch
 from .optim import checkpoint_seed, exclude_from_weight_decay, seed_everything
 from .plots import plot_training
 from .report import MetricsLog, log_banner, summary_writer_class
-from .splits import load_splits, make_loader
+from .splits import load_splits, make_loader, model_split_record
 
 logger = logging.getLogger(__name__)
 
@@ -243,16 +243,9 @@ def build_model(run):
     run.init_params = kobert_params(config, run.init_params)
     model = prepare_model(config, run.bert_config, len(run.splits.label_map), run.ctx, run.init_params)
     # Saved models carry the split's hashes, so `evaluate` can tell the test set from the rest.
-    split_hashes = {name: {'rows': part['rows'], 'sha256': part['sha256']}
-                    for name, part in run.splits.record.items()}
-    for name in ('train', 'valid'):  # per-row hashes: evaluate counts a test file's overlap with them
-        rows = getattr(run.splits, name)
-        if name in split_hashes:
-            split_hashes[name]['row_sha256'] = row_hashes([text for text, _ in rows],
-                                                          [run.splits.label_map.names[i] for _, i in rows])
     run.classifier = TextClassifier(model, run.tokenizer, run.splits.label_map, run.bert_config, config.max_len,
                                     run.tokenizer_files, config.dropout, run.ctx[0],
-                                    training={'split': split_hashes})
+                                    training={'split': model_split_record(run.splits)})
     params = model.collect_params()
     exclude_from_weight_decay(params)
     # Gradients add up over the batches of a step until they are zeroed after the update, which

@@ -8,6 +8,7 @@ import numpy as np
 from mxnet import gluon
 
 from ..errors import DataError
+from ..inference.evaluate import row_hashes
 from .distributed import Engine, shard_batches
 from ..text.data import LabelMap, demo_data_path, label_key, read_table, rows_digest, split_positions
 
@@ -111,3 +112,15 @@ def make_loader(dataset, config, shuffle, pad_id, engine=None):
                                        nlp.data.batchify.Pad(axis=0, pad_val=0, dtype='int32', round_to=8),
                                        nlp.data.batchify.Stack('int32'))
     return gluon.data.DataLoader(dataset, batch_sampler=sampler, batchify_fn=batchify)
+
+
+def model_split_record(splits):
+    """What a saved model records of its split: rows and sha256 per split, and a short hash of each
+    training and validation row, so ``evaluate`` can count a file's overlap with them."""
+    record = {name: {'rows': part['rows'], 'sha256': part['sha256']} for name, part in splits.record.items()}
+    for name in ('train', 'valid'):
+        if name in record:
+            rows = getattr(splits, name)
+            record[name]['row_sha256'] = row_hashes([text for text, _ in rows],
+                                                    [splits.label_map.names[i] for _, i in rows])
+    return record
