@@ -9,7 +9,8 @@
 Each measurement runs in a fresh worker process (this file with ``--worker SPEC``, printing one
 JSON line; all with the same thread count), so MXNet's and PyTorch's OpenMP runtimes never share a
 process. Setups alternate (mxnet, torch, mxnet, ...) for ``--repeats`` rounds; medians are reported.
-The parent imports neither mxnet nor torch (of kobert_gluon only ``runtime`` and ``bert_config``).
+Only kobert_gluon's public names are used (``import kobert_gluon as kg``); the parent imports
+neither mxnet nor torch (``kg.BertConfig`` and the ``kg.cpu_*`` facts load neither).
 Peak RSS is VmHWM: a Linux child's ``ru_maxrss`` also counts its parent's peak from before exec.
 """
 import argparse
@@ -35,14 +36,14 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(REPO_ROOT, 'kobert_gluon')) and REPO_ROOT not in sys.path:
     sys.path.insert(1, REPO_ROOT)  # benchmark the checkout this script belongs to
 
-from kobert_gluon import runtime  # noqa: E402  (loads neither mxnet nor gluonnlp)
-from kobert_gluon.models.config import BertConfig  # noqa: E402
+import kobert_gluon as kg  # noqa: E402  (sets the CPU thread defaults; loads neither mxnet nor gluonnlp)
 
 MXNET, TORCH, DATA, PROBE = 'mxnet', 'torch', 'data', 'probe'
 MODES = ('train', 'infer')
 MXNET_PRECISION_ORDER = ('float32', 'bfloat16', 'int8')
-TORCH_PRECISIONS = ('float32', 'bfloat16')
-CPU_FLAGS_OF_INTEREST = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_int8')
+TORCH_PRECISIONS = ('float32', 'bfloat16', 'int8')
+TORCH_LABELS = {'bfloat16': 'bfloat16 (autocast)', 'int8': 'int8 (quantize_dynamic)'}
+CPU_FLAGS_OF_INTEREST = ('avx2', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_bf16', 'amx_int8')
 PAD_ID = 1           # KoBERT's [PAD]
 FIRST_REGULAR_ID = 5  # ids 0-4 are [UNK] [PAD] [CLS] [SEP] [MASK]
 KOBERT_SPIECE = os.path.join('kobert', 'kobert_news_wiki_ko_cased-1087f8699e.spiece')
@@ -52,7 +53,7 @@ NSMC_TEST = os.path.join('data', 'nsmc', 'ratings_test_small.txt')
 @dataclasses.dataclass
 class Config:
     """Everything a worker needs; identical for the mxnet and the torch side."""
-    bert: dict = dataclasses.field(default_factory=lambda: dataclasses.asdict(BertConfig.kobert()))
+    bert: dict = dataclasses.field(default_factory=lambda: dataclasses.asdict(kg.BertConfig.kobert()))
     num_classes: int = 2
     batch_size: int = 32
     seq_len: int = 64
@@ -67,9 +68,10 @@ class Config:
     calibration_batches: int = 4
     sentences: int = 2000
     shared_dir: str = ''
+    int8: dict = dataclasses.field(default_factory=dict)  # kg.for_inference's int8 settings
 
     def describe(self):
-        bert = BertConfig(**self.bert)
+        bert = kg.BertConfig(**self.bert)
         return (f'{bert.num_layers} layers, {bert.units} units, {bert.hidden_size} hidden, '
                 f'{bert.num_heads} heads, vocab {bert.vocab_size}, batch {self.batch_size}, '
                 f'seq_len {self.seq_len}, {self.steps} timed steps after {self.warmup} warmup, '
@@ -78,11 +80,11 @@ class Config:
 
 
 PRESETS = {
-    'full': dict(bert=BertConfig.kobert(), batch_size=32, seq_len=64, steps=10, warmup=2, repeats=3,
+    'full': dict(bert=kg.BertConfig.kobert(), batch_size=32, seq_len=64, steps=10, warmup=2, repeats=3,
                  sentences=2000),
-    'small': dict(bert=BertConfig.small(), batch_size=32, seq_len=64, steps=10, warmup=2, repeats=3,
+    'small': dict(bert=kg.BertConfig.small(), batch_size=32, seq_len=64, steps=10, warmup=2, repeats=3,
                   sentences=1000),
-    'smoke': dict(bert=BertConfig(num_layers=1, units=64, hidden_size=128, num_heads=2, max_length=64),
+    'smoke': dict(bert=kg.BertConfig(num_layers=1, units=64, hidden_size=128, num_heads=2, max_length=64),
                   batch_size=4, seq_len=16, steps=2, warmup=1, repeats=1, sentences=100, calibration_batches=1),
 }
 
@@ -153,31 +155,28 @@ def logits_shape(logits):
 
 
 def mxnet_precisions():
-    """Every precision of kobert_gluon.models.precision, in table order. Imports mxnet."""
-    from kobert_gluon.models import precision
-    return list(dict.fromkeys(list(MXNET_PRECISION_ORDER) + list(precision.PRECISIONS)))
+    """Every precision of kg.PRECISIONS, in table order. Imports mxnet."""
+    return list(dict.fromkeys(list(MXNET_PRECISION_ORDER) + list(kg.PRECISIONS)))
 
 
 def unsupported(name, mode):
     """Why ``mode`` ('train' or 'infer') cannot run in precision ``name`` here, or None."""
-    from kobert_gluon.models import precision
     import mxnet as mx
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            resolved = precision.resolve(name, mx.cpu(), training=mode == 'train')
+            resolved = kg.resolve_precision(name, mx.cpu(), training=mode == 'train')
     except ValueError as error:
         return str(error)
-    return None if resolved == name else f'kobert_gluon.models.precision falls back to {resolved} here'
+    return None if resolved == name else f'kobert_gluon falls back to {resolved} here'
 
 
-def for_inference(name, model, calibration_batches):
-    """kobert_gluon.models.precision.for_inference, with the calibration batches concatenated into one."""
-    from kobert_gluon.models import precision
+def for_inference(name, model, calibration_batches, int8_settings=None):
+    """kg.for_inference, with the calibration batches concatenated into one."""
     import mxnet as mx
     calibration = (tuple(mx.nd.concat(*parts, dim=0) for parts in zip(*calibration_batches))
                    if calibration_batches else None)
-    return precision.for_inference(model, name, mx.cpu(), calibration)
+    return kg.for_inference(model, name, mx.cpu(), calibration, **(int8_settings or {}))
 
 
 def no_weight_decay(name):
@@ -197,15 +196,14 @@ def measure(runs, why_not, infer, train):
 
 def mxnet_worker(config, runs):
     """Measure ``runs`` ([precision, mode] pairs, all of one precision) with kobert_gluon."""
-    from kobert_gluon.models.heads import build_classifier  # kobert_gluon first: it must come before mxnet
-    from kobert_gluon.models.precision import init_training
-    from kobert_gluon.train.optim import exclude_from_weight_decay
+    import gc
+
     import gluonnlp as nlp
     import mxnet as mx
     import numpy as np
     from mxnet import gluon
 
-    bert_config = BertConfig(**config.bert)
+    bert_config = kg.BertConfig(**config.bert)
     ctx = mx.cpu()
     token_ids, segment_ids, valid_length, labels = (mx.nd.array(a, ctx=ctx, dtype='int32')
                                                     for a in make_batch(config, config.seed))
@@ -213,25 +211,25 @@ def mxnet_worker(config, runs):
     def build():
         mx.random.seed(config.seed)
         np.random.seed(config.seed)
-        model = build_classifier(bert_config, num_classes=config.num_classes, dropout=bert_config.dropout, ctx=ctx)
+        model = kg.build_classifier(bert_config, num_classes=config.num_classes, dropout=bert_config.dropout, ctx=ctx)
         model.hybridize(static_alloc=True, static_shape=True)
         return model
 
     def infer(precision):
         model = build()
-        model(token_ids, segment_ids, valid_length).asnumpy()  # shapes known before conversion
         calibration = [tuple(mx.nd.array(a, ctx=ctx, dtype='int32')
                              for a in make_batch(config, config.seed + 1 + i)[:3])
-                       for i in range(config.calibration_batches if precision != 'float32' else 0)]
-        model = for_inference(precision, model, calibration)
+                       for i in range(config.calibration_batches if precision == 'int8' else 0)]
+        model = for_inference(precision, model, calibration, config.int8)
+        gc.collect()  # the float32 model (a Gluon block lives in a reference cycle), as a server would drop it
         return throughput(config, precision, 'infer', lambda: model(token_ids, segment_ids, valid_length).asnumpy(),
                           lambda: None, logits_shape)
 
     def train(precision):
-        init_training(precision)  # before the model exists (AMP needs that)
+        kg.init_training(precision)  # before the model exists (AMP needs that)
         model = build()
         params = model.collect_params()
-        exclude_from_weight_decay(params)
+        kg.exclude_from_weight_decay(params)
         trainable = [p for p in params.values() if p.grad_req != 'null']
         trainer = gluon.Trainer(params, 'bertadam', {'learning_rate': config.learning_rate,
                                                      'epsilon': config.epsilon, 'wd': config.weight_decay},
@@ -260,7 +258,7 @@ def torch_worker(config, runs):
     torch.set_num_threads(config.threads)
     from transformers import BertConfig, BertForSequenceClassification
 
-    autocasts = {'float32': contextlib.nullcontext,
+    autocasts = {'float32': contextlib.nullcontext, 'int8': contextlib.nullcontext,
                  'bfloat16': lambda: torch.autocast('cpu', dtype=torch.bfloat16)}
     bert = config.bert
     hf_config = BertConfig(vocab_size=bert['vocab_size'], hidden_size=bert['units'],
@@ -285,6 +283,8 @@ def torch_worker(config, runs):
 
     def infer(precision):
         model = build(False)
+        if precision == 'int8':  # PyTorch's int8 for BERT on a CPU: Linear weights int8, activations per batch
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
         def step():
             with torch.inference_mode(), autocasts[precision]():
@@ -314,28 +314,28 @@ def torch_worker(config, runs):
         return throughput(config, precision, 'train', step, lambda: None,
                           lambda loss: {'last_loss': float(loss), **facts(model)})
 
-    return measure(runs, lambda precision, mode: None if precision in autocasts
-                   else f'no {precision} path for torch here', infer, train)
+    def why_not(precision, mode):
+        if precision == 'int8' and mode == 'train':
+            return 'quantize_dynamic is for inference only'
+        return None if precision in autocasts else f'no {precision} path for torch here'
+
+    return measure(runs, why_not, infer, train)
 
 
 def load_sentences(config):
-    from importlib import resources
-
-    from kobert_gluon.text.data import read_table
     nsmc = os.path.join(config.shared_dir, NSMC_TEST) if config.shared_dir else None
     if nsmc and os.path.isfile(nsmc):
-        sentences, source = list(read_table(nsmc, 'document')['document']), nsmc
+        sentences, source = list(kg.read_table(nsmc, 'document')['document']), nsmc
     else:
-        demo = str(resources.files('kobert_gluon').joinpath('resources', 'demo_sentiment.tsv'))
-        sentences, source = list(read_table(demo, 'text')['text']), 'kobert_gluon demo_sentiment.tsv'
+        sentences, source = list(kg.read_table(kg.demo_data_path(), 'text')['text']), 'kobert_gluon demo_sentiment.tsv'
     count = len(sentences)
     sentences = [sentences[i % count] for i in range(config.sentences)]  # repeats a short file
     return sentences, f'{source} ({count} distinct rows)'
 
 
 def data_worker(config, workdir):
-    from kobert_gluon.text.data import BERTDataset  # kobert_gluon before gluonnlp: thread defaults, sentencepiece fix
-    from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab, train_sentencepiece
+    BERTDataset, get_bert_tokenizer, get_vocab = kg.BERTDataset, kg.get_bert_tokenizer, kg.get_vocab  # before gluonnlp
+    train_sentencepiece = kg.train_sentencepiece
     import gluonnlp as nlp
     import numpy as np
 
@@ -412,7 +412,7 @@ def run_worker(spec_json):
 
 def spawn(spec, threads, timeout):
     """Run one worker; (result, None) or (None, why it failed)."""
-    env = dict(os.environ, **{name: str(threads) for name in runtime.THREAD_VARIABLES})
+    env = dict(os.environ, **{name: str(threads) for name in kg.THREAD_VARIABLES})
     command = [sys.executable, os.path.abspath(__file__), '--worker', json.dumps(spec)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
@@ -439,10 +439,14 @@ def parse_args(argv):
     parser.add_argument('--warmup', type=int, help='untimed steps first, at least 1 (default 2; smoke 1)')
     parser.add_argument('--repeats', type=int, help='rounds of A/B alternation; medians reported (default 3; smoke 1)')
     parser.add_argument('--sentences', type=int, help='sentences for the data pipeline rows (default 2000)')
-    parser.add_argument('--threads', type=int, default=runtime.cpu_count(), help='threads for every worker')
+    parser.add_argument('--threads', type=int, default=kg.cpu_count(), help='threads for every worker')
     parser.add_argument('--precisions', help='comma-separated kobert_gluon precisions to run (default: all known)')
     parser.add_argument('--torch-precisions', default=','.join(TORCH_PRECISIONS),
-                        help='comma-separated PyTorch precisions (float32 and/or bfloat16)')
+                        help='comma-separated PyTorch precisions (float32, bfloat16, int8)')
+    parser.add_argument('--int8-calib-mode', choices=('naive', 'entropy'),
+                        help="kobert_gluon's int8 calibration (default: kg.for_inference's)")
+    parser.add_argument('--int8-granularity', choices=('tensor-wise', 'channel-wise'),
+                        help="kobert_gluon's int8 weight scales (default: kg.for_inference's)")
     parser.add_argument('--skip-torch', action='store_true', help='no PyTorch rows')
     parser.add_argument('--skip-data', action='store_true', help='no data pipeline rows')
     parser.add_argument('--one-process', action='store_true',
@@ -467,7 +471,10 @@ def build_config(args):
     preset = dict(PRESETS[args.preset])
     repeats = preset.pop('repeats')
     bert = dataclasses.asdict(preset.pop('bert'))
-    config = Config(bert=bert, threads=args.threads, seed=args.seed, shared_dir=args.shared_dir or '', **preset)
+    int8 = {key: value for key, value in (('calib_mode', args.int8_calib_mode),
+                                           ('quantize_granularity', args.int8_granularity)) if value}
+    config = Config(bert=bert, threads=args.threads, seed=args.seed, shared_dir=args.shared_dir or '', int8=int8,
+                    **preset)
     for key in ('batch_size', 'seq_len', 'steps', 'warmup', 'sentences'):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
@@ -480,9 +487,10 @@ def build_config(args):
 
 
 def machine_facts(args, probe):
-    flags = runtime.cpu_flags()
-    return {'cpu': cpu_model(), 'cpus_available': runtime.cpu_count(), 'cpus_online': os.cpu_count(),
-            'flags': {f: f in flags for f in CPU_FLAGS_OF_INTEREST}, 'native_bf16': runtime.has_bf16(),
+    flags = kg.cpu_flags()
+    return {'cpu': cpu_model(), 'cpus_available': kg.cpu_count(), 'cpus_online': os.cpu_count(),
+            'flags': {f: f in flags for f in CPU_FLAGS_OF_INTEREST},
+            'native_bf16': kg.has_bf16(), 'native_int8': kg.has_vnni(),
             'python': platform.python_version(), 'mxnet': package_version('mxnet'),
             'gluonnlp': package_version('gluonnlp'), 'kobert_gluon': probe.get('kobert_gluon'),
             'torch': package_version('torch'), 'transformers': package_version('transformers'),
@@ -595,6 +603,18 @@ def fmt_rate(value):
     return f'{value:,.0f}' if value >= 1000 else f'{value:.1f}' if value >= 10 else f'{value:.2f}'
 
 
+def same_precision_cells(medians, kind, precision):
+    """kobert_gluon over PyTorch at one precision: train and infer samples/s, infer peak RSS ('' if no pair)."""
+    if kind != MXNET:
+        return ['', '', '']
+    ours = {m: medians.get(f'{MXNET}|{precision}|{m}') for m in MODES}
+    theirs = {m: medians.get(f'{TORCH}|{precision}|{m}') for m in MODES}
+    speed = [f'{ours[m]["samples_per_s"] / theirs[m]["samples_per_s"]:.2f}×' if ours[m] and theirs[m] else ''
+             for m in MODES]
+    rss = ours['infer'] and theirs['infer'] and f'{ours["infer"]["peak_rss_mb"] / theirs["infer"]["peak_rss_mb"]:.2f}×'
+    return [*speed, rss or '']
+
+
 def format_report(report, medians, data):
     facts, config = report['machine'], report['config']
     flag_text = ' '.join(f'{f}={"yes" if on else "no"}' for f, on in facts['flags'].items())
@@ -610,7 +630,8 @@ def format_report(report, medians, data):
                 if report['one_process'] else '; one worker process per measurement') + '.',
              '']
     header = ['setup', 'precision', 'train samples/s', 'train tokens/s', 'infer samples/s', 'infer tokens/s',
-              'train peak RSS MB', 'infer peak RSS MB', 'train vs torch fp32', 'infer vs torch fp32']
+              'train peak RSS MB', 'infer peak RSS MB', 'train vs torch fp32', 'infer vs torch fp32',
+              'train vs torch same precision', 'infer vs torch same precision', 'infer peak RSS vs torch same precision']
     lines += ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---', '---'] + ['---:'] * (len(header) - 2)) + '|']
     baseline = {m: medians.get(f'{TORCH}|float32|{m}') for m in MODES}
     emulated_bf16 = False
@@ -618,7 +639,7 @@ def format_report(report, medians, data):
         setup = (f'kobert_gluon (MXNet {facts["mxnet"]})' if kind == MXNET
                  else 'PyTorch + transformers BertForSequenceClassification')
         measured = any(f'{kind}|{precision}|{m}' in medians for m in MODES)
-        precision_cell = 'bfloat16 (autocast)' if kind == TORCH and precision == 'bfloat16' else precision
+        precision_cell = TORCH_LABELS.get(precision, precision) if kind == TORCH else precision
         if precision == 'bfloat16' and measured and not facts['native_bf16']:
             precision_cell += ' ⚠'
             emulated_bf16 = True
@@ -634,13 +655,15 @@ def format_report(report, medians, data):
         if cells['train'][0] == cells['infer'][0] and not measured:
             cells['infer'][0] = '〃'  # same reason as for training
         row = [setup, precision_cell, cells['train'][0], cells['train'][1], cells['infer'][0], cells['infer'][1],
-               cells['train'][2], cells['infer'][2], cells['train'][3], cells['infer'][3]]
+               cells['train'][2], cells['infer'][2], cells['train'][3], cells['infer'][3],
+               *same_precision_cells(medians, kind, precision)]
         lines.append('| ' + ' | '.join(row) + ' |')
     if emulated_bf16:
         lines += ['', '⚠ This CPU has no native bfloat16 (no avx512_bf16 / amx_bf16): bf16 rows run on '
                   'emulation or conversion kernels, so they say little about bf16 on newer CPUs.']
     lines += ['', 'Tokens/s count padded positions (samples/s × seq_len). Ratios are samples/s over the '
-              'PyTorch float32 row (above 1: faster). Peak RSS is each worker\'s VmHWM'
+              'PyTorch float32 row, or over PyTorch\'s row of the same precision (above 1: faster); the last '
+              'column is peak RSS over PyTorch\'s at the same precision. Peak RSS is each worker\'s VmHWM'
               + (' (one process did inference, then training)' if report['one_process'] else '') + '.',
               '', '| data pipeline | sentences/s | vs plain |', '|---|---:|---:|']
     if data:
@@ -668,9 +691,9 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.time()
     busy = load_average()
-    if busy is not None and busy > 0.25 * runtime.cpu_count():
+    if busy is not None and busy > 0.25 * kg.cpu_count():
         logger.warning('load average is %.2f on %d CPUs: other processes will slow the workers down', busy,
-                       runtime.cpu_count())
+                       kg.cpu_count())
     report = collect(args)
     report['machine'].update(load_average_start=busy, load_average_end=load_average())
     report['medians'], report['data'] = medians, data = summarize(report)

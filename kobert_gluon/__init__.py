@@ -41,6 +41,10 @@ _LAZY = {
     'build_bert': 'models.bert', 'build_classifier': 'models.heads', 'classification_report': 'inference.metrics',
     'launch': 'train.launch', 'create_engine': 'train.distributed', 'synchronize_start': 'train.distributed', 'optimizer_step': 'train.optim',
     'exclude_from_weight_decay': 'train.optim', 'calibration_sample': 'serve.app',
+    'PRECISIONS': 'models.precision', 'resolve_precision': 'models.precision', 'for_inference': 'models.precision',
+    'init_training': 'models.precision', 'use_batch_dot_attention': 'models.attention',
+    'cpu_count': 'runtime', 'cpu_flags': 'runtime', 'has_bf16': 'runtime', 'has_vnni': 'runtime',
+    'THREAD_VARIABLES': 'runtime',
 }
 _ERRORS = ['KobertGluonError', 'AssetError', 'CheckpointError', 'ConfigError', 'ConversionError',
            'DataError', 'DeviceError', 'DistributedError', 'MissingExtraError', 'ModelDirectoryError']

@@ -65,6 +65,9 @@ def resolve(precision, ctx, training=False):
     return precision
 
 
+resolve_precision = resolve  # the public name (kobert_gluon.resolve_precision)
+
+
 def _register_attention_ops():
     for op in ATTENTION_OPS:
         if op not in symbol_bf16.FP32_FUNCS:
@@ -93,11 +96,7 @@ def for_inference(model, precision, ctx, calibration=None, **int8_settings):
         _register_attention_ops()
         symbolic_graph(model)
         converted = amp.convert_hybrid_block(model, target_dtype=precision, ctx=ctx, cast_optional_params=True)
-        import os
-        mode = os.environ.get('KG_HYB', 'sa')
-        if mode == 'sa': converted.hybridize(static_alloc=True)
-        elif mode == 'sass': converted.hybridize(static_alloc=True, static_shape=True)
-        elif mode == 'plain': converted.hybridize()
+        converted.hybridize(static_alloc=True)
         gc.collect()  # conversion's float32 temporaries
         return converted
     if calibration is None:

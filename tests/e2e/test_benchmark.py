@@ -59,12 +59,15 @@ def test_smoke_run_prints_the_tables(smoke):
         assert float(value.replace(',', '')) > 0, row
 
     torch_rows = table_rows(out, 'PyTorch')
-    assert [cells(r)[1].split(' ')[0] for r in torch_rows] == ['float32', 'bfloat16']
+    assert [cells(r)[1] for r in torch_rows] == ['float32', 'bfloat16 (autocast)', 'int8 (quantize_dynamic)']
     for torch_row in map(cells, torch_rows):
-        if torch_available():
-            assert float(torch_row[2].replace(',', '')) > 0, torch_row
-        else:
+        if not torch_available():
             assert torch_row[2].startswith('skipped: ') and 'not installed' in torch_row[2]
+        elif torch_row[1].startswith('int8'):  # PyTorch's int8 is inference only
+            assert torch_row[2] == 'skipped: quantize_dynamic is for inference only', torch_row
+            assert float(torch_row[4].replace(',', '')) > 0 and float(torch_row[7].replace(',', '')) > 0, torch_row
+        else:
+            assert float(torch_row[2].replace(',', '')) > 0, torch_row
     if torch_available():
         assert row[8].endswith('×') and row[9].endswith('×')
 
@@ -134,15 +137,15 @@ def test_peak_rss_is_the_workers_own():
 
 
 def test_precision_hooks_follow_kobert_gluon_precision(monkeypatch):
-    """Rows are skipped exactly where kobert_gluon.models.precision says a precision cannot run."""
+    """Rows are skipped exactly where kobert_gluon's precision API says a precision cannot run."""
     import mxnet as mx
 
     from kobert_gluon import runtime
 
-    from kobert_gluon.models import precision
+    import kobert_gluon as kg
     bench = load_benchmark()
     monkeypatch.setattr(runtime, 'has_bf16', lambda: False)
-    assert bench.unsupported('bfloat16', 'train') == 'kobert_gluon.models.precision falls back to float32 here'
+    assert bench.unsupported('bfloat16', 'train') == 'kobert_gluon falls back to float32 here'
     assert 'inference only' in bench.unsupported('int8', 'train')
     assert bench.unsupported('int8', 'infer') is None
     names = bench.mxnet_precisions()
@@ -150,7 +153,7 @@ def test_precision_hooks_follow_kobert_gluon_precision(monkeypatch):
     assert bench.unsupported('float32', 'train') is None and bench.unsupported('float32', 'infer') is None
 
     seen = {}
-    monkeypatch.setattr(precision, 'for_inference',
+    monkeypatch.setattr(kg, 'for_inference',
                         lambda model, name, ctx, calibration: seen.update(shapes=[a.shape for a in calibration]) or model)
     batches = [tuple(mx.nd.ones((2, 5)) for _ in range(3)) for _ in range(3)]
     bench.for_inference('int8', 'model', batches)

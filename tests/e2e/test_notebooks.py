@@ -51,8 +51,8 @@ Per version (``<params>`` is the params file's path):
 The three oldest versions ask for ``mx.gpu()``; the MXNet build here is CPU-only (1aa39c3 and
 later use ``mx.cpu()`` themselves). HEAD's cell 10 is ``dataset = load_dataset("e9t/nsmc",
 trust_remote_code=True)`` from Hugging Face ``datasets``: the hub cannot be reached from the tests,
-``datasets`` is no dependency of kobert_gluon, and e9t/nsmc is a loading-script dataset that
-datasets 4 no longer runs at all. ``HEAD_DATA_CELL`` gives ``dataset`` the same shape from the
+``datasets`` is no dependency of kobert_gluon, and e9t/nsmc runs a loading script from the hub
+(hence ``trust_remote_code``). ``HEAD_DATA_CELL`` gives ``dataset`` the same shape from the
 NSMC files (``dataset['train']``: rows with ``id``, ``document`` and an int ``label``, what cells
 11-14 read); the cells after it run unchanged to the end.
 """

@@ -151,3 +151,31 @@ def test_amp_float16_on_gpu(tmp_path):
     classifier = train(TrainConfig.demo(num_epochs=2, dtype='float16', ctx='gpu', output_dir=str(tmp_path / 'fp16')))
     assert classifier.test_report['accuracy'] > 0.6
     assert amp.amp._amp_initialized
+
+
+def test_bf16_conversion_never_runs_float32_and_stores_bf16_weights():
+    """The graph comes from a symbolic pass (no float32 activations), parameters still waiting
+    for their shapes get them, and the dense weights are stored once, in bf16."""
+    import kobert_gluon as kg
+    from kobert_gluon.models.config import BertConfig
+    model = kg.build_classifier(BertConfig(num_layers=1, units=32, hidden_size=64, num_heads=2, max_length=16,
+                                           vocab_size=50), num_classes=2)
+    model.hybridize(static_alloc=True)
+    assert not model._cached_graph
+    converted = kg.for_inference(model, 'bfloat16', mx.cpu())
+    dtypes = {name: np.dtype(p.dtype) for name, p in converted.collect_params().items()}
+    dense = [name for name in dtypes if name.endswith('weight') and 'embed' not in name]
+    assert dense and all(dtypes[name] != np.float32 for name in dense), dtypes
+
+
+def test_int8_settings_are_checked(demo_classifier):
+    calibration = [mx.nd.ones((2, 8), dtype='int32'), mx.nd.zeros((2, 8), dtype='int32'),
+                   mx.nd.array([8, 3], dtype='int32')]
+    with pytest.raises(ConfigError, match="calib_mode='minmax'"):
+        precision.for_inference(demo_classifier.model, 'int8', mx.cpu(), calibration, calib_mode='minmax')
+
+
+def test_cpu_facts_are_public():
+    import kobert_gluon as kg
+    assert kg.has_vnni() == bool(kg.cpu_flags() & {'avx512_vnni', 'avx_vnni', 'amx_int8'})
+    assert kg.PRECISIONS == precision.PRECISIONS and kg.resolve_precision is precision.resolve
