@@ -31,12 +31,18 @@ def main():
     parser.add_argument('--calibration', default=os.path.join(shared, 'data', 'nsmc', 'ratings_train_small.txt'))
     parser.add_argument('--text_column', default='document')
     parser.add_argument('--label_column', default='label')
-    parser.add_argument('--precisions', default='float32,int8,bfloat16')
+    parser.add_argument('--precisions', default='float32,int8,bfloat16',
+                        help='comma-separated; int8 variants: int8:entropy (calibration), int8:channel-wise '
+                             '(per-channel weight scales), int8:entropy:channel-wise')
     parser.add_argument('--batch_size', type=int, default=64)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
-    from kobert_gluon import TextClassifier, TrainConfig, read_table, train
+    import kobert_gluon as kg
+    # kg.train first: importing a kobert_gluon.train submodule (TrainConfig's) first binds the
+    # package attribute `train` to the subpackage, and `from kobert_gluon import train` gets a module.
+    train = kg.train
+    from kobert_gluon import TextClassifier, TrainConfig, read_table
     with tempfile.TemporaryDirectory() as workdir:
         if args.model:
             classifier = TextClassifier.load(args.model)
@@ -50,12 +56,17 @@ def main():
         labels = classifier.label_map.encode(test[args.label_column], source=args.data)
         calibration = list(read_table(args.calibration, args.text_column)[args.text_column][:512])
         rows = []
-        for dtype in args.precisions.split(','):
-            converted = classifier.with_precision(dtype, calibration_texts=calibration)
+        for asked in args.precisions.split(','):
+            dtype, *options = asked.split(':')
+            settings = {('calib_mode' if option in ('naive', 'entropy') else 'quantize_granularity'): option
+                        for option in options}
+            converted = classifier.with_precision(dtype, calibration_texts=calibration, **settings)
             evaluate(converted, texts[:args.batch_size], labels[:args.batch_size], args.batch_size)  # warm up
             report, speed = evaluate(converted, texts, labels, args.batch_size)
-            rows.append((dtype, converted.dtype, report, speed))
+            rows.append((asked, converted.dtype, report, speed))
     reference = rows[0]
+    print(f'CPU flags: avx512_bf16={"avx512_bf16" in kg.cpu_flags()} avx512_vnni={kg.has_vnni()}; '
+          f'load average {os.getloadavg()[0]:.2f}')
     print(f'{len(texts)} held-out sentences from {args.data}; model {classifier.bert_config.num_layers} layers '
           f'x {classifier.bert_config.units} units; batch {args.batch_size}, length-sorted batches')
     print('| precision asked | ran as | accuracy | delta (points) | macro-F1 | sentences/s | speed-up |')

@@ -26,6 +26,10 @@ THREAD_VARIABLES = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'
 # operators and keep small ones near the one-thread speed (benchmarks/threads.py, README).
 WAIT_POLICY = {'OMP_WAIT_POLICY': 'PASSIVE'}
 WAIT_VARIABLES = ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')
+# Thread pinning is left to the user (not set here). OMP_PROC_BIND=close OMP_PLACES=cores on the
+# 2-core AVX-512 machine, shared with other jobs, halved KoBERT inference (fp32 8.1-8.4 -> 4.1-4.3,
+# bf16 14.3-14.6 -> 6.3-6.5 samples/s, alternated processes): a pinned thread waits for its busy
+# core instead of moving. KMP_AFFINITY is Intel OpenMP's; mxnet 1.9.1 uses GNU OpenMP, which ignores it.
 
 
 def cpu_count() -> int:

@@ -144,10 +144,16 @@ def fetch(asset: Asset, path: Optional[str] = None, kobert_dir: Optional[str] = 
                                  + _corrupt_hint(asset, corrupt.path)) from failed
 
 
+def packaged_files_enabled() -> bool:
+    """Whether the files shipped in the package are used: KoBERT's tokenizer and the pretrained
+    checkpoint. ``$KOBERT_GLUON_NO_PACKAGED`` set to anything non-empty turns them off (the tests do,
+    to see a machine without them)."""
+    return not os.environ.get(NO_PACKAGED_ENV)
+
+
 def packaged_dirs() -> List[str]:
-    """The package's own copies (``resources/kobert``: KoBERT's .spiece tokenizer, Apache-2.0, see its
-    NOTICE); ``$KOBERT_GLUON_NO_PACKAGED`` set to anything non-empty turns them off."""
-    return [] if os.environ.get(NO_PACKAGED_ENV) else [package_file('resources', 'kobert')]
+    """The package's own copies (``resources/kobert``: KoBERT's .spiece tokenizer, Apache-2.0, see its NOTICE)."""
+    return [package_file('resources', 'kobert')] if packaged_files_enabled() else []
 
 
 def lookup(name: str) -> Asset:

@@ -94,11 +94,13 @@ class TextClassifier:
         logits[order] = np.concatenate(outputs)
         return logits
 
-    def with_precision(self, dtype, calibration_texts=None):
+    def with_precision(self, dtype, calibration_texts=None, **int8_settings):
         """A copy computing in ``dtype`` ('float32', 'bfloat16', 'float16', 'int8'); self is unchanged.
 
-        int8 calibrates activation ranges on up to 512 of ``calibration_texts``. bfloat16
-        falls back to float32, with a warning, on CPUs without bf16 support.
+        int8 calibrates activation ranges on up to 512 of ``calibration_texts``; ``int8_settings``
+        (``calib_mode``, ``quantize_granularity``) go to :func:`kobert_gluon.for_inference`.
+        bfloat16 falls back to float32, with a warning, on CPUs without bf16 support. The copy
+        holds its own weights: drop self (and ``gc.collect()``) to free the float32 ones.
         """
         dtype = precision.resolve(dtype, self.ctx)
         calibration = None
@@ -108,7 +110,7 @@ class TextClassifier:
                 raise ValueError('dtype=int8 needs calibration sentences (a sample of real inputs)')
             calibration = self._nd(next(self.batches(self.encode(texts), len(texts), width=self.max_len)))
         converted = copy.copy(self)
-        converted.model = precision.for_inference(self.model, dtype, self.ctx, calibration)
+        converted.model = precision.for_inference(self.model, dtype, self.ctx, calibration, **int8_settings)
         converted.dtype = dtype
         return converted
 

@@ -4,10 +4,15 @@ gluonnlp's ``DotProductSelfAttentionCell`` computes scores and context with
 ``_contrib_interleaved_matmul_selfatt_qk`` / ``_valatt``, whose CPU kernels are float32 only
 ("Only FP32 is supported on CPU"): under bf16 AMP every attention block is cast up and back.
 :func:`use_batch_dot_attention` swaps the computation of every such cell in a built network for
-the same arithmetic written with ``split``/``transpose``/``batch_dot``, which oneDNN runs in
-bf16 as well as float32. The cell keeps its parameters, names and output layout, so params files
-load as before and float32 results agree with the fused op to float32 rounding
-(tests/unit/models/test_attention.py).
+the same arithmetic written with ``split``/``transpose``/``batch_dot``. The cell keeps its
+parameters, names and output layout, so params files load as before, and float32 results agree
+with the fused op to float32 rounding (tests/unit/models/test_attention.py).
+
+Measured (benchmarks/README.md, "AVX-512 bf16/VNNI"): it does not give bf16 attention on MXNet
+1.9.1, whose CPU ``batch_dot`` is float32 only (no oneDNN matmul; "dot only supports
+float32/float64 for CPU"), and whose oneDNN fused ``_sg_mkldnn_selfatt_*`` ops return NaN on
+bf16 inputs. So it is opt-in (``kobert_gluon.use_batch_dot_attention``), not the default: the
+way in for a MXNet build whose ``batch_dot`` has bf16 kernels.
 """
 import math
 

@@ -31,7 +31,7 @@ def fine_tuning_start(init_from, shipped=False):
     if init_from == 'none' or (init_from is None and not shipped):
         return None, None
     path = init_from or shipped_params()
-    if init_from is None and not os.path.isfile(path):
+    if init_from is None and not (os.path.isfile(path) and assets.packaged_files_enabled()):
         return None, None
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, PARAMS_FILE)):
         path = os.path.join(path, PARAMS_FILE)  # a pretrain result or converted BERT folder (a transformers one loads as is)

@@ -95,17 +95,20 @@ def test_swapping_a_hybridized_block_rebuilds_its_graph():
 
 
 @pytest.mark.skipif(not runtime.has_bf16(), reason='this CPU has no avx512_bf16/AMX: oneDNN has no bf16 kernels here')
-def test_batch_dot_attention_runs_in_bf16():
-    from mxnet.contrib import amp
+def test_batch_dot_attention_under_bf16_amp():
+    """The swapped model converts and runs under bf16 AMP, close to float32. Its matmuls stay
+    float32: MXNet 1.9.1's CPU batch_dot is float32 only ("dot only supports float32/float64 for
+    CPU"), and AMP's bf16 lists keep Reshape/transpose in float32 (benchmarks/README.md)."""
+    from kobert_gluon.models import precision
     _, swapped = pair()
     swapped.hybridize(static_alloc=True)
     inputs = random_inputs()
     reference = swapped(*inputs).asnumpy()
-    converted = amp.convert_hybrid_block(swapped, target_dtype='bfloat16', ctx=mx.cpu())
+    converted = precision.for_inference(swapped, 'bfloat16', mx.cpu())
     symbol = converted(*(mx.sym.var(f'data{i}') for i in range(3)))
-    dtypes = dict(zip(symbol.get_internals().list_outputs(),
-                      symbol.get_internals().infer_type(data0='int32', data1='int32', data2='int32')[1]))
-    bf16 = np.dtype([('bfloat16', np.uint16)])
+    internals = symbol.get_internals()
+    dtypes = dict(zip(internals.list_outputs(), internals.infer_type(data0='int32', data1='int32', data2='int32')[1]))
     batch_dots = {name: dtype for name, dtype in dtypes.items() if 'batch_dot' in name}
-    assert batch_dots and all(dtype == bf16 for dtype in batch_dots.values()), batch_dots
-    np.testing.assert_allclose(converted(*inputs).astype('float32').asnumpy(), reference, atol=0.1)
+    assert len(batch_dots) == 2 * CONFIG.num_layers and all(dtype == np.float32 for dtype in batch_dots.values())
+    assert any('amp_cast' in name for name in dtypes)  # the dense layers do run in bf16
+    np.testing.assert_allclose(converted(*inputs).astype('float32').asnumpy(), reference, atol=0.05)

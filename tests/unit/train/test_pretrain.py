@@ -406,6 +406,7 @@ def test_fine_tuning_from_a_pretrain_result_brings_its_tokenizer_and_size(corpus
 
 def test_demo_starts_from_a_shipped_checkpoint_only_when_one_is_shipped(corpus_file, kobert_spiece, tmp_path,
                                                                         monkeypatch):
+    monkeypatch.delenv('KOBERT_GLUON_NO_PACKAGED')  # conftest turns the packaged files off
     absent = tmp_path / 'absent' / 'bert.params'
     monkeypatch.setattr(pretrained, 'shipped_params', lambda: str(absent))
     assert pretrained.fine_tuning_start(None, shipped=True) == (None, None)  # nothing shipped: random weights
@@ -416,6 +417,8 @@ def test_demo_starts_from_a_shipped_checkpoint_only_when_one_is_shipped(corpus_f
     assert params == shipped and record['steps'] == 1
     assert pretrained.fine_tuning_start("none", shipped=True) == (None, None)
     assert pretrained.fine_tuning_start(None, shipped=False) == (None, None)  # runs with data: KoBERT's or none
+    monkeypatch.setenv('KOBERT_GLUON_NO_PACKAGED', '1')
+    assert pretrained.fine_tuning_start(None, shipped=True) == (None, None)  # packaged files turned off
 
 
 def test_zero_steps_saves_the_initial_weights_with_the_tokenizer(corpus_file, kobert_spiece, tmp_path):
