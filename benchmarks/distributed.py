@@ -4,12 +4,12 @@
 
 Every setup trains the same BERT classifier (default: the 2-layer 'small' BERT with KoBERT's
 8,002-piece vocabulary) for --steps optimizer steps of --batch_size sentences per worker on
-random token ids (max_len 64), after 3 warm-up steps, through kobert_gluon.train.distributed's
+random token ids (max_len 64), after 3 warm-up steps, through kobert_gluon.training.distributed's
 engines exactly as train() steps (sum of losses, gradients summed over the workers, clipped,
 divided by the global batch):
 
 - ``1 process``: the baseline, measured in the same run
-- ``dist_sync``: 2 workers + 1 server + scheduler on 127.0.0.1 (kobert_gluon.train.launch)
+- ``dist_sync``: 2 workers + 1 server + scheduler on 127.0.0.1 (kobert_gluon.training.launch)
 - ``horovod``: 2 workers, Gloo over 127.0.0.1 (horovodrun), when horovod is installed
 
 Traffic is read from the kernel's TCP counters of each worker's sockets (``ss -ti``) before

@@ -39,7 +39,7 @@ def main():
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     import kobert_gluon as kg
-    # kg.train first: importing a kobert_gluon.train submodule (TrainConfig's) first binds the
+    # kg.train first: importing a kobert_gluon.training submodule (TrainConfig's) first binds the
     # package attribute `train` to the subpackage, and `from kobert_gluon import train` gets a module.
     train = kg.train
     from kobert_gluon import TextClassifier, TrainConfig, read_table

@@ -313,7 +313,7 @@ def generate_corpus(path, lines, megabytes):
 
 def memory_worker(args):
     """Stream the whole corpus through tokenizing and batching (every batch, no model step)."""
-    from kobert_gluon.train.masking import BatchStream  # the streaming internals are what is measured
+    from kobert_gluon.training.masking import BatchStream  # the streaming internals are what is measured
     import kobert_gluon as kg
     settings = json.loads(args.memory_worker)
     config = kg.PretrainConfig(corpus=settings['corpus'], tokenizer=settings['tokenizer'],

@@ -21,7 +21,7 @@ from importlib import resources
 from .errors import KobertGluonError, last_line
 
 PACKAGE = 'kobert_gluon'
-RUN_MANIFEST = 'run_manifest.json'  # a run directory's list of what the run wrote (train/rundir.py)
+RUN_MANIFEST = 'run_manifest.json'  # a run directory's list of what the run wrote (training/rundir.py)
 OUTPUT_RECORD = 'kobert_gluon_output.json'  # which tool wrote an output folder, and which of its entries
 # Entries a kobert_gluon output folder (model directory, export, converted folder) consists of.
 OUTPUT_NAMES = ('config.json', 'model.params', 'tokenizer', 'export.json', 'bert.params', 'bert_config.json',

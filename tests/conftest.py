@@ -112,8 +112,8 @@ def kobert_dir(shared_dir):
 @pytest.fixture(scope='session')
 def demo_run(tmp_path_factory):
     """The demo trained once: ``.classifier`` (in memory, last epoch) and ``.run_dir``."""
-    from kobert_gluon.train.config import TrainConfig
-    from kobert_gluon.train.finetune import train
+    from kobert_gluon.training.config import TrainConfig
+    from kobert_gluon.training.finetune import train
 
     run_dir = tmp_path_factory.mktemp('demo-run')
     classifier = train(TrainConfig.demo(output_dir=str(run_dir), num_epochs=DEMO_EPOCHS))

@@ -14,11 +14,11 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from kobert_gluon.train.distributed import aggregate_report, check_same_weights, create_engine, shard_batches
+from kobert_gluon.training.distributed import aggregate_report, check_same_weights, create_engine, shard_batches
 from kobert_gluon.inference.metrics import classification_report
 from kobert_gluon.models.config import BertConfig
 from kobert_gluon.models.heads import build_classifier
-from kobert_gluon.train.optim import optimizer_step
+from kobert_gluon.training.optim import optimizer_step
 
 TINY = BertConfig.small(num_layers=1, units=32, hidden_size=64, num_heads=2, max_length=16, vocab_size=60,
                          dropout=0.0)
@@ -49,7 +49,7 @@ def build_model(seed):
 
 
 def train_and_evaluate(engine, model, batch_size):
-    """Train as kobert_gluon.train.finetune does; returns the aggregated test report."""
+    """Train as kobert_gluon.training.finetune does; returns the aggregated test report."""
     params = model.collect_params()
     params.setattr('grad_req', 'add')
     trainable = [p for p in params.values() if p.grad_req != 'null']

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from kobert_gluon.models.config import BertConfig
-from kobert_gluon.train.config import TrainConfig
+from kobert_gluon.training.config import TrainConfig
 
 TINY = BertConfig.small(num_layers=1, units=32, hidden_size=64, num_heads=2, max_length=64)
 

@@ -2,11 +2,11 @@
 import os
 import sys
 
-from ..train.checkpoint import TRAIN_CONFIG_FILE
-from ..train.config import BERT_SIZES, DTYPES, REPORT_TO, SELECT_METRICS, SIZE_DEFAULTS, TrainConfig
-from ..train.distributed import ENGINES
-from ..train.finetune import train
-from ..train.interrupt import TrainingInterrupted
+from ..training.checkpoint import TRAIN_CONFIG_FILE
+from ..training.config import BERT_SIZES, DTYPES, REPORT_TO, SELECT_METRICS, SIZE_DEFAULTS, TrainConfig
+from ..training.distributed import ENGINES
+from ..training.finetune import train
+from ..training.interrupt import TrainingInterrupted
 from .options import add_config_arguments, add_config_file_argument, settings_from
 from .pretrain import PROG
 
@@ -31,7 +31,7 @@ def add_train_arguments(parser):
 
 def train_config(args):
     """TrainConfig from --config and the flags given, every setting left unset taking the
-    default of its --bert size: the settings kobert_gluon.train(TrainConfig(...)) runs with.
+    default of its --bert size: the settings kobert_gluon.training(TrainConfig(...)) runs with.
 
     ``--resume`` starts from the run's own train_config.json, so it needs no other flag."""
     return TrainConfig(**settings_from(args, TrainConfig, TRAIN_CONFIG_FILE)).resolved()

@@ -15,7 +15,7 @@ from ..fileio import atomic_path, read_json
 from ..inference.classifier import CALIBRATION_SENTENCES, TextClassifier
 from ..inference.model_dir import MODEL_CONFIG_FILE
 from ..models.precision import PRECISIONS
-from ..train.config import check_setting
+from ..training.config import check_setting
 
 logger = logging.getLogger(__name__)
 

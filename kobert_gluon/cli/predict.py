@@ -17,8 +17,8 @@ from ..inference.evaluate import evaluate, recorded_rows, row_hashes
 from ..inference.metrics import format_report
 from ..text import data as text_data
 from ..text.data import demo_data_path, read_table, rows_digest
-from ..train.checkpoint import TRAIN_CONFIG_FILE
-from ..train.rundir import SPLIT_FILE
+from ..training.checkpoint import TRAIN_CONFIG_FILE
+from ..training.rundir import SPLIT_FILE
 from .options import add_inference_arguments, add_switch, in_precision, load_classifier, open_output, read_lines
 
 logger = logging.getLogger(__name__)

@@ -2,9 +2,9 @@
 import argparse
 import sys
 
-from ..train.launch import LAUNCH_ENGINES, launch
-from ..train.checkpoint import PRETRAIN_CONFIG_FILE
-from ..train.config import PRETRAIN_SIZES, SAVE_DTYPES, PretrainConfig
+from ..training.launch import LAUNCH_ENGINES, launch
+from ..training.checkpoint import PRETRAIN_CONFIG_FILE
+from ..training.config import PRETRAIN_SIZES, SAVE_DTYPES, PretrainConfig
 from .options import add_config_arguments, add_config_file_argument, positive_int, settings_from
 
 PROG = 'kobert-gluon'
@@ -19,7 +19,7 @@ def add_pretrain_arguments(parser):
 
 
 def run_pretrain(args):
-    from ..train.pretrain import pretrain  # mxnet loads only when the command runs
+    from ..training.pretrain import pretrain  # mxnet loads only when the command runs
 
     settings = settings_from(args, PretrainConfig, PRETRAIN_CONFIG_FILE)
     command = ' '.join([PROG] + sys.argv[1:]) if sys.argv and sys.argv[0].endswith(PROG) else None

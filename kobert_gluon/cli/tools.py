@@ -2,7 +2,7 @@
 import argparse
 import os
 
-from ..inference.classifier import CALIBRATION_SENTENCES
+from ..inference.classifier import CALIBRATION_SENTENCES, calibration_sample
 from ..inference.export import DEFAULT_NAME, export
 from .options import MODEL_HELP, add_inference_arguments, add_switch, in_precision, load_classifier, positive_int
 
@@ -94,5 +94,5 @@ def run_serve(args):
 
     limits = serve.Limits(args.batch_size, args.max_wait_ms, getattr(args, 'batching', True), args.max_texts,
                           args.max_body_bytes)
-    classifier = in_precision(load_classifier(args), args, serve.calibration_sample())
+    classifier = in_precision(load_classifier(args), args, calibration_sample())
     serve.run(classifier, args.host, args.port, limits)

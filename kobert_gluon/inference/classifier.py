@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..models import precision
 from ..models.bert import build_bert
 from ..models.heads import BERTClassifier
-from ..text.data import LabelMap, check_text
+from ..text.data import LabelMap, check_text, demo_data_path, read_table
 from ..text.tokenizer import get_bert_tokenizer, get_vocab
 from . import tasks
 from .model_dir import (check_config_max_len, load_weights, read_bert_config, read_config, tokenizer_files,
@@ -193,3 +193,8 @@ def check_batch_size(batch_size):
 
 
 load = TextClassifier.load
+
+
+def calibration_sample():
+    """Sentences for int8 calibration when the user gives none: the embedded demo set's."""
+    return list(read_table(demo_data_path(), 'text', 'label')['text'][:CALIBRATION_SENTENCES])

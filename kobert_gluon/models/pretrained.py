@@ -1,6 +1,6 @@
 """A pretraining result as fine-tuning reads it: ``bert.params`` + ``tokenizer/`` + ``pretrain.json``.
 
-``kobert-gluon pretrain`` writes such a directory (:mod:`kobert_gluon.train.pretrain`); the
+``kobert-gluon pretrain`` writes such a directory (:mod:`kobert_gluon.training.pretrain`); the
 package can ship one in ``resources/pretrained/``, which the demo (no --data) starts from.
 """
 import os

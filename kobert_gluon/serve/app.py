@@ -35,8 +35,7 @@ from importlib import resources
 
 from ..errors import MissingExtraError
 from ..fileio import PACKAGE
-from ..inference.classifier import CALIBRATION_SENTENCES
-from ..text.data import demo_data_path, read_table
+
 from .batcher import Batcher, Limits  # noqa: F401  (Limits: the CLI builds it from here)
 
 try:
@@ -190,10 +189,6 @@ def warm_up(batcher, classifier):
 
 
 # ---------------------------------------------------------------------------- running
-
-def calibration_sample():
-    """Sentences for int8 calibration when the user gives none: the embedded demo set's."""
-    return list(read_table(demo_data_path(), 'text', 'label')['text'][:CALIBRATION_SENTENCES])
 
 
 def run(classifier, host='127.0.0.1', port=8000, limits=None):

@@ -16,7 +16,7 @@ from kobert_gluon.text.data import demo_data_path
 from kobert_gluon import cli
 from kobert_gluon.errors import KobertGluonError
 from kobert_gluon.inference.classifier import TextClassifier
-from kobert_gluon.train.config import SIZE_DEFAULTS, TrainConfig
+from kobert_gluon.training.config import SIZE_DEFAULTS, TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SENTENCES = ['배송이 빨라서 좋았어요', '', '   ', '다시는 안 삽니다 😡', '漢字 섞인 文章', 'KoBERT 2.0 최고 100점',

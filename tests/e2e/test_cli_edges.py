@@ -17,7 +17,7 @@ from kobert_gluon.errors import CheckpointError, last_line
 from kobert_gluon.inference.classifier import TextClassifier
 from kobert_gluon.inference.evaluate import check_overlap, recorded_rows, row_hashes
 from kobert_gluon.text.data import demo_data_path
-from kobert_gluon.train import rundir
+from kobert_gluon.training import rundir
 
 from test_cli import assert_one_line_error, recorded_configs, run_cli  # noqa: F401  (a fixture)
 

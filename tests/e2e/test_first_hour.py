@@ -19,12 +19,12 @@ import pytest
 from kobert_gluon import cli
 from kobert_gluon.errors import CheckpointError, MissingExtraError
 from kobert_gluon.inference.metrics import classification_report
-from kobert_gluon.train import finetune as train_module
-from kobert_gluon.train import loop
-from kobert_gluon.train.config import TrainConfig
-from kobert_gluon.train.finetune import train
-from kobert_gluon.train.interrupt import TrainingInterrupted
-from kobert_gluon.train.report import METRICS_FILE
+from kobert_gluon.training import finetune as train_module
+from kobert_gluon.training import loop
+from kobert_gluon.training.config import TrainConfig
+from kobert_gluon.training.finetune import train
+from kobert_gluon.training.interrupt import TrainingInterrupted
+from kobert_gluon.training.report import METRICS_FILE
 
 from helpers import assert_same_params, final_params, run_config, write_small_data
 

@@ -11,11 +11,11 @@ import pytest
 
 from kobert_gluon import cli
 
-from kobert_gluon.train import plots
-from kobert_gluon.train import finetune as train_module
+from kobert_gluon.training import plots
+from kobert_gluon.training import finetune as train_module
 from kobert_gluon.inference.metrics import classification_report
-from kobert_gluon.train.splits import load_splits
-from kobert_gluon.train.finetune import train
+from kobert_gluon.training.splits import load_splits
+from kobert_gluon.training.finetune import train
 
 from helpers import demo_frame, final_params, run_config, write_small_data
 

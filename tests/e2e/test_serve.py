@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import kobert_gluon
+from kobert_gluon.inference.classifier import calibration_sample
 from kobert_gluon import cli
 
 MAX_TEXTS = 16
@@ -478,7 +479,7 @@ def test_int8_server_and_sigterm_lets_the_request_in_flight_finish_then_exit_0(d
     status_line, _, payload = response.partition(b'\r\n')
     assert b' 200 ' in status_line, response
     records = json.loads(payload.split(b'\r\n\r\n', 1)[1])['predictions']
-    assert_records_match(records, texts, demo_classifier.with_precision('int8', serve.calibration_sample()))
+    assert_records_match(records, texts, demo_classifier.with_precision("int8", calibration_sample()))
     assert 'Shutting down' in server.log_text()
 
 

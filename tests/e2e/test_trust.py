@@ -15,13 +15,13 @@ import pytest
 
 import kobert_gluon
 from kobert_gluon import cli, fileio
-from kobert_gluon.train import checkpoint, rundir
-from kobert_gluon.train import finetune as train_module
+from kobert_gluon.training import checkpoint, rundir
+from kobert_gluon.training import finetune as train_module
 from kobert_gluon.inference import evaluate as evaluate_module
 from kobert_gluon.text.data import BERTDataset, read_table
 from kobert_gluon.errors import CheckpointError, ConfigError, DataError, DeviceError, ModelDirectoryError
 from kobert_gluon.inference.classifier import TextClassifier
-from kobert_gluon.train.finetune import train
+from kobert_gluon.training.finetune import train
 
 from helpers import assert_same_params, demo_frame, final_params, run_config, write_small_data
 

@@ -18,11 +18,11 @@ from kobert_gluon.inference.export import export
 from kobert_gluon.interop import transformers as convert
 from kobert_gluon.models.params import NonFiniteError
 from kobert_gluon.text.data import read_table
-from kobert_gluon.train import finetune as train_module
-from kobert_gluon.train import pretrain, rundir
-from kobert_gluon.train.config import PretrainConfig
-from kobert_gluon.train.finetune import train
-from kobert_gluon.train.optim import check_finite
+from kobert_gluon.training import finetune as train_module
+from kobert_gluon.training import pretrain, rundir
+from kobert_gluon.training.config import PretrainConfig
+from kobert_gluon.training.finetune import train
+from kobert_gluon.training.optim import check_finite
 
 from helpers import demo_frame, run_config, write_small_data
 

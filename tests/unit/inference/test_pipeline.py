@@ -9,8 +9,8 @@ from kobert_gluon.text.data import BERTDataset
 from kobert_gluon.fileio import read_json
 from kobert_gluon.errors import ModelDirectoryError
 from kobert_gluon.inference.classifier import TextClassifier
-from kobert_gluon.train.config import TrainConfig
-from kobert_gluon.train.splits import load_splits
+from kobert_gluon.training.config import TrainConfig
+from kobert_gluon.training.splits import load_splits
 
 SENTENCES = ['배송이 빨라서 좋았어요', '다시는 안 삽니다', '그냥 그래요', '연기가 정말 훌륭했다',
              '화면이 너무 어두워서 별로']

@@ -89,9 +89,9 @@ def test_training_with_data_uses_the_pretrained_12_layer_kobert(gluonnlp_params_
     import dataclasses
     import shutil
 
-    from kobert_gluon.train.config import TrainConfig
+    from kobert_gluon.training.config import TrainConfig
 
-    from kobert_gluon.train.finetune import train
+    from kobert_gluon.training.finetune import train
     path, _, _ = gluonnlp_params_file
     home = tmp_path / 'kobert'
     home.mkdir()

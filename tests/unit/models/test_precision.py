@@ -15,8 +15,8 @@ from kobert_gluon.models import precision
 from kobert_gluon.device import cuda_build
 from kobert_gluon.text.data import BERTDataset
 from kobert_gluon.errors import ConfigError
-from kobert_gluon.train.config import TrainConfig
-from kobert_gluon.train.splits import make_loader
+from kobert_gluon.training.config import TrainConfig
+from kobert_gluon.training.splits import make_loader
 
 SENTENCES = ['정말 최고의 영화였어요', '다시는 안 갑니다', '배송이 빠르고 포장도 꼼꼼했어요 추천합니다',
              '음', '직원분이 너무 불친절해서 기분이 상했어요. 음식도 식어서 나왔고요', 'ㅋㅋㅋ 재밌다',
@@ -148,14 +148,14 @@ def test_training_in_bf16_without_support_trains_in_float32(tmp_path, monkeypatc
     monkeypatch.setattr(runtime, 'has_bf16', lambda: False)
     monkeypatch.setattr(precision.logging.getLogger(), 'handlers', [])  # as in a script without logging
     with pytest.warns(RuntimeWarning, match='falling back to float32'):
-        from kobert_gluon.train.finetune import train
+        from kobert_gluon.training.finetune import train
         classifier = train(TrainConfig.demo(num_epochs=1, dtype='bfloat16', output_dir=str(tmp_path / 'bf16')))
     assert all(np.dtype(p.dtype) == np.float32 for p in classifier.model.collect_params().values())
 
 
 @pytest.mark.skipif(not (cuda_build() and mx.context.num_gpus() > 0), reason='AMP float16 needs a GPU and a CUDA build of mxnet')
 def test_amp_float16_on_gpu(tmp_path):
-    from kobert_gluon.train.finetune import train
+    from kobert_gluon.training.finetune import train
     classifier = train(TrainConfig.demo(num_epochs=2, dtype='float16', ctx='gpu', output_dir=str(tmp_path / 'fp16')))
     assert classifier.test_report['accuracy'] > 0.6
     assert amp.amp._amp_initialized

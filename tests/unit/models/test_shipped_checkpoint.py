@@ -14,8 +14,8 @@ from kobert_gluon.models.bert import build_bert
 from kobert_gluon.models.config import BertConfig
 from kobert_gluon.models.params import check_bert_layout
 from kobert_gluon.models.pretrained import fine_tuning_start, read_record, record_tokenizer_path, shipped_params
-from kobert_gluon.train.config import TrainConfig
-from kobert_gluon.train.finetune import train
+from kobert_gluon.training.config import TrainConfig
+from kobert_gluon.training.finetune import train
 
 MAX_BYTES = 12 * 1024 * 1024
 

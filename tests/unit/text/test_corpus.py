@@ -81,7 +81,7 @@ def test_compressed_files_give_the_chunks_and_positions_of_their_plain_text(tmp_
 
 def test_compressed_corpus_gives_the_batches_of_the_plain_one(tmp_path, text, kobert_dir):
     from kobert_gluon.text.tokenizer import get_vocab
-    from kobert_gluon.train import pretrain
+    from kobert_gluon.training import pretrain
     spiece = str(kobert_dir / 'kobert_news_wiki_ko_cased-1087f8699e.spiece')
     vocab = get_vocab(spiece)
     streams = []

@@ -1,4 +1,4 @@
-"""The parts of one fine-tuning run that train/finetune.py's steps share (:class:`Run`), and
+"""The parts of one fine-tuning run that training/finetune.py's steps share (:class:`Run`), and
 what happens at each batch: forward and backward, the optimizer step on the learning-rate
 schedule, the state a Ctrl-C saves, and the progress log lines."""
 import dataclasses

@@ -10,11 +10,11 @@ import pytest
 
 from kobert_gluon.errors import CheckpointError, ConfigError
 from kobert_gluon.models import pretrained
-from kobert_gluon.train import finetune
-from kobert_gluon.train.config import SIZE_DEFAULTS, TrainConfig
-from kobert_gluon.train.interrupt import InterruptGuard
-from kobert_gluon.train.report import METRICS_FILE, MetricsLog
-from kobert_gluon.train.resume import check_num_epochs, extended_schedule, rate_at
+from kobert_gluon.training import finetune
+from kobert_gluon.training.config import SIZE_DEFAULTS, TrainConfig
+from kobert_gluon.training.interrupt import InterruptGuard
+from kobert_gluon.training.report import METRICS_FILE, MetricsLog
+from kobert_gluon.training.resume import check_num_epochs, extended_schedule, rate_at
 
 from helpers import TINY
 

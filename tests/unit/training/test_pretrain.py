@@ -15,11 +15,11 @@ from kobert_gluon import cli, fileio
 from kobert_gluon.text import corpus
 
 from kobert_gluon.models import pretrained
-from kobert_gluon.train import masking, pretrain
+from kobert_gluon.training import masking, pretrain
 from kobert_gluon.models.config import BertConfig
 from kobert_gluon.models.bert import get_mxnet_kobert_model
-from kobert_gluon.train.config import PretrainConfig
-from kobert_gluon.train.masking import make_batch, mask_tokens, word_start_table
+from kobert_gluon.training.config import PretrainConfig
+from kobert_gluon.training.masking import make_batch, mask_tokens, word_start_table
 from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab
 
 VOCAB_SIZE = 8002
@@ -278,8 +278,8 @@ def test_a_crash_while_last_is_replaced_resumes_from_the_newest_complete_checkpo
 
 def test_continued_pretraining_round_trips(corpus_file, kobert_spiece, kobert_dir, tmp_path, caplog):
     import gluonnlp as nlp
-    from kobert_gluon.train.config import TrainConfig
-    from kobert_gluon.train.finetune import prepare_model, start_from
+    from kobert_gluon.training.config import TrainConfig
+    from kobert_gluon.training.finetune import prepare_model, start_from
 
     # An encoder-only BERT in bert_12_768_12 layout, built and saved by gluonnlp itself.
     small = BertConfig.small()
@@ -371,8 +371,8 @@ def test_cli_pretrains_and_reports_bad_corpus_in_one_line(corpus_file, kobert_sp
 
 def test_fine_tuning_from_a_pretrain_result_brings_its_tokenizer_and_size(corpus_file, nsmc_lines, tmp_path):
     from kobert_gluon.assets import md5sum
-    from kobert_gluon.train.config import TrainConfig
-    from kobert_gluon.train.finetune import train
+    from kobert_gluon.training.config import TrainConfig
+    from kobert_gluon.training.finetune import train
 
     # own tokenizer trained on the corpus, and a size that is not BertConfig.small()
     config = tiny_config(corpus_file, 'train', tmp_path / 'pre', tokenizer_vocab_size=600, num_steps=2)

@@ -1,4 +1,4 @@
-"""Tests for kobert_gluon.train.plots: headless PNGs whose Korean labels are real glyphs, not boxes."""
+"""Tests for kobert_gluon.training.plots: headless PNGs whose Korean labels are real glyphs, not boxes."""
 import logging
 import os
 import sys
@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from kobert_gluon.train import plots
+from kobert_gluon.training import plots
 
 LABELS = ['공포', '놀람', '분노', '슬픔', '중립', '행복', '혐오']
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'

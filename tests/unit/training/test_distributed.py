@@ -1,7 +1,7 @@
 """Distributed fine-tuning: sharding, the engines against one process, the launcher's failures.
 
 The multi-process tests start 2 workers on 127.0.0.1 (Horovod with Gloo; dist_sync with one
-scheduler and one server) through kobert_gluon.train.launch, and compare with a single process fed
+scheduler and one server) through kobert_gluon.training.launch, and compare with a single process fed
 the union of the ranks' batches.
 """
 import importlib.util
@@ -19,10 +19,10 @@ import pytest
 from mxnet import gluon
 
 import distributed_worker as worker
-from kobert_gluon.train import distributed
-from kobert_gluon.train.distributed import Engine, aggregate_report, create_engine, shard_batches
+from kobert_gluon.training import distributed
+from kobert_gluon.training.distributed import Engine, aggregate_report, create_engine, shard_batches
 from kobert_gluon.errors import ConfigError, DistributedError, MissingExtraError
-from kobert_gluon.train.launch import launch
+from kobert_gluon.training.launch import launch
 from kobert_gluon.inference.metrics import classification_report
 
 WORKER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), 'distributed_worker.py')
@@ -267,8 +267,8 @@ def saved_weights(model_dir):
 def single_process_run(train_file, tmp_path_factory):
     """One process, batches of 2 x 8: the union of the two ranks' batches at every step."""
     from kobert_gluon.models import bert as model
-    from kobert_gluon.train.config import TrainConfig
-    from kobert_gluon.train.finetune import train
+    from kobert_gluon.training.config import TrainConfig
+    from kobert_gluon.training.finetune import train
     output_dir = tmp_path_factory.mktemp('single')
     small = model.BertConfig.small.__func__
     with pytest.MonkeyPatch.context() as patch:
@@ -282,10 +282,10 @@ def single_process_run(train_file, tmp_path_factory):
 def single_process_report(run_dir, train_file, split='valid', model='last/model'):
     """Evaluation of the run's ``model`` in this one process, on the whole ``split``."""
     from kobert_gluon.inference.classifier import TextClassifier
-    from kobert_gluon.train.config import TrainConfig
+    from kobert_gluon.training.config import TrainConfig
     from kobert_gluon.inference.evaluate import evaluate_batches
-    from kobert_gluon.train.splits import make_loader
-    from kobert_gluon.train.splits import load_splits
+    from kobert_gluon.training.splits import make_loader
+    from kobert_gluon.training.splits import load_splits
     from kobert_gluon.text.data import BERTDataset
     config = TrainConfig(**{**RUN_SETTINGS, 'data': str(train_file)})
     classifier = TextClassifier.load(run_dir / model)
@@ -374,6 +374,6 @@ def test_killed_worker_ends_the_job_then_resume_continues(train_file, single_pro
     ({'distributed': 'mpi', 'output_dir': 'runs/x'}, "distributed='mpi'"),
 ])
 def test_distributed_settings_are_checked_up_front(settings, match):
-    from kobert_gluon.train.config import TrainConfig
+    from kobert_gluon.training.config import TrainConfig
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**settings).validate()

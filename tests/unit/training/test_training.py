@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kobert_gluon.train import finetune as train_module
+from kobert_gluon.training import finetune as train_module
 from kobert_gluon.device import parse_ctx
 from kobert_gluon.errors import DataError
 from kobert_gluon.models.heads import build_classifier
-from kobert_gluon.train.config import TrainConfig
-from kobert_gluon.train.optim import clip_gradients, exclude_from_weight_decay, learning_rate_at
-from kobert_gluon.train.finetune import train
+from kobert_gluon.training.config import TrainConfig
+from kobert_gluon.training.optim import clip_gradients, exclude_from_weight_decay, learning_rate_at
+from kobert_gluon.training.finetune import train
 
 from helpers import TINY, assert_same_params, final_params, run_config
 

@@ -1,4 +1,4 @@
-"""Held-out masked-LM scoring (kobert_gluon.train.mlm_eval), checked against MXNet's own loss
+"""Held-out masked-LM scoring (kobert_gluon.training.mlm_eval), checked against MXNet's own loss
 and against an identity: a model trained on lines scores them better than its untrained start."""
 import json
 
@@ -9,10 +9,10 @@ import pytest
 
 from kobert_gluon.models.config import BertConfig
 from kobert_gluon.text.tokenizer import get_vocab
-from kobert_gluon.train import pretrain
-from kobert_gluon.train.config import PretrainConfig
-from kobert_gluon.train.masking import BatchStream, word_start_table
-from kobert_gluon.train.mlm_eval import add_batch, evaluate_mlm
+from kobert_gluon.training import pretrain
+from kobert_gluon.training.config import PretrainConfig
+from kobert_gluon.training.masking import BatchStream, word_start_table
+from kobert_gluon.training.mlm_eval import add_batch, evaluate_mlm
 
 TINY = {'num_layers': 1, 'units': 32, 'hidden_size': 64, 'num_heads': 2}
 
