@@ -3,6 +3,7 @@ inference flags, and reading/writing text the way every command does."""
 import argparse
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -75,7 +76,12 @@ def in_precision(classifier, args, texts):
     if args.calibration:
         with open(args.calibration, 'rb') as source:
             texts = [line for line in read_lines(source, args.calibration) if line.strip()]
-    return classifier.with_precision(args.dtype, texts)
+    converted = classifier.with_precision(args.dtype, texts)
+    # A Gluon block sits in a reference cycle: without a collection the float32 weights would stay
+    # in memory beside the converted ones until Python's cyclic collector happens to run.
+    classifier.model = None
+    gc.collect()
+    return converted
 
 
 def add_config_arguments(parser, config_class, choices, preset=None, required=()):
