@@ -6,6 +6,7 @@ import mxnet as mx
 import numpy as np
 import pandas as pd
 
+from kobert_gluon.models.bert import build_bert
 from kobert_gluon.models.config import BertConfig
 from kobert_gluon.training.config import TrainConfig
 
@@ -44,3 +45,12 @@ def assert_same_params(a, b, atol):
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_allclose(a[name].asnumpy(), b[name].asnumpy(), rtol=0, atol=atol, err_msg=name)
+
+
+def save_random_bert(config, path):
+    """A BERT of ``config`` (no MLM/NSP heads) with Normal(0.02) weights, saved in the bert_12_768_12 layout."""
+    bert = build_bert(config, use_decoder=False, use_classifier=False)
+    bert.initialize(init=mx.init.Normal(0.02))
+    bert(mx.nd.ones((1, 4)), mx.nd.zeros((1, 4)), mx.nd.array([4]))  # deferred shapes
+    bert.save_parameters(str(path))
+    return path

@@ -24,8 +24,9 @@ from kobert_gluon.errors import AssetError, MissingExtraError  # noqa: E402
 from kobert_gluon.inference.classifier import TextClassifier  # noqa: E402
 from kobert_gluon.interop import onnx as onnx_export  # noqa: E402
 from kobert_gluon.interop import transformers as convert  # noqa: E402
-from kobert_gluon.models.bert import build_bert  # noqa: E402
 from kobert_gluon.models.config import BertConfig  # noqa: E402
+
+from helpers import save_random_bert
 
 DOCS = pathlib.Path(__file__).resolve().parents[3] / 'docs' / 'interop.md'
 SMALL = dict(vocab_size=8002, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
@@ -97,12 +98,7 @@ def test_without_onnxruntime_the_extra_is_named(model_dir, tmp_path, monkeypatch
 @pytest.fixture(scope='module')
 def small_params(tmp_path_factory):
     """Gluon weights in the bert_12_768_12 layout at a small size, KoBERT's vocab (8,002)."""
-    bert = build_bert(SMALL_GLUON, use_decoder=False, use_classifier=False)
-    bert.initialize(init=mx.init.Normal(0.02))
-    bert(mx.nd.ones((1, 4)), mx.nd.zeros((1, 4)), mx.nd.array([4]))
-    path = tmp_path_factory.mktemp('small-bert') / 'small.params'
-    bert.save_parameters(str(path))
-    return path
+    return save_random_bert(SMALL_GLUON, tmp_path_factory.mktemp('small-bert') / 'small.params')
 
 
 def test_make_dummy_input_is_skts():

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.extra
 import mxnet as mx  # noqa: E402
 
 from kobert_gluon.errors import MissingExtraError  # noqa: E402
-from kobert_gluon.models.bert import build_bert  # noqa: E402
 from kobert_gluon.models.config import BertConfig  # noqa: E402
+
+from helpers import save_random_bert
 
 SMALL_GLUON = BertConfig(num_layers=2, units=64, hidden_size=128, num_heads=4, max_length=128)
 SKT_INPUT = ([[31, 51, 99], [15, 5, 1]], [[1, 1, 1], [1, 1, 0]], [[0, 0, 1], [0, 1, 0]])  # SKT's __main__ example
@@ -22,12 +23,8 @@ SKT_INPUT = ([[31, 51, 99], [15, 5, 1]], [[1, 1, 1], [1, 1, 0]], [[0, 0, 1], [0,
 
 @pytest.fixture(scope='module')
 def small_params(tmp_path_factory):
-    bert = build_bert(SMALL_GLUON, use_decoder=False, use_classifier=False)
-    bert.initialize(init=mx.init.Normal(0.02))
-    bert(mx.nd.ones((1, 4)), mx.nd.zeros((1, 4)), mx.nd.array([4]))
-    path = tmp_path_factory.mktemp('small-bert') / 'small.params'
-    bert.save_parameters(str(path))
-    return path
+    """Gluon weights in the bert_12_768_12 layout at a small size, KoBERT's vocab (8,002)."""
+    return save_random_bert(SMALL_GLUON, tmp_path_factory.mktemp('small-bert') / 'small.params')
 
 
 def gluon_pooled(small_params, kobert_dir):
