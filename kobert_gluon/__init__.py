@@ -36,7 +36,7 @@ _LAZY = {
     'shipped_params': 'models.pretrained', 'read_record': 'models.pretrained',
     'record_tokenizer_path': 'models.pretrained',
     'from_transformers': 'interop.transformers', 'to_transformers': 'interop.transformers',
-    'TokenIds': 'text.token_ids',
+    'TokenIds': 'text.token_ids', 'export_onnx': 'interop.onnx', 'onnx_inputs': 'interop.onnx',
     # building blocks the benchmarks and advanced users compose
     'build_bert': 'models.bert', 'build_classifier': 'models.heads', 'classification_report': 'inference.metrics',
     'launch': 'training.launch', 'create_engine': 'training.distributed', 'synchronize_start': 'training.distributed', 'optimizer_step': 'training.optim',
