@@ -26,6 +26,8 @@ import kobert_gluon
 from kobert_gluon.inference.classifier import calibration_sample
 from kobert_gluon import cli
 
+pytestmark = pytest.mark.extra  # needs the serve extra; CI runs the module again with it installed
+
 MAX_TEXTS = 16
 MAX_BODY_BYTES = 64 * 1024
 SENTENCES = ['배송이 빨라서 좋았어요', '', '다시는 안 삽니다 😡', '   ', '漢字 섞인 文章', 'KoBERT 2.0 최고 100점',

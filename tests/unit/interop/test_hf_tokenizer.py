@@ -22,6 +22,8 @@ import pytest
 pytest.importorskip('tokenizers')
 pytest.importorskip('transformers')
 
+pytestmark = pytest.mark.extra  # CI runs these again with the convert extra installed
+
 import kobert_gluon  # noqa: E402,F401  (the gluonnlp SentencePiece fix)
 from kobert_gluon.errors import ConversionError  # noqa: E402
 from kobert_gluon.interop import hf_tokenizer  # noqa: E402
