@@ -192,7 +192,7 @@ COMMANDS = (
     ('evaluate', predict.add_evaluate_arguments, predict.run_evaluate,
      'accuracy, macro-F1, per-class report, confusion matrix'),
     ('predict', predict.add_predict_arguments, predict.run_predict, 'label sentences with a trained model'),
-    ('export', tools.add_export_arguments, tools.run_export, 'write a SymbolBlock graph + params for serving'),
+    ('export', tools.add_export_arguments, tools.run_export, 'write an MXNet SymbolBlock or an ONNX file for serving'),
     ('convert', tools.add_convert_arguments, tools.run_convert,
      'transformers (PyTorch) BERT checkpoints <-> this library'),
     ('serve', tools.add_serve_arguments, tools.run_serve, 'JSON API and Korean web page, with dynamic batching'),
