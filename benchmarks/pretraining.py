@@ -87,9 +87,8 @@ def heldout(args):
     import kobert_gluon as kg
     record = kg.read_record(args.start)
     settings = record.get('config', {})
-    result = kg.evaluate_mlm(args.start, args.heldout, max_len=settings.get('max_len', 32),
-                             whole_word_mask=settings.get('whole_word_mask', True))
-    result['corpus'] = {'file': os.path.basename(args.heldout), 'md5': file_md5(args.heldout)}
+    result = kg.record_heldout(args.start, args.heldout, max_len=settings.get('max_len', 32),
+                               whole_word_mask=settings.get('whole_word_mask', True))
     print(json.dumps(result, ensure_ascii=False))
     if args.record:
         path = os.path.join(os.path.dirname(os.path.abspath(args.start)), 'pretrain.json')
@@ -99,15 +98,6 @@ def heldout(args):
         with open(path + '.tmp', 'w', encoding='utf-8') as out:
             json.dump(saved, out, ensure_ascii=False, indent=2)
         os.replace(path + '.tmp', path)
-
-
-def file_md5(path):
-    import hashlib
-    digest = hashlib.md5()
-    with open(path, 'rb') as source:
-        for block in iter(lambda: source.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_corpus(shared, which, out, emotion_copies=1):

@@ -32,7 +32,7 @@ _LAZY = {
     'TextClassifier': 'inference.classifier', 'load': 'inference.classifier',
     'evaluate': 'inference.evaluate', 'export': 'inference.export',
     'TrainConfig': 'training.config', 'PretrainConfig': 'training.config',
-    'train': 'training.finetune', 'pretrain': 'training.pretrain', 'evaluate_mlm': 'training.mlm_eval',
+    'train': 'training.finetune', 'pretrain': 'training.pretrain', 'evaluate_mlm': 'training.mlm_eval', 'record_heldout': 'training.mlm_eval',
     'shipped_params': 'models.pretrained', 'read_record': 'models.pretrained',
     'record_tokenizer_path': 'models.pretrained',
     'from_transformers': 'interop.transformers', 'to_transformers': 'interop.transformers',
