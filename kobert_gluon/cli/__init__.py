@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 PROG = pretrain.PROG
 EXIT_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = pretrain.EXIT_INTERRUPTED
 EXPECTED_ERRORS = (KobertGluonError, OSError, mx.base.MXNetError)
 LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
 

@@ -8,11 +8,10 @@ from ..training.distributed import ENGINES
 from ..training.finetune import train
 from ..training.interrupt import TrainingInterrupted
 from .options import add_config_arguments, add_config_file_argument, settings_from
-from .pretrain import PROG
+from .pretrain import PROG, report_interrupted
 
 FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES, 'select_metric': SELECT_METRICS, 'distributed': ENGINES,
                  'report_to': REPORT_TO}
-EXIT_INTERRUPTED = 130  # as cli.EXIT_INTERRUPTED (cli/__init__ imports this module)
 
 
 def add_train_arguments(parser):
@@ -41,7 +40,5 @@ def run_train(args):
     try:
         classifier = train(train_config(args))
     except TrainingInterrupted as interrupted:
-        print(f'{PROG}: interrupted: {interrupted.saved}', file=sys.stderr)
-        print(f'{PROG}: to continue: {interrupted.command}', file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return report_interrupted(interrupted)
     print(os.path.join(classifier.run_dir, 'best'))

@@ -2,12 +2,21 @@
 import argparse
 import sys
 
+from ..training.interrupt import TrainingInterrupted
 from ..training.launch import LAUNCH_ENGINES, launch
 from ..training.checkpoint import PRETRAIN_CONFIG_FILE
 from ..training.config import PRETRAIN_SIZES, SAVE_DTYPES, PretrainConfig
 from .options import add_config_arguments, add_config_file_argument, positive_int, settings_from
 
 PROG = 'kobert-gluon'
+EXIT_INTERRUPTED = 130  # as a shell reports a Ctrl-C
+
+
+def report_interrupted(interrupted):
+    """What a training command stopped by Ctrl-C or SIGTERM saved and how to continue; its exit code."""
+    print(f'{PROG}: interrupted: {interrupted.saved}', file=sys.stderr)
+    print(f'{PROG}: to continue: {interrupted.command}', file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def add_pretrain_arguments(parser):
@@ -23,7 +32,10 @@ def run_pretrain(args):
 
     settings = settings_from(args, PretrainConfig, PRETRAIN_CONFIG_FILE)
     command = ' '.join([PROG] + sys.argv[1:]) if sys.argv and sys.argv[0].endswith(PROG) else None
-    print(pretrain(PretrainConfig(**settings), command=command))
+    try:
+        print(pretrain(PretrainConfig(**settings), command=command))
+    except TrainingInterrupted as interrupted:
+        return report_interrupted(interrupted)
 
 
 def add_launch_arguments(parser):

@@ -25,8 +25,8 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.saved, self.command, self.checkpoint_dir = saved, command, checkpoint_dir
 
 
-def resume_command(run_dir):
-    return f'kobert-gluon train --output_dir {shlex.quote(str(run_dir))} --resume'
+def resume_command(run_dir, command='train'):
+    return f'kobert-gluon {command} --output_dir {shlex.quote(str(run_dir))} --resume'
 
 
 class InterruptGuard:

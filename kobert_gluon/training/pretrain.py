@@ -42,6 +42,7 @@ from ..text.tokenizer import get_vocab, train_sentencepiece
 from ..text.vocab import TOKENIZER_DIR
 from . import checkpoint, rundir
 from .config import SIZE_FLAGS, TOKENIZER_CHOICES, PretrainConfig
+from .interrupt import InterruptGuard, TrainingInterrupted, resume_command
 from .masking import BatchStream, word_start_table
 from .optim import check_finite, clip_gradients, exclude_from_weight_decay, learning_rate_at
 
@@ -168,35 +169,77 @@ def _pretrain(config, ctx, command):
     word_starts = word_start_table(vocab) if config.whole_word_mask else None
     stream = BatchStream(config, tokenizer_path, vocab, word_starts)(state['position'])
     progress = tqdm(total=config.num_steps, initial=state['step'], desc='pretraining', disable=None)
-    started, window = time.time() - state['seconds'], []
+    run = Run(config, ctx, model, trainer, trainable, loss_function, num_warmup_steps, last_dir)
     try:
-        while state['step'] < config.num_steps:
-            batch, position = next(stream)
-            # Dropout drawn per step, so a resumed run repeats the uninterrupted one's masks.
-            mx.random.seed(config.seed * 1_000_003 + state['step'])
-            losses = train_step(model, trainer, trainable, loss_function, batch, ctx, config,
-                                learning_rate_at(state['step'], config.num_steps, num_warmup_steps,
-                                                 config.learning_rate), state['step'] + 1)
-            state['step'] += 1
-            state['position'] = position
-            window.append(losses)
-            progress.update(1)
-            progress.set_postfix(mlm=f'{losses[0]:.3f}', lr=f'{trainer.learning_rate:.2e}')
-            if state['step'] % config.log_interval == 0 or state['step'] == config.num_steps:
-                mean = np.mean(window, axis=0)
-                state['history'].append({'step': state['step'], 'mlm_loss': float(mean[0]),
-                                         'nsp_loss': float(mean[1]), 'lr': trainer.learning_rate,
-                                         'epoch': position['epoch']})
-                logger.info('step %d/%d mlm loss %.4f nsp loss %.4f lr %.3e', state['step'], config.num_steps,
-                            mean[0], mean[1], trainer.learning_rate)
-                window = []
-            if state['step'] % config.save_every == 0 or state['step'] == config.num_steps:
-                state['seconds'] = time.time() - started
-                save_checkpoint(last_dir, model, trainer, state)
+        with InterruptGuard() as guard:
+            train_steps(run, stream, state, progress, guard)
+    except KeyboardInterrupt as interrupt:
+        raise interrupted(run, state) from interrupt
     finally:
         stream.close()  # stops the tokenizer workers
         progress.close()
     return save_result(config, model, bert_config, tokenizer_path, state, command)
+
+
+@dataclasses.dataclass
+class Run:
+    """What the steps of one pretraining run share."""
+    config: PretrainConfig
+    ctx: object
+    model: object
+    trainer: object
+    trainable: list
+    loss_function: object
+    num_warmup_steps: int
+    last_dir: str
+
+
+def train_steps(run, stream, state, progress, guard):
+    """Steps until ``num_steps``. Ctrl-C or SIGTERM lets the current step finish (``guard``), so
+    ``state`` is always that of a completed step; :func:`interrupted` saves it."""
+    config, started, window = run.config, time.time() - state['seconds'], []
+    while state['step'] < config.num_steps:
+        batch, position = next(stream)
+        with guard.deferred():
+            # Dropout drawn per step, so a resumed run repeats the uninterrupted one's masks.
+            mx.random.seed(config.seed * 1_000_003 + state['step'])
+            losses = train_step(run.model, run.trainer, run.trainable, run.loss_function, batch, run.ctx, config,
+                                learning_rate_at(state['step'], config.num_steps, run.num_warmup_steps,
+                                                 config.learning_rate), state['step'] + 1)
+            state['step'] += 1
+            state['position'] = position
+            state['seconds'] = time.time() - started
+            window.append(losses)
+            progress.update(1)
+            progress.set_postfix(mlm=f'{losses[0]:.3f}', lr=f'{run.trainer.learning_rate:.2e}')
+            if state['step'] % config.log_interval == 0 or state['step'] == config.num_steps:
+                log_step(run, state, window, position)
+                window = []
+            if state['step'] % config.save_every == 0 or state['step'] == config.num_steps:
+                state['saved_step'] = state['step']
+                save_checkpoint(run.last_dir, run.model, run.trainer, state)
+
+
+def log_step(run, state, window, position):
+    mean = np.mean(window, axis=0)
+    state['history'].append({'step': state['step'], 'mlm_loss': float(mean[0]), 'nsp_loss': float(mean[1]),
+                             'lr': run.trainer.learning_rate, 'epoch': position['epoch']})
+    logger.info('step %d/%d mlm loss %.4f nsp loss %.4f lr %.3e', state['step'], run.config.num_steps,
+                mean[0], mean[1], run.trainer.learning_rate)
+
+
+def interrupted(run, state):
+    """After Ctrl-C or SIGTERM: the steps done since the last checkpoint are saved in last/, and
+    the TrainingInterrupted says so and how to continue."""
+    resume = resume_command(run.config.output_dir, 'pretrain')
+    if state['step'] > state.get('saved_step', 0):
+        save_checkpoint(run.last_dir, run.model, run.trainer, state)
+        logger.info('interrupted: saved a checkpoint in %s (step %d)', run.last_dir, state['step'])
+        return TrainingInterrupted(f"saved a checkpoint in {run.last_dir} (step {state['step']})", resume, run.last_dir)
+    if state['step']:
+        return TrainingInterrupted(f"the newest checkpoint is {run.last_dir} (step {state['step']})", resume,
+                                   run.last_dir)
+    return TrainingInterrupted('no step was done yet: --resume starts again at step 0', resume)
 
 
 def check_corpus_unchanged(config, checkpoint_dir, corpus_md5):

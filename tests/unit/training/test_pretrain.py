@@ -1,7 +1,10 @@
 """Pretraining: BERT's masking, the streamed and sharded corpus, the training loop, its outputs."""
+import dataclasses
 import json
 import logging
 import os
+import shlex
+import signal
 import subprocess
 import sys
 
@@ -22,6 +25,7 @@ from kobert_gluon.training.config import PretrainConfig
 from kobert_gluon.training.masking import make_batch, mask_tokens, word_start_table
 from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 VOCAB_SIZE = 8002
 MASK_ID, CLS_ID, SEP_ID, PAD_ID = 4, 2, 3, 1
 TINY = {'num_layers': 1, 'units': 32, 'hidden_size': 64, 'num_heads': 2}
@@ -246,6 +250,39 @@ def test_resume_of_a_killed_run_equals_an_uninterrupted_one(corpus_file, kobert_
         np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
     histories = [json.loads((tmp_path / run / 'pretrain.json').read_text())['history'] for run in ('straight', 'killed')]
     assert [h['mlm_loss'] for h in histories[0]] == [h['mlm_loss'] for h in histories[1]]
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_saves_the_last_step_and_the_printed_command_finishes_it_exactly(
+        corpus_file, kobert_spiece, tmp_path, signum):
+    settings = dict(num_steps=150, save_every=1000, log_interval=1)  # no checkpoint before the end
+    pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'straight', **settings))
+    config = tiny_config(corpus_file, kobert_spiece, tmp_path / 'run', **settings)
+    flags = [f'--{name}={value}' for name, value in dataclasses.asdict(config).items()
+             if value is not None and not isinstance(value, bool)]
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')])}
+    process = subprocess.Popen([sys.executable, '-m', 'kobert_gluon.cli', 'pretrain', *flags], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if 'step 20/150' in line:
+            process.send_signal(signum)
+            break
+    out, err = process.communicate(timeout=300)
+    err = ''.join(seen) + err
+    assert process.returncode == 130, err
+    assert 'Traceback' not in err and out == ''
+    state = json.loads((tmp_path / 'run' / 'last' / 'state.json').read_text())
+    assert 20 <= state['step'] < 150
+    assert f"interrupted: saved a checkpoint in {tmp_path / 'run' / 'last'} (step {state['step']})" in err
+    command, = [line.split('to continue: ', 1)[1] for line in err.splitlines() if 'to continue: ' in line]
+    assert command == f"kobert-gluon pretrain --output_dir {tmp_path / 'run'} --resume"
+
+    assert cli.main(shlex.split(command)[1:]) == 0  # its settings come from the run's pretrain_config.json
+    straight, resumed = read_params(tmp_path / 'straight' / 'bert.params'), read_params(tmp_path / 'run' / 'bert.params')
+    for name in straight:
+        np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
 
 
 def test_a_crash_while_last_is_replaced_resumes_from_the_newest_complete_checkpoint(corpus_file, kobert_spiece,
