@@ -15,7 +15,7 @@ from . import legacy, runtime, spm_compat
 utils = legacy  # the old module name (kobert_gluon/utils.py is the same module)
 from .errors import (AssetError, CheckpointError, ConfigError, ConversionError, DataError,
                      DeviceError, DistributedError, KobertGluonError, MissingExtraError,
-                     ModelDirectoryError)
+                     ModelDirectoryError, NonFiniteError, StorageError)
 
 # Must run before the first `import mxnet` anywhere in the process.
 CPU_DEFAULTS = runtime.configure_cpu()
@@ -47,7 +47,8 @@ _LAZY = {
     'THREAD_VARIABLES': 'runtime',
 }
 _ERRORS = ['KobertGluonError', 'AssetError', 'CheckpointError', 'ConfigError', 'ConversionError',
-           'DataError', 'DeviceError', 'DistributedError', 'MissingExtraError', 'ModelDirectoryError']
+           'DataError', 'DeviceError', 'DistributedError', 'MissingExtraError', 'ModelDirectoryError',
+           'NonFiniteError', 'StorageError']
 __all__ = ['__version__', *_LAZY, *_ERRORS]
 
 

@@ -53,6 +53,18 @@ class MissingExtraError(KobertGluonError, ImportError):
                          f'pip install "kobert_gluon[{extra}]"')
 
 
+class StorageError(KobertGluonError, OSError):
+    """A file could not be written (disk full, read-only folder, no permission); names the file
+    and the cause (``os.strerror``). Earlier files written atomically are left intact."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else super().__str__()
+
+
+class NonFiniteError(KobertGluonError, ArithmeticError):
+    """Training diverged: a loss or a weight is NaN or infinite (names the step or parameter)."""
+
+
 def last_line(error):
     """The whole message of ``error`` on one line, never cut.
 

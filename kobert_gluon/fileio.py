@@ -18,7 +18,7 @@ import sys
 import tempfile
 from importlib import resources
 
-from .errors import KobertGluonError, last_line
+from .errors import KobertGluonError, StorageError, last_line
 
 PACKAGE = 'kobert_gluon'
 RUN_MANIFEST = 'run_manifest.json'  # a run directory's list of what the run wrote (training/rundir.py)
@@ -32,14 +32,6 @@ STORAGE_ERRNOS = (errno_codes.ENOSPC, errno_codes.EDQUOT, errno_codes.EROFS, err
 HASH_CHUNK = 1 << 22
 
 logger = logging.getLogger(__name__)
-
-
-class StorageError(KobertGluonError, OSError):
-    """A file could not be written (disk full, read-only folder, no permission); names the file
-    and the cause (``os.strerror``). Earlier files written atomically are left intact."""
-
-    def __str__(self):
-        return str(self.args[0]) if self.args else super().__str__()
 
 
 def _umask():

@@ -1,6 +1,5 @@
 """``kobert-gluon train``: fine-tune a classifier (the embedded Korean demo without --data)."""
 import os
-import sys
 
 from ..training.checkpoint import TRAIN_CONFIG_FILE
 from ..training.config import BERT_SIZES, DTYPES, REPORT_TO, SELECT_METRICS, SIZE_DEFAULTS, TrainConfig
@@ -8,7 +7,7 @@ from ..training.distributed import ENGINES
 from ..training.finetune import train
 from ..training.interrupt import TrainingInterrupted
 from .options import add_config_arguments, add_config_file_argument, settings_from
-from .pretrain import PROG, report_interrupted
+from .pretrain import report_interrupted
 
 FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES, 'select_metric': SELECT_METRICS, 'distributed': ENGINES,
                  'report_to': REPORT_TO}

@@ -6,7 +6,7 @@ import logging
 import mxnet as mx
 import numpy as np
 
-from ..errors import ConfigError, KobertGluonError, last_line
+from ..errors import ConfigError, NonFiniteError, last_line
 from ..fileio import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -14,10 +14,6 @@ logger = logging.getLogger(__name__)
 
 class ParamsFileError(ValueError):
     """MXNet cannot read the file as parameters (truncated, or not a params file at all)."""
-
-
-class NonFiniteError(KobertGluonError, ArithmeticError):
-    """Training diverged: a loss or a weight is NaN or infinite (names the step or parameter)."""
 
 
 def nonfinite_parameter(arrays):
