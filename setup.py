@@ -30,7 +30,8 @@ setup(
                     # reads and writes model.safetensors, torch only reads pytorch_model.bin.
                     # protobuf lets transformers read a SentencePiece model (its KoBERT tokenizer).
                     'convert': ['torch==2.13.0', 'transformers==5.24.0', 'safetensors>=0.4.3', 'protobuf>=4'],
-                    'serve': ['fastapi>=0.100', 'pydantic>=2.5', 'uvicorn>=0.29'],
+                    # fastapi-offline: its copy of Swagger UI 5 serves /docs without a CDN
+                    'serve': ['fastapi>=0.100', 'pydantic>=2.5', 'uvicorn>=0.29', 'fastapi-offline>=1.7'],
                     # kobert-gluon export --format onnx (through the converted PyTorch model); ml_dtypes 0.6+
                     # and a bare onnx install pull numpy 2, which mxnet 1.9.1 cannot load
                     # --report_to tensorboard: TensorBoard scalars without torch

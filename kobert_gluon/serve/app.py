@@ -44,9 +44,15 @@ try:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
+    from fastapi.openapi.docs import get_swagger_ui_html
     from starlette.exceptions import HTTPException
 except ImportError as error:  # pragma: no cover - exercised by hiding fastapi/uvicorn in a test
     raise MissingExtraError('serve', f'{error.name or "fastapi/uvicorn"} (needed by kobert-gluon serve)') from None
+try:  # Swagger UI 5's script and stylesheet, so /docs works offline; FastAPI's own /docs loads them from a CDN
+    import fastapi_offline
+    SWAGGER_UI_DIR = os.path.join(os.path.dirname(fastapi_offline.__file__), 'static')
+except ImportError:  # pragma: no cover - the serve extra installs it
+    SWAGGER_UI_DIR = None
 from .requests import ApiError, JsonBodyRoute, error_response, validation_error  # noqa: E402
 from .schemas import ERROR_RESPONSES, SHAPES, Health, Metadata, api_models  # noqa: E402
 
@@ -136,7 +142,7 @@ def build_app(classifier, limits):
         title='kobert-gluon serve', version=model_info['library_version'], lifespan=lifespan,
         description='KoBERT text classification with dynamic batching. `POST /predict` takes '
                     f'{SHAPES} (Hugging Face Inference API); errors are `{{"error": "..."}}`.',
-        redoc_url=None,  # /docs is enough, and each loads its script from a CDN
+        redoc_url=None, docs_url=None if SWAGGER_UI_DIR else '/docs',  # /docs is enough (add_docs)
         exception_handlers={ApiError: api_error, RequestValidationError: invalid_body, HTTPException: http_error,
                             Exception: server_error})
     app.state.limits, app.state.batcher = limits, batcher
@@ -178,7 +184,28 @@ def build_app(classifier, limits):
         return JSONResponse(model_info)
 
     app.mount('/static', StaticFiles(packages=[(__package__, STATIC_DIR)]), name='static')
+    add_docs(app)
     return app
+
+
+DOCS_ASSETS = '/docs-assets'
+
+
+def add_docs(app):
+    """/docs: Swagger UI served from the fastapi-offline package's copy, nothing from elsewhere
+    (without it FastAPI's /docs stands, which loads Swagger UI from a CDN). Swagger UI 5: the
+    schema is OpenAPI 3.1, which version 4 cannot show."""
+    if not SWAGGER_UI_DIR:
+        logger.info('fastapi-offline is not installed: /docs loads Swagger UI from a CDN')
+        return
+    app.mount(DOCS_ASSETS, StaticFiles(directory=SWAGGER_UI_DIR), name='docs-assets')
+
+    @app.get('/docs', include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f'{app.title} - API',
+                                   swagger_js_url=f'{DOCS_ASSETS}/swagger-ui-bundle.js',
+                                   swagger_css_url=f'{DOCS_ASSETS}/swagger-ui.css',
+                                   swagger_favicon_url=f'{DOCS_ASSETS}/favicon.png')
 
 
 def warm_up(batcher, classifier):

@@ -235,6 +235,13 @@ def test_docs_and_openapi_are_made_from_the_request_models(server):
     status, content_type, page = server.call('GET', '/docs')
     assert status == 200 and content_type.startswith('text/html')
     assert b'/openapi.json' in page and b'swagger' in page.lower()
+    # Swagger UI comes from this server (the swagger-ui-bundle package), not from a CDN
+    assert not re.findall(rb'(?:src|href)=["\']?(?:https?:)?//', page), page
+    linked = re.findall(r'(?:src|href)=["\']?(/[^"\' >]+)', page.decode('utf-8'))
+    assert {url.rsplit('/', 1)[1] for url in linked} >= {'swagger-ui-bundle.js', 'swagger-ui.css'}
+    for url in linked:
+        status, _, asset = server.call('GET', url)
+        assert status == 200 and len(asset) > 100, url
     status, _, schema = server.call('GET', '/openapi.json')
     assert status == 200
     models = schema['components']['schemas']
@@ -599,6 +606,16 @@ def test_web_page_classifies_two_sentences_in_chromium(server, chromium, demo_cl
     kind = (server.call('GET', '/metadata')[2]['base_weights'] or {}).get('kind')
     assert chromium.evaluate("document.getElementById('notice').hidden") == (kind != 'random')
     save_screenshot(chromium, 'serve-page.png', tmp_path, record_property, capsys)
+
+
+def test_docs_page_renders_offline_in_chromium(server, chromium):
+    chromium.send('Runtime.enable')
+    chromium.send('Page.navigate', url=server.url + '/docs')
+    chromium.wait_for("document.querySelector('.swagger-ui .info .title') !== null && "
+                      "document.querySelectorAll('.swagger-ui .opblock').length > 0")
+    assert 'kobert-gluon serve' in chromium.evaluate("document.querySelector('.swagger-ui .info .title').textContent")
+    paths = chromium.evaluate("[...document.querySelectorAll('.swagger-ui .opblock-summary-path')].map(p => p.textContent)")
+    assert {'/predict', '/health', '/metadata'} <= {path.replace('\u200b', '') for path in paths}
 
 
 def save_screenshot(chromium, name, tmp_path, record_property, capsys):
