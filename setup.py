@@ -32,10 +32,10 @@ setup(
                     'convert': ['torch==2.13.0', 'transformers==5.24.0', 'safetensors>=0.4.3', 'protobuf>=4'],
                     # fastapi-offline: its copy of Swagger UI 5 serves /docs without a CDN
                     'serve': ['fastapi>=0.100', 'pydantic>=2.5', 'uvicorn>=0.29', 'fastapi-offline>=1.7'],
-                    # kobert-gluon export --format onnx (through the converted PyTorch model); ml_dtypes 0.6+
-                    # and a bare onnx install pull numpy 2, which mxnet 1.9.1 cannot load
                     # --report_to tensorboard: TensorBoard scalars without torch
                     'report': ['tensorboardX>=2.6'],
+                    # kobert-gluon export --format onnx (through the converted PyTorch model); ml_dtypes 0.6+
+                    # and a bare onnx install pull numpy 2, which mxnet 1.9.1 cannot load
                     'onnx': ['torch==2.13.0', 'transformers==5.24.0', 'safetensors>=0.4.3', 'onnx>=1.16',
                              'onnxruntime>=1.17', 'ml_dtypes>=0.5,<0.6'],
                     # Build it against the installed mxnet: scripts/install.sh horovod does, with

@@ -39,10 +39,7 @@ def main():
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     import kobert_gluon as kg
-    # kg.train first: importing a kobert_gluon.training submodule (TrainConfig's) first binds the
-    # package attribute `train` to the subpackage, and `from kobert_gluon import train` gets a module.
-    train = kg.train
-    from kobert_gluon import TextClassifier, TrainConfig, read_table
+    from kobert_gluon import TextClassifier, TrainConfig, read_table, train
     with tempfile.TemporaryDirectory() as workdir:
         if args.model:
             classifier = TextClassifier.load(args.model)

@@ -29,7 +29,7 @@ def add_train_arguments(parser):
 
 def train_config(args):
     """TrainConfig from --config and the flags given, every setting left unset taking the
-    default of its --bert size: the settings kobert_gluon.training(TrainConfig(...)) runs with.
+    default of its --bert size: the settings kobert_gluon.train(TrainConfig(...)) runs with.
 
     ``--resume`` starts from the run's own train_config.json, so it needs no other flag."""
     return TrainConfig(**settings_from(args, TrainConfig, TRAIN_CONFIG_FILE)).resolved()

@@ -62,8 +62,8 @@ class TrainConfig(OptimizerConfig):
     init_from: Optional[str] = field(None, 'pretrained BERT params file (bert_12_768_12 layout) to start from, '
                                            "instead of KoBERT's own; a `kobert-gluon pretrain` result brings its "
                                            "tokenizer and size along; a transformers BERT directory is converted; "
-                                           "'none': random weights. Without --data: a checkpoint shipped in "
-                                           'kobert_gluon/resources/pretrained/ if there is one (none is shipped now)')
+                                           "'none': random weights. Unset with --bert small (the demo too): the "
+                                           'checkpoint shipped in kobert_gluon/resources/pretrained/')
     kobert_dir: Optional[str] = field(None, 'directory holding the KoBERT files (else KOBERT_HOME, the cache, a download)')
     bert: str = field('auto', "'kobert' (12 layers, pretrained), 'small' (2 layers, from scratch), or 'auto': kobert when --data is given")
     learning_rate: Optional[float] = field(None, 'peak learning rate')

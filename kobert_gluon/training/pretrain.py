@@ -169,7 +169,7 @@ def _pretrain(config, ctx, command):
     word_starts = word_start_table(vocab) if config.whole_word_mask else None
     stream = BatchStream(config, tokenizer_path, vocab, word_starts)(state['position'])
     progress = tqdm(total=config.num_steps, initial=state['step'], desc='pretraining', disable=None)
-    run = Run(config, ctx, model, trainer, trainable, loss_function, num_warmup_steps, last_dir)
+    run = Run(config, ctx, model, trainer, trainable, loss_function, num_warmup_steps, last_dir, state['step'])
     try:
         with InterruptGuard() as guard:
             train_steps(run, stream, state, progress, guard)
@@ -192,6 +192,7 @@ class Run:
     loss_function: object
     num_warmup_steps: int
     last_dir: str
+    saved_step: int  # the step of the newest save of last/ (begun, or loaded on --resume)
 
 
 def train_steps(run, stream, state, progress, guard):
@@ -216,7 +217,8 @@ def train_steps(run, stream, state, progress, guard):
                 log_step(run, state, window, position)
                 window = []
             if state['step'] % config.save_every == 0 or state['step'] == config.num_steps:
-                state['saved_step'] = state['step']
+                # Set first: a save cut short (a second Ctrl-C does not wait) is not saved again on the way out.
+                run.saved_step = state['step']
                 save_checkpoint(run.last_dir, run.model, run.trainer, state)
 
 
@@ -232,7 +234,7 @@ def interrupted(run, state):
     """After Ctrl-C or SIGTERM: the steps done since the last checkpoint are saved in last/, and
     the TrainingInterrupted says so and how to continue."""
     resume = resume_command(run.config.output_dir, 'pretrain')
-    if state['step'] > state.get('saved_step', 0):
+    if state['step'] > run.saved_step:
         save_checkpoint(run.last_dir, run.model, run.trainer, state)
         logger.info('interrupted: saved a checkpoint in %s (step %d)', run.last_dir, state['step'])
         return TrainingInterrupted(f"saved a checkpoint in {run.last_dir} (step {state['step']})", resume, run.last_dir)
