@@ -1,5 +1,9 @@
 """Small training runs shared by the test files (tests/ is on sys.path, so `from helpers import ...`)."""
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 from importlib import resources
 
 import mxnet as mx
@@ -9,6 +13,9 @@ import pandas as pd
 from kobert_gluon.models.bert import build_bert
 from kobert_gluon.models.config import BertConfig
 from kobert_gluon.training.config import TrainConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXIT_INTERRUPTED = 130
 
 TINY = BertConfig.small(num_layers=1, units=32, hidden_size=64, num_heads=2, max_length=64)
 
@@ -54,3 +61,29 @@ def save_random_bert(config, path):
     bert(mx.nd.ones((1, 4)), mx.nd.zeros((1, 4)), mx.nd.array([4]))  # deferred shapes
     bert.save_parameters(str(path))
     return path
+
+
+def start_cli(argv):
+    """``kobert-gluon ARGV`` of this checkout in a subprocess, stdout and stderr piped as text."""
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')])}
+    return subprocess.Popen([sys.executable, '-m', 'kobert_gluon.cli', *argv], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def interrupt_cli(argv, when, signum=signal.SIGINT):
+    """Run ``kobert-gluon ARGV`` and send ``signum`` once a stderr line contains ``when``. Checks the
+    command stopped as interrupted (exit 130, no traceback, nothing on stdout); returns its stderr
+    and the command it printed to continue."""
+    process = start_cli(argv)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if when in line:
+            process.send_signal(signum)
+            break
+    out, err = process.communicate(timeout=300)
+    err = ''.join(seen) + err
+    assert process.returncode == EXIT_INTERRUPTED, err
+    assert 'Traceback' not in err and out == ''
+    command, = [line.split('to continue: ', 1)[1] for line in err.splitlines() if 'to continue: ' in line]
+    return err, command

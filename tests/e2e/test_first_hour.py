@@ -9,7 +9,6 @@ import random
 import shlex
 import signal
 import struct
-import subprocess
 import sys
 import types
 
@@ -26,9 +25,8 @@ from kobert_gluon.training.finetune import train
 from kobert_gluon.training.interrupt import TrainingInterrupted
 from kobert_gluon.training.report import METRICS_FILE
 
-from helpers import assert_same_params, final_params, run_config, write_small_data
+from helpers import assert_same_params, final_params, interrupt_cli, run_config, start_cli, write_small_data
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REAL_EVALUATE = train_module.evaluate_batches
 WEATHER = ['오늘', '비가', '많이', '내리고', '바람이', '강하게', '불어요', '하늘이', '맑아요', '구름이', '눈이',
            '추워요', '더워요', '날씨가', '흐려요', '천둥이']
@@ -197,38 +195,21 @@ def test_sigterm_saves_the_state_after_the_last_step_and_the_resume_is_exact(tmp
     assert_same_params(final_params(tmp_path / 'straight'), final_params(run_dir), atol=0)
 
 
-def run_command(argv, **kwargs):
-    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')])}
-    return subprocess.Popen([sys.executable, '-m', 'kobert_gluon.cli', *argv], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
-
-
 def test_ctrl_c_in_the_cli_saves_and_prints_the_command_that_finishes_the_run(tmp_path):
     data = write_small_data(tmp_path, rows=300)
     argv = ['train', '--data', data, '--bert', 'small', '--max_len', '24', '--batch_size', '4', '--num_epochs', '2',
             '--log_interval', '3', '--ctx', 'cpu', '--learning_rate', '1e-3', '--save_every', '50']
-    straight = run_command(argv + ['--output_dir', str(tmp_path / 'straight')])
+    straight = start_cli(argv + ['--output_dir', str(tmp_path / 'straight')])
     assert straight.wait(timeout=600) == 0, straight.stderr.read()
 
-    process = run_command(argv + ['--output_dir', str(tmp_path / 'run')])
-    seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if 'epoch 1 batch 3/' in line:
-            process.send_signal(signal.SIGINT)
-            break
-    out, err = process.communicate(timeout=300)
-    err = ''.join(seen) + err
-    assert process.returncode == 130, err
-    assert 'Traceback' not in err and out == ''
+    err, command = interrupt_cli(argv + ['--output_dir', str(tmp_path / 'run')], 'epoch 1 batch 3/')
     saved = [line for line in err.splitlines() if line.startswith('kobert-gluon: interrupted: saved a checkpoint in')]
     assert len(saved) == 1 and str(tmp_path / 'run' / 'last') in saved[0], err
-    command, = [line.split('to continue: ', 1)[1] for line in err.splitlines() if 'to continue: ' in line]
     assert command == f"kobert-gluon train --output_dir {tmp_path / 'run'} --resume"
     state = json.loads((tmp_path / 'run' / 'last' / 'state.json').read_text())
     assert state['batches_done'] > 0  # the steps since the last epoch were kept
 
-    resumed = run_command(shlex.split(command)[1:])
+    resumed = start_cli(shlex.split(command)[1:])
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
     assert_same_params(final_params(tmp_path / 'straight'), final_params(tmp_path / 'run'), atol=0)
     assert records(tmp_path / 'run') == records(tmp_path / 'straight')

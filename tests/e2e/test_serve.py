@@ -235,7 +235,7 @@ def test_docs_and_openapi_are_made_from_the_request_models(server):
     status, content_type, page = server.call('GET', '/docs')
     assert status == 200 and content_type.startswith('text/html')
     assert b'/openapi.json' in page and b'swagger' in page.lower()
-    # Swagger UI comes from this server (the swagger-ui-bundle package), not from a CDN
+    # Swagger UI comes from this server (the fastapi-offline package's copy), not from a CDN
     assert not re.findall(rb'(?:src|href)=["\']?(?:https?:)?//', page), page
     linked = re.findall(r'(?:src|href)=["\']?(/[^"\' >]+)', page.decode('utf-8'))
     assert {url.rsplit('/', 1)[1] for url in linked} >= {'swagger-ui-bundle.js', 'swagger-ui.css'}
@@ -467,8 +467,6 @@ def test_bad_serve_flags_are_one_line_errors(serve_module, capsys, demo_model_di
 
 def test_int8_server_and_sigterm_lets_the_request_in_flight_finish_then_exit_0(demo_model_dir, demo_classifier):
     need('fastapi'), need('uvicorn')
-    from kobert_gluon.serve import app as serve
-
     server = ServerProcess(demo_model_dir, '--dtype', 'int8')  # calibrated on the built-in sample
     texts = ['끝까지 답을 받습니다', '종료 중에도']
     body = json.dumps({'texts': texts}, ensure_ascii=False).encode('utf-8')
@@ -488,7 +486,7 @@ def test_int8_server_and_sigterm_lets_the_request_in_flight_finish_then_exit_0(d
     status_line, _, payload = response.partition(b'\r\n')
     assert b' 200 ' in status_line, response
     records = json.loads(payload.split(b'\r\n\r\n', 1)[1])['predictions']
-    assert_records_match(records, texts, demo_classifier.with_precision("int8", calibration_sample()))
+    assert_records_match(records, texts, demo_classifier.with_precision('int8', calibration_sample()))
     assert 'Shutting down' in server.log_text()
 
 

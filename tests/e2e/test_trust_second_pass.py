@@ -2,6 +2,7 @@
 they were written, NaN weights, strict data files, settings checked up front, full disks, and
 the converter's labels and max_len. Each test failed before the change it covers."""
 import errno
+import importlib.util
 import json
 import os
 import shutil
@@ -24,12 +25,15 @@ from kobert_gluon.training.config import PretrainConfig
 from kobert_gluon.training.finetune import train
 from kobert_gluon.training.optim import check_finite
 
-from helpers import demo_frame, run_config, write_small_data
+from helpers import demo_frame, run_config
 
-# convert writes safetensors: these tests need the convert extra (CI runs them in its second phase)
-needs_convert = [pytest.mark.extra, pytest.mark.skipif(
-    __import__('importlib').util.find_spec('safetensors') is None,
-    reason='the convert extra is not installed (bash scripts/install.sh convert)')]
+
+def needs_convert(test):
+    """convert writes safetensors: the test needs the convert extra (CI runs it in its second phase)."""
+    missing = importlib.util.find_spec('safetensors') is None
+    skip = pytest.mark.skipif(missing, reason='the convert extra is not installed (bash scripts/install.sh convert)')
+    return pytest.mark.extra(skip(test))
+
 
 TINY = {'num_layers': 1, 'units': 32, 'hidden_size': 64, 'num_heads': 2}
 
@@ -146,8 +150,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_its_folder
     assert (tmp_path / 'run' / 'notes.txt').is_file()
 
 
-@needs_convert[0]
-@needs_convert[1]
+@needs_convert
 def test_convert_and_export_never_replace_a_model_they_did_not_write(demo_model_dir, tmp_path, capsys):
     hf = convert.to_transformers(demo_model_dir, tmp_path / 'hf')
     trained = copy_model(demo_model_dir, tmp_path / 'run' / 'best')
@@ -253,8 +256,7 @@ def test_a_nan_loss_in_pretraining_stops_keeping_the_last_good_checkpoint(tmp_pa
     assert all(np.isfinite(a.asnumpy()).all() for a in mx.nd.load(str(tmp_path / 'run' / 'last' / 'bert.params')).values())
 
 
-@needs_convert[0]
-@needs_convert[1]
+@needs_convert
 def test_nan_weights_are_never_saved_loaded_or_converted(demo_model_dir, tmp_path):
     classifier = TextClassifier.load(demo_model_dir)
     params = classifier.model.collect_params()
@@ -456,8 +458,7 @@ def _hf_with(demo_model_dir, tmp_path, change_config=None, change_meta=None):
     return hf
 
 
-@needs_convert[0]
-@needs_convert[1]
+@needs_convert
 def test_a_gap_in_id2label_is_an_error_not_a_renamed_label(demo_model_dir, tmp_path):
     def gap(config):
         config['id2label'] = {'0': config['id2label']['0'], '2': 'b'}
@@ -467,8 +468,7 @@ def test_a_gap_in_id2label_is_an_error_not_a_renamed_label(demo_model_dir, tmp_p
     assert not (tmp_path / 'out').exists()
 
 
-@needs_convert[0]
-@needs_convert[1]
+@needs_convert
 def test_a_recorded_max_len_beyond_the_positions_is_clamped_and_a_given_one_refused(demo_model_dir, tmp_path,
                                                                                      caplog):
     hf = _hf_with(demo_model_dir, tmp_path, change_meta=lambda meta: meta.update(max_len=10 ** 6))

@@ -25,7 +25,8 @@ from kobert_gluon.training.config import PretrainConfig
 from kobert_gluon.training.masking import make_batch, mask_tokens, word_start_table
 from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from helpers import interrupt_cli
+
 VOCAB_SIZE = 8002
 MASK_ID, CLS_ID, SEP_ID, PAD_ID = 4, 2, 3, 1
 TINY = {'num_layers': 1, 'units': 32, 'hidden_size': 64, 'num_heads': 2}
@@ -260,23 +261,10 @@ def test_ctrl_c_or_sigterm_saves_the_last_step_and_the_printed_command_finishes_
     config = tiny_config(corpus_file, kobert_spiece, tmp_path / 'run', **settings)
     flags = [f'--{name}={value}' for name, value in dataclasses.asdict(config).items()
              if value is not None and not isinstance(value, bool)]
-    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')])}
-    process = subprocess.Popen([sys.executable, '-m', 'kobert_gluon.cli', 'pretrain', *flags], env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if 'step 20/150' in line:
-            process.send_signal(signum)
-            break
-    out, err = process.communicate(timeout=300)
-    err = ''.join(seen) + err
-    assert process.returncode == 130, err
-    assert 'Traceback' not in err and out == ''
+    err, command = interrupt_cli(['pretrain', *flags], 'step 20/150', signum)
     state = json.loads((tmp_path / 'run' / 'last' / 'state.json').read_text())
     assert 20 <= state['step'] < 150
     assert f"interrupted: saved a checkpoint in {tmp_path / 'run' / 'last'} (step {state['step']})" in err
-    command, = [line.split('to continue: ', 1)[1] for line in err.splitlines() if 'to continue: ' in line]
     assert command == f"kobert-gluon pretrain --output_dir {tmp_path / 'run'} --resume"
 
     assert cli.main(shlex.split(command)[1:]) == 0  # its settings come from the run's pretrain_config.json
