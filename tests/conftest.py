@@ -155,6 +155,26 @@ def no_dropout_tiny_bert(monkeypatch):
     tiny_bert(monkeypatch, dropout=0.0)
 
 
+@pytest.fixture(scope='session')
+def task_data(tmp_path_factory):
+    """The synthetic pair (NLI-like, STS-like) and multi-label tables (helpers.write_task_data)."""
+    from helpers import write_task_data
+    return write_task_data(tmp_path_factory.mktemp('task-data'))
+
+
+@pytest.fixture(scope='session')
+def task_runs(tmp_path_factory, task_data):
+    """One tiny model per kind of run of helpers.TASK_SETTINGS (pair classification, pair regression,
+    multi-label from a list column and from 0/1 columns), trained once."""
+    from helpers import TASK_SETTINGS, task_config, tiny_bert
+    from kobert_gluon.training.finetune import train
+
+    folder = tmp_path_factory.mktemp('task-runs')
+    with pytest.MonkeyPatch.context() as patch:
+        tiny_bert(patch, dropout=0.1)
+        return {name: train(task_config(folder, task_data, name)) for name in TASK_SETTINGS}
+
+
 # ---------------------------------------------------------------------------- broken model directories
 
 def _remove(relative):

@@ -14,7 +14,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from kobert_gluon.training.distributed import aggregate_report, check_same_weights, create_engine, shard_batches
+from kobert_gluon.training.distributed import check_same_weights, create_engine, gather_rows, shard_batches
 from kobert_gluon.inference.metrics import classification_report
 from kobert_gluon.models.config import BertConfig
 from kobert_gluon.models.heads import build_classifier
@@ -69,7 +69,8 @@ def train_and_evaluate(engine, model, batch_size):
     (indices, _), = shard_batches(NUM_TEST, NUM_TEST, engine.rank, engine.num_workers)
     token_ids, segment_ids, valid_length, label = (a[mx.nd.array(indices)] for a in test_data)
     predictions = model(token_ids, segment_ids, valid_length).argmax(axis=1).asnumpy().astype(int)
-    return aggregate_report(engine, classification_report(label.asnumpy(), predictions, NUM_CLASSES))
+    rows = gather_rows(engine, {'labels': label.asnumpy().astype(np.int64), 'predictions': predictions})
+    return classification_report(rows['labels'], rows['predictions'], NUM_CLASSES)
 
 
 def set_server_multi_precision(engine):

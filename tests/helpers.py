@@ -1,6 +1,7 @@
 """Small training runs shared by the test files (tests/ is on sys.path, so `from helpers import ...`)."""
 import dataclasses
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pandas as pd
 
 from kobert_gluon.models.bert import build_bert
 from kobert_gluon.models.config import BertConfig
+from kobert_gluon.models.pretrained import shipped_params
 from kobert_gluon.training.config import TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,3 +89,64 @@ def interrupt_cli(argv, when, signum=signal.SIGINT):
     assert 'Traceback' not in err and out == ''
     command, = [line.split('to continue: ', 1)[1] for line in err.splitlines() if 'to continue: ' in line]
     return err, command
+
+
+# ---------------------------------------------------------------------------- sentence pairs, scores, several labels
+
+WEATHER = ['오늘', '비가', '많이', '내리고', '바람이', '강하게', '불어요', '하늘이', '맑아요', '구름이']
+FOOD = ['김치찌개가', '맛있어요', '떡볶이는', '매워요', '밥을', '먹었어요', '라면이', '짜요', '불고기가', '달콤해요']
+SPORT = ['축구를', '했어요', '야구가', '재밌어요', '농구공을', '던졌어요', '수영을', '배웠어요', '달리기를', '이겼어요']
+TOPICS = {'날씨': WEATHER, '음식': FOOD, '운동': SPORT}
+
+
+def sentence(rng, topics):
+    words = [word for topic in topics for word in rng.sample(TOPICS[topic], 2)]
+    rng.shuffle(words)
+    return ' '.join(words)
+
+
+def pair_rows(rows=160, seed=0):
+    """(sentence1, sentence2, same/different topics, a 0-5 score: 2.5 for each sentence about food):
+    the label compares the two sentences, the score a bag-of-words model can learn."""
+    rng, names = random.Random(seed), list(TOPICS)
+    records = []
+    for index in range(rows):
+        first = rng.sample(names, 2)
+        second = first if index % 2 else rng.sample(names, 2)
+        food = ('음식' in first) + ('음식' in second)
+        records.append((sentence(rng, first), sentence(rng, second), 'same' if set(first) == set(second) else
+                        'different', round(2.5 * food + rng.uniform(-0.3, 0.3), 2)))
+    return pd.DataFrame(records, columns=['sentence1', 'sentence2', 'gold_label', 'score'])
+
+
+def multi_label_rows(rows=160, seed=0):
+    rng, names = random.Random(seed), list(TOPICS)
+    records = []
+    for _ in range(rows):
+        topics = rng.sample(names, rng.randint(1, 2))
+        records.append((sentence(rng, topics), ','.join(topics), *[int(name in topics) for name in names]))
+    return pd.DataFrame(records, columns=['text', 'labels', *names])
+
+
+def write_task_data(folder):
+    """The pair and multi-label tables of the task runs, as a user's TSV files."""
+    pairs, multi = folder / 'pairs.tsv', folder / 'multi.tsv'
+    pair_rows().to_csv(pairs, sep='\t', index=False)
+    multi_label_rows().to_csv(multi, sep='\t', index=False)
+    return {'pairs': str(pairs), 'multi': str(multi), 'folder': folder}
+
+
+TASK_SETTINGS = {
+    'nli': dict(text_column='sentence1', text_pair_column='sentence2', label_column='gold_label'),
+    # a score needs pretrained weights to learn from 160 rows (random ones predict the mean), and a rate the
+    # tanh pooler survives
+    'sts': dict(task='regression', text_column='sentence1', text_pair_column='sentence2', label_column='score',
+                init_from=shipped_params(), learning_rate=5e-4),
+    'multi': dict(task='multi_label', label_column='labels', threshold=0.4),
+    'columns': dict(task='multi_label', label_columns='날씨,음식,운동'),
+}
+
+
+def task_config(tmp_path, data, name, **overrides):
+    source = data['multi'] if name in ('multi', 'columns') else data['pairs']
+    return run_config(tmp_path, source, name, **{'num_epochs': 2, **TASK_SETTINGS[name], **overrides})

@@ -144,6 +144,11 @@ TRAINER_FLAGS = {
 }
 
 
+# Abbreviations that meant one flag before 0.8 added its neighbours (--text_pair_column, --text_pair,
+# --label_columns, --label_separator): they keep meaning it.
+PREFERRED_ABBREVIATIONS = {'--text': '--text_column', '--label': '--label_column'}
+
+
 def check_flags(parser, argv):
     """(argv with each abbreviated flag spelled out, None), or (argv, one line for the first
     ``--flag`` the command does not know, with what was probably meant). argparse itself would
@@ -165,6 +170,9 @@ def check_flags(parser, argv):
         for name, action in flags.items():  # one name per flag: the first, --max_len before --max-len
             if name.startswith(flag):
                 matches.setdefault(id(action), name)
+        preferred = id(flags.get(PREFERRED_ABBREVIATIONS.get(flag)))
+        if len(matches) > 1 and preferred in matches:
+            matches = {preferred: matches[preferred]}
         if len(matches) == 1:
             argv[position] = next(iter(matches.values())) + equals + value
         elif matches:

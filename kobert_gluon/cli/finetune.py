@@ -2,15 +2,11 @@
 import os
 
 from ..training.checkpoint import TRAIN_CONFIG_FILE
-from ..training.config import BERT_SIZES, DTYPES, REPORT_TO, SELECT_METRICS, SIZE_DEFAULTS, TrainConfig
-from ..training.distributed import ENGINES
+from ..training.config import SIZE_DEFAULTS, TrainConfig, choices_of
 from ..training.finetune import train
 from ..training.interrupt import TrainingInterrupted
 from .options import add_config_arguments, add_config_file_argument, settings_from
 from .pretrain import report_interrupted
-
-FIELD_CHOICES = {'bert': BERT_SIZES, 'dtype': DTYPES, 'select_metric': SELECT_METRICS, 'distributed': ENGINES,
-                 'report_to': REPORT_TO}
 
 
 def add_train_arguments(parser):
@@ -19,7 +15,7 @@ def add_train_arguments(parser):
         'small BERT. Each --bert size has its own recipe defaults (learning rate, batch size, epochs, '
         'log interval), shown below as "small: X; kobert: Y"; the flags you give override them.')
     add_config_file_argument(parser)
-    add_config_arguments(parser, TrainConfig, FIELD_CHOICES)
+    add_config_arguments(parser, TrainConfig, choices_of(TrainConfig))
     fields = {field.name: field for field in TrainConfig.__dataclass_fields__.values()}
     for action in parser._actions:  # argparse keeps no public list of a parser's actions
         if action.dest in SIZE_DEFAULTS['small']:

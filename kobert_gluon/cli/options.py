@@ -67,15 +67,22 @@ def load_classifier(args):
     return TextClassifier.load(args.model, ctx=contexts[0])
 
 
+def _first_text(item):
+    return item[0] if isinstance(item, tuple) else item
+
+
 def in_precision(classifier, args, texts):
     """The classifier in --dtype; int8 calibrates on --calibration, else on ``texts`` (the first
-    CALIBRATION_SENTENCES non-empty ones, see CALIBRATION_HELP)."""
-    texts = [text for text in texts if text.strip()]
+    CALIBRATION_SENTENCES non-empty ones, see CALIBRATION_HELP; a pair model's are pairs, and a
+    --calibration line holds a pair as two tab-separated texts)."""
+    texts = [text for text in texts if _first_text(text).strip()]
     if args.dtype == 'float32' or not (texts or args.calibration):  # nothing to compute
         return classifier
     if args.calibration:
         with open(args.calibration, 'rb') as source:
             texts = [line for line in read_lines(source, args.calibration) if line.strip()]
+        if classifier.pair:
+            texts = [tuple((line.split('\t') + [line])[:2]) for line in texts]
     converted = classifier.with_precision(args.dtype, texts)
     # A Gluon block sits in a reference cycle: without a collection the float32 weights would stay
     # in memory beside the converted ones until Python's cyclic collector happens to run.

@@ -49,6 +49,8 @@ def add_convert_arguments(parser):
     parser.add_argument('--kobert-dir', '--kobert_dir', dest='kobert_dir', help='where KoBERT\'s files are')
     parser.add_argument('--max-len', '--max_len', dest='max_len', type=positive_int,
                         help='max_len of the converted classifier (default: recorded in DIR, else 64)')
+    add_switch(parser, 'pair', '--from-transformers: the classifier reads sentence pairs (default: what its '
+                               'kobert_gluon.json records, else single sentences)')
     parser.add_argument('--num-heads', '--num_heads', dest='num_heads', type=positive_int,
                         help='attention heads of a params file (it does not record them; default 12)')
     parser.add_argument('--overwrite', action='store_true',
@@ -61,7 +63,7 @@ def run_convert(args):
     if args.from_transformers:
         convert.from_transformers(args.from_transformers, args.output, tokenizer=args.tokenizer,
                                   vocab_json=args.vocab_json, max_len=args.max_len, kobert_dir=args.kobert_dir,
-                                  overwrite=args.overwrite)
+                                  overwrite=args.overwrite, pair=getattr(args, 'pair', None))
     else:
         convert.to_transformers(args.to_transformers, args.output, tokenizer=args.tokenizer,
                                 vocab_json=args.vocab_json, num_heads=args.num_heads, overwrite=args.overwrite)

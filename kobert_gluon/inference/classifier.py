@@ -1,10 +1,11 @@
-"""TextClassifier: a fine-tuned BERTClassifier with everything needed to turn text into its
-inputs and its outputs into labels; saved and loaded as a model directory (:mod:`.model_dir`)."""
+"""TextClassifier: a fine-tuned BERT with its task and everything needed to turn text (or sentence
+pairs) into its inputs and its outputs into the task's predictions; saved and loaded as a model
+directory (:mod:`.model_dir`). What the outputs mean (a label, a score, several labels) is the
+task's (:mod:`kobert_gluon.tasks`): this class never names one."""
 import copy
 import logging
 import os
 
-import gluonnlp as nlp
 import mxnet as mx
 import numpy as np
 from tqdm.auto import tqdm
@@ -14,13 +15,12 @@ from ..assets import md5sum
 from ..device import check_ctx
 from ..errors import ConfigError
 from ..models import precision
-from ..models.bert import build_bert
-from ..models.heads import BERTClassifier
+from ..tasks import registry
+from ..tasks.inputs import ModelInputs, SentenceEncoder, as_inputs, model_inputs
 from ..text.data import LabelMap, check_text, demo_data_path, read_table
 from ..text.tokenizer import get_bert_tokenizer, get_vocab
-from . import tasks
-from .model_dir import (check_config_max_len, load_weights, read_bert_config, read_config, tokenizer_files,
-                        write_model_dir)
+from .model_dir import (check_config_max_len, load_weights, read_bert_config, read_config, read_task,
+                        tokenizer_files, write_model_dir)
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,15 @@ CALIBRATION_SENTENCES = 512
 
 
 class TextClassifier:
-    """A BERTClassifier together with everything needed to turn text into its inputs."""
+    """A fine-tuned BERT (KoBERT's BERTClassifier for the sequence tasks) together with everything
+    needed to turn text into its inputs and its outputs into predictions.
+
+    ``task`` is a registered task name (default: classification, the notebooks'); ``pair``:
+    the model reads sentence pairs; ``task_settings``: the task's settings (a multi-label
+    threshold)."""
 
     def __init__(self, model, tokenizer, label_map, bert_config, max_len, tokenizer_files,
-                 dropout=0.1, ctx=None, training=None):
+                 dropout=0.1, ctx=None, training=None, *, task=None, task_settings=None, pair=False):
         self.model = model
         self.tokenizer = tokenizer
         self.label_map = label_map
@@ -42,54 +47,69 @@ class TextClassifier:
         self.ctx = ctx or mx.cpu()
         self.dtype = 'float32'
         self.training = training  # what the training run recorded (the split's hashes), if known
+        self.task = registry.get(task) if not isinstance(task, registry.Task) else task
+        self.task_settings = self.task.check_settings(task_settings, 'task_settings')
+        self.pair = bool(pair)
         # Set by train() on the classifier it returns: the run's history, directory and test report.
         self.history = None
         self.run_dir = None
         self.test_report = None
-        self._transform = nlp.data.BERTSentenceTransform(tokenizer, max_seq_length=max_len, pad=False, pair=False)
+        self._encoder = SentenceEncoder(tokenizer, max_len, pad=False, pair=self.pair)
         self._pad_id = tokenizer.vocab[tokenizer.vocab.padding_token]
 
     @property
     def num_classes(self):
-        return len(self.label_map)
+        """Outputs of the head (labels; 1 for a score)."""
+        return self.task.num_outputs(self.label_map.names)
+
+    def inputs(self, texts):
+        """``texts`` as ``(text, text_pair)`` items (text_pair None for single-sentence models)."""
+        return as_inputs(texts, pair=self.pair)
 
     def encode(self, texts):
-        """Per-sentence (token_ids, valid_length, segment_ids), truncated at max_len."""
-        return [self._transform([text]) for text in as_texts(texts)]
+        """Per-input :class:`~kobert_gluon.tasks.inputs.Encoded` (token_ids, valid_length,
+        segment_ids), truncated at max_len; ``texts`` may also be ``(text, text_pair)`` items."""
+        return [self._encoder(text, pair) for text, pair in self.inputs(texts)]
 
     def batches(self, encoded, batch_size, width=None):
-        """numpy int32 batches padded to their own longest sentence (or to ``width``).
+        """:class:`~kobert_gluon.tasks.inputs.ModelInputs` batches (token_ids, segment_ids,
+        valid_length: numpy int32 arrays) padded to their own longest input (or to ``width``).
 
         The one padding path besides training's: training pads inside gluonnlp's DataLoader
         (BERTSentenceTransform(pad=True), or batchify.Pad with --bucketing), which yields
         NDArrays and cannot pad to a fixed width. Prediction needs numpy rows in any order
         (sorted by length, then put back), and a fixed ``width`` for INT8 calibration and
-        export tracing. tests/test_pipeline.py checks that both give the same arrays.
+        export tracing. tests/unit/inference/test_pipeline.py checks that both give the same arrays.
         """
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start:start + batch_size]
-            chunk_width = width or max(int(valid_length) for _, valid_length, _ in chunk)
+            chunk_width = width or max(int(item.valid_length) for item in chunk)
             token_ids = np.full((len(chunk), chunk_width), self._pad_id, dtype=np.int32)
             segment_ids = np.zeros((len(chunk), chunk_width), dtype=np.int32)
-            for row, (ids, valid_length, segments) in enumerate(chunk):
-                token_ids[row, :len(ids)] = ids
-                segment_ids[row, :len(segments)] = segments
-            valid_lengths = np.array([int(v) for _, v, _ in chunk], dtype=np.int32)
-            yield token_ids, segment_ids, valid_lengths
+            for row, item in enumerate(chunk):
+                token_ids[row, :len(item.token_ids)] = item.token_ids
+                segment_ids[row, :len(item.segment_ids)] = item.segment_ids
+            valid_lengths = np.array([int(item.valid_length) for item in chunk], dtype=np.int32)
+            yield ModelInputs(token_ids, segment_ids, valid_lengths)
 
-    def _nd(self, arrays):
-        return [mx.nd.array(a, ctx=self.ctx, dtype='int32') for a in arrays]
+    def _nd(self, batch):
+        return [mx.nd.array(a, ctx=self.ctx, dtype='int32') for a in model_inputs(batch)]
+
+    def forward(self, batch):
+        """The model's float32 numpy outputs of one batch of :meth:`batches`."""
+        return self.model(*self._nd(batch)).astype('float32').asnumpy()
 
     def logits(self, texts, batch_size=64):
-        """Logits in input order. Sentences are batched by length, so little padding is computed."""
+        """The head's outputs in input order (rows x outputs). Inputs are batched by length, so
+        little padding is computed."""
         check_batch_size(batch_size)
         encoded = self.encode(texts)
-        order = sorted(range(len(encoded)), key=lambda i: int(encoded[i][1]))
+        order = sorted(range(len(encoded)), key=lambda i: int(encoded[i].valid_length))
         outputs = [np.zeros((0, self.num_classes), dtype=np.float32)]
         batches = self.batches([encoded[i] for i in order], batch_size)
         for batch in tqdm(batches, desc='predicting', total=-(-len(encoded) // batch_size), leave=False,
                           disable=None, mininterval=1):
-            outputs.append(self.model(*self._nd(batch)).astype('float32').asnumpy())
+            outputs.append(self.forward(batch))
         logits = np.empty((len(encoded), self.num_classes), dtype=np.float32)
         logits[order] = np.concatenate(outputs)
         return logits
@@ -107,7 +127,7 @@ class TextClassifier:
         if dtype == 'int8':
             texts = list(calibration_texts or [])[:CALIBRATION_SENTENCES]
             if not texts:
-                raise ValueError('dtype=int8 needs calibration sentences (a sample of real inputs)')
+                raise ConfigError('dtype=int8 needs calibration sentences (a sample of real inputs)')
             calibration = self._nd(next(self.batches(self.encode(texts), len(texts), width=self.max_len)))
         converted = copy.copy(self)
         converted.model = precision.for_inference(self.model, dtype, self.ctx, calibration, **int8_settings)
@@ -115,32 +135,45 @@ class TextClassifier:
         return converted
 
     def predict_proba(self, texts, batch_size=64):
-        logits = self.logits(texts, batch_size)
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        """Per input, the task's probabilities (softmax for classification, one sigmoid per label
+        for multi-label; a regression model's scores as they are)."""
+        return self.task.probabilities(self.logits(texts, batch_size))
 
-    def predict(self, texts, batch_size=64):
-        return self.label_map.decode(self.logits(texts, batch_size).argmax(axis=1))
+    def predict(self, texts, batch_size=64, threshold=None):
+        """The task's answer per input: a label (classification), a score (regression), a list of
+        labels (multi-label); blank texts included."""
+        return self.task.answers(self.logits(texts, batch_size), self.label_map.names, self.settings_with(threshold))
 
-    def predict_records(self, texts, batch_size=64):
-        """One ``{'text', 'label', 'probabilities'}`` dict per text, in input order.
+    def predict_records(self, texts, batch_size=64, threshold=None):
+        """One dict per input, in input order: ``text`` (and ``text_pair``) and the task's fields
+        (classification: ``label``, ``probabilities``; regression: ``score``; multi-label:
+        ``labels``, ``probabilities``). ``threshold``: a multi-label model's, for this call.
 
-        A blank text (empty or whitespace only) has nothing to classify: it keeps its place
-        with ``label`` and ``probabilities`` set to None instead of a confident guess.
+        A blank text (empty or whitespace only) has nothing to predict: it keeps its place with
+        the task's fields set to None instead of a confident guess.
         """
-        texts = as_texts(texts)
-        scored = [i for i, text in enumerate(texts) if text.strip()]
-        probabilities = self.predict_proba([texts[i] for i in scored], batch_size)
-        records = [{'text': text, 'label': None, 'probabilities': None} for text in texts]
+        settings = self.settings_with(threshold)
+        inputs = self.inputs(texts)
+        scored = [i for i, (text, pair) in enumerate(inputs) if text.strip() and (pair is None or pair.strip())]
+        probabilities = self.predict_proba([inputs[i] if self.pair else inputs[i][0] for i in scored], batch_size)
+        names = self.label_map.names
+        records = [{**_texts(text, pair), **self.task.blank_prediction(names)} for text, pair in inputs]
         for i, row in zip(scored, probabilities):
-            records[i].update(tasks.TEXT_CLASSIFICATION.prediction(row, self.label_map.names))
-        blank = len(texts) - len(scored)
+            records[i].update(self.task.prediction(row, names, settings))
+        blank = len(inputs) - len(scored)
         if blank:
-            logger.warning('%d of %d texts are empty or whitespace only: no prediction for them', blank, len(texts))
+            logger.warning('%d of %d texts are empty or whitespace only: no prediction for them', blank, len(inputs))
         return records
 
+    def settings_with(self, threshold=None):
+        """The task settings of this model, with a multi-label ``threshold`` for one call."""
+        if threshold is None:
+            return self.task_settings
+        return self.task.check_settings({**self.task_settings, 'threshold': threshold}, 'threshold')
+
     def config_dict(self):
-        return {'library_version': __version__, 'bert': self.bert_config.to_dict(),
+        return {'library_version': __version__, 'task': self.task.name, 'task_settings': self.task_settings,
+                'pair': self.pair, 'bert': self.bert_config.to_dict(),
                 'max_len': self.max_len, 'num_classes': self.num_classes, 'dropout': self.dropout,
                 'labels': self.label_map.to_dict(),
                 'tokenizer': {role: {'file': os.path.basename(path), 'md5': md5sum(path)}
@@ -157,18 +190,22 @@ class TextClassifier:
     def load(cls, directory, ctx=None):
         ctx = check_ctx(ctx or mx.cpu())
         config = read_config(directory)
+        task, settings, pair = read_task(directory, config)
         files = tokenizer_files(directory, config)
         vocab = get_vocab(files['tokenizer'], files.get('vocab_json'))
         bert_config = read_bert_config(directory, config)
         check_config_max_len(directory, config, bert_config)
         label_map = LabelMap(sorted(config['labels'], key=config['labels'].get))
-        bert = build_bert(bert_config, use_pooler=True, use_decoder=False, use_classifier=False)
-        model = BERTClassifier(bert, num_classes=config['num_classes'], dropout=config['dropout'])
-        model.initialize(ctx=ctx)
+        model = task.build_model(bert_config, config['num_classes'], config['dropout'], ctx)
         load_weights(model, directory, ctx)
         model.hybridize(static_alloc=True)
         return cls(model, get_bert_tokenizer(files['tokenizer'], vocab), label_map, bert_config,
-                   config['max_len'], files, config['dropout'], ctx, config.get('training'))
+                   config['max_len'], files, config['dropout'], ctx, config.get('training'), task=task,
+                   task_settings=settings, pair=pair)
+
+
+def _texts(text, pair):
+    return {'text': text} if pair is None else {'text': text, 'text_pair': pair}
 
 
 def as_texts(texts):

@@ -13,10 +13,13 @@ Loading needs nothing but mxnet::
                                        'model-0000.params')
     logits = net(token_ids, segment_ids, valid_length)   # int32 arrays
 
-``data0`` are the token ids ``[CLS] pieces [SEP]`` truncated to max_len and padded with the
-[PAD] id, ``data1`` the segment ids (all 0 for one sentence), ``data2`` the number of real
-tokens per row. The graph casts ``valid_length`` to float32 itself, so int32 inputs (what
-BERTDataset yields) and float32 inputs both work; the output is float32 logits in label order.
+``data0`` are the token ids ``[CLS] pieces [SEP]`` (a pair: ``[CLS] A [SEP] B [SEP]``)
+truncated to max_len and padded with the [PAD] id, ``data1`` the segment ids (0 for the first
+sentence, 1 for a pair's second), ``data2`` the number of real tokens per row. The graph casts
+``valid_length`` to float32 itself, so int32 inputs (what BERTDataset yields) and float32 inputs
+both work; the output is float32 in label order: logits (classification; multi-label: apply a
+sigmoid each, threshold in ``task_settings``) or the score (regression). ``export.json`` names
+the ``task``.
 """
 import logging
 import os
@@ -81,8 +84,12 @@ def _export(classifier_or_model_dir, classifier, output_dir, name):
 
 
 def sample_inputs(classifier, texts=SAMPLE_TEXTS):
-    """(token_ids, segment_ids, valid_length) int32 numpy arrays for ``texts``, as predict builds them."""
-    return next(classifier.batches(classifier.encode(list(texts)), batch_size=len(texts)))
+    """The model's inputs (token_ids, segment_ids, valid_length: int32 numpy arrays) for ``texts``,
+    as predict builds them; a pair model gets each text paired with the next."""
+    texts = list(texts)
+    if classifier.pair:
+        texts = list(zip(texts, texts[1:] + texts[:1]))
+    return next(classifier.batches(classifier.encode(texts), batch_size=len(texts)))
 
 
 def manifest(classifier, name, tokenizer_files):
@@ -95,6 +102,7 @@ def manifest(classifier, name, tokenizer_files):
                    for input_name, role in INPUTS],
         'output': {'role': 'logits', 'dtype': 'float32', 'shape': ['batch', classifier.num_classes]},
         'max_len': classifier.max_len,
+        'task': classifier.task.name, 'task_settings': classifier.task_settings, 'pair': classifier.pair,
         'labels': classifier.label_map.names,
         'special_tokens': {token: vocab[token] for token in (vocab.cls_token, vocab.sep_token,
                                                              vocab.padding_token, vocab.unknown_token)},

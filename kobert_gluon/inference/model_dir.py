@@ -2,8 +2,9 @@
 
 Layout of a model directory::
 
-    config.json     library version, BERT size, max_len, dropout, labels, tokenizer md5s
-    model.params    BERTClassifier parameters
+    config.json     library version, task (and its settings, whether it reads sentence pairs),
+                    BERT size, max_len, dropout, labels, tokenizer md5s
+    model.params    the model's parameters (BERTClassifier for the sequence tasks)
     tokenizer/      the SentencePiece model (and v0.1 vocab json) it was trained with
 
 The tokenizer files are copied (they are small), so a directory works on any machine. Every
@@ -19,6 +20,7 @@ from ..errors import ConfigError, ModelDirectoryError, last_line
 from ..fileio import atomic_directory, file_inside, plain_file_inside, read_json, sha256sum, storage_errors, write_json
 from ..models.config import BertConfig
 from ..models.params import ParamsFileError, load_params, named_parameters, nonfinite_parameter
+from ..tasks import registry
 from ..text.data import check_max_len
 from ..text.vocab import TOKENIZER_DIR
 
@@ -54,6 +56,24 @@ def read_config(directory):
     if dropout is not None and not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
         raise ModelDirectoryError(f'{path}: dropout={dropout!r} must be in [0, 1)')
     return config
+
+
+def read_task(directory, config):
+    """``(task, task settings, pair)`` of a model directory. Directories of versions before 0.8
+    record none of them: a classifier of single sentences."""
+    path = os.path.join(directory, MODEL_CONFIG_FILE)
+    try:
+        task = registry.get(config.get('task'), where=f'{path}: task')
+        settings = config.get('task_settings') or {}
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{path}: 'task_settings' must be an object, got {type(settings).__name__}")
+        settings = task.check_settings(settings, f'{path}: task_settings')
+    except ConfigError as error:
+        raise ModelDirectoryError(str(error)) from None
+    pair = config.get('pair', False)
+    if not isinstance(pair, bool):
+        raise ModelDirectoryError(f"{path}: 'pair' must be true or false, got {pair!r}")
+    return task, settings, pair
 
 
 # BertConfig's fields and the type each must have in config.json.

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError, ConversionError, MissingExtraError
 from ..fileio import atomic_directory, owned_output, write_json
-from ..inference.export import (EXPORT_FILE, SAMPLE_TEXTS, VERIFY_TOLERANCE, _as_classifier, _check_name,
+from ..inference.export import (EXPORT_FILE, VERIFY_TOLERANCE, _as_classifier, _check_name, _trace,
                                 _write_tokenizer, manifest, sample_inputs)
 from ..models.hf_weights import require
 
@@ -97,8 +97,9 @@ def export_onnx(classifier_or_model_dir, output_dir, name='model', ctx=None, ove
 
 
 def _export_onnx(classifier, output_dir, name, ort):
-    inputs = onnx_inputs(*sample_inputs(classifier))
-    expected = classifier.logits(list(SAMPLE_TEXTS))
+    arrays = sample_inputs(classifier)
+    inputs = onnx_inputs(*arrays)
+    expected = _trace(classifier.model, arrays, classifier.ctx)
     dynamic = {input_name: {0: 'batch', 1: 'length'} for input_name in ONNX_INPUTS}
     with atomic_directory(output_dir) as tmp:
         onnx_path = os.path.join(tmp, f'{name}.onnx')

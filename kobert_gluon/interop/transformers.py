@@ -49,7 +49,6 @@ logger = logging.getLogger(__name__)
 BERT_PARAMS_FILE = 'bert.params'
 BERT_CONFIG_FILE = 'bert_config.json'
 DEFAULT_MAX_LEN = 64
-CLASSIFIER_ARCHITECTURE = 'BertForSequenceClassification'
 
 
 # ---------------------------------------------------------------------------- names
@@ -80,7 +79,7 @@ def _check_finite(tensors, source):
 
 
 def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None, max_len=None, kobert_dir=None,
-                      ctx=None, overwrite=False):
+                      ctx=None, overwrite=False, pair=None):
     """Convert a transformers BERT directory; returns a TextClassifier or a gluonnlp BERTModel.
 
     A ``BertForSequenceClassification`` checkpoint becomes a :class:`TextClassifier`; with
@@ -88,6 +87,10 @@ def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None,
     tokenizer is ``tokenizer`` (a .spiece/.model path, with ``vocab_json`` for the v0.1 pair),
     else the one :func:`to_transformers` put in ``src_dir``, else ``src_dir/spiece.model``
     (transformers' KoBERT layout), else KoBERT's .spiece, found like every KoBERT file.
+
+    Its task follows ``problem_type`` (single-label classification, regression, multi-label); it
+    reads sentence pairs when ``pair`` is true, or, with ``pair`` None, when kobert_gluon.json (a
+    folder :func:`to_transformers` wrote) says so.
 
     A plain ``BertModel`` becomes a ``BERTModel`` (with pooler); ``output_dir`` then receives
     ``bert.params`` (the ``bert_12_768_12`` layout, usable as ``train --init_from``),
@@ -97,14 +100,14 @@ def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None,
     write is replaced only with ``overwrite`` (fileio.owned_output).
     """
     with _owned(output_dir, overwrite):
-        return _from_transformers(os.fspath(src_dir), output_dir, tokenizer, vocab_json, max_len, kobert_dir, ctx)
+        return _from_transformers(os.fspath(src_dir), output_dir, tokenizer, vocab_json, max_len, kobert_dir, ctx,
+                                  pair)
 
 
-def _from_transformers(src_dir, output_dir, tokenizer, vocab_json, max_len, kobert_dir, ctx):
+def _from_transformers(src_dir, output_dir, tokenizer, vocab_json, max_len, kobert_dir, ctx, pair=None):
     import mxnet as mx
 
     from ..models.bert import build_bert
-    from ..models.heads import BERTClassifier
 
     ctx = ctx or mx.cpu()
     config, bert_config = read_transformers_config(src_dir)
@@ -126,23 +129,43 @@ def _from_transformers(src_dir, output_dir, tokenizer, vocab_json, max_len, kobe
     from .. import assets
 
     meta = read_meta(src_dir)
+    task, settings, recorded_pair = _task_of(config, meta, src_dir)
+    pair = recorded_pair if pair is None else bool(pair)
     files = (_tokenizer_files(src_dir, tokenizer, vocab_json)
              or {'tokenizer': assets.resolve('spiece', kobert_dir=kobert_dir)})
     vocab = _checked_vocab(files, bert_config.vocab_size, src_dir)
-    num_classes = tensors['classifier.weight'].shape[0]
+    num_outputs = tensors['classifier.weight'].shape[0]
     dropout = meta.get('dropout', config.get('classifier_dropout') or config.get('hidden_dropout_prob', 0.1))
-    model = BERTClassifier(build_bert(bert_config, use_pooler=True, use_decoder=False, use_classifier=False),
-                           num_classes=num_classes, dropout=dropout)
-    model.initialize(ctx=ctx)
+    model = task.build_model(bert_config, num_outputs, dropout, ctx)
     assign(model, classifier_name_pairs(model), tensors, src_dir)
     model.hybridize(static_alloc=True)
-    label_map = LabelMap(_label_names(config, num_classes, src_dir))
+    label_map = LabelMap(_label_names(config, num_outputs, src_dir))
     max_len = _max_len(max_len, meta, bert_config, src_dir)
     classifier = TextClassifier(model, get_bert_tokenizer(files['tokenizer'], vocab), label_map, bert_config,
-                                max_len, files, dropout, ctx, meta.get('training'))
+                                max_len, files, dropout, ctx, meta.get('training'), task=task,
+                                task_settings=settings, pair=pair)
     if output_dir is not None:
         classifier.save(output_dir)
     return classifier
+
+
+def _task_of(config, meta, src_dir):
+    """(task, settings, pair) of a transformers classifier: what kobert_gluon.json records, else
+    the task whose problem_type config.json names (absent: single-label classification)."""
+    from ..errors import ConfigError
+    from ..tasks import registry
+
+    path = os.path.join(src_dir, HF_CONFIG_FILE)
+    problem_type = config.get('problem_type')
+    by_problem = {task.hf_problem_type: task.name for task in map(registry.get, registry.names())}
+    if problem_type not in (None, *by_problem):
+        raise ConversionError(f'{path}: problem_type={problem_type!r}; expected one of {sorted(by_problem)}')
+    try:
+        task = registry.get(meta.get('task') or by_problem.get(problem_type), where=f'{src_dir}: task')
+        settings = task.check_settings(meta.get('task_settings') or {}, os.path.join(src_dir, META_FILE))
+    except ConfigError as error:
+        raise ConversionError(str(error)) from None
+    return task, settings, bool(meta.get('pair', False))
 
 
 def _max_len(given, meta, bert_config, src_dir):
@@ -280,12 +303,13 @@ def _write_classifier(classifier, output_dir, source=None):
     model = classifier.model
     params = named_parameters(model)
     tensors = with_bert_prefix({hf: params[gluon].data().asnumpy() for hf, gluon in classifier_name_pairs(model)})
-    config = hf_config(classifier.bert_config, CLASSIFIER_ARCHITECTURE)
+    config = hf_config(classifier.bert_config, classifier.task.hf_architecture)
     names = classifier.label_map.names
     config.update({'id2label': {str(i): name for i, name in enumerate(names)},
                    'label2id': {name: i for i, name in enumerate(names)},
-                   'classifier_dropout': classifier.dropout, 'problem_type': 'single_label_classification'})
+                   'classifier_dropout': classifier.dropout, 'problem_type': classifier.task.hf_problem_type})
     meta = {'library_version': __version__, 'max_len': classifier.max_len, 'dropout': classifier.dropout,
+            'task': classifier.task.name, 'task_settings': classifier.task_settings, 'pair': classifier.pair,
             **({'training': classifier.training} if getattr(classifier, 'training', None) else {})}
     train_config, test_report = run_record(source)
     if source is not None and test_report is None and getattr(classifier, 'test_report', None):
@@ -293,7 +317,7 @@ def _write_classifier(classifier, output_dir, source=None):
     card = classifier_card(names, config, meta.get('training'), train_config, test_report, source,
                            classifier.max_len, classifier.tokenizer_files)
     _write_directory(output_dir, tensors, config, meta, classifier.tokenizer_files, classifier.tokenizer.vocab,
-                     classifier.max_len, card)
+                     classifier.max_len, card, pair=classifier.pair)
     return output_dir
 
 
@@ -326,7 +350,7 @@ def _write_bert(params_path, output_dir, num_heads, tokenizer, vocab_json):
     return output_dir
 
 
-def _write_directory(output_dir, tensors, config, meta, tokenizer_files, vocab, max_len, card=None):
+def _write_directory(output_dir, tensors, config, meta, tokenizer_files, vocab, max_len, card=None, pair=False):
     """Write the folder atomically; its ``tokenizer.json`` is checked against ours before it appears."""
     from .model_card import MODEL_CARD_FILE
 
@@ -341,26 +365,39 @@ def _write_directory(output_dir, tensors, config, meta, tokenizer_files, vocab, 
             with open(os.path.join(tmp, VOCAB_TXT), 'w', encoding='utf-8') as out:
                 out.write(''.join(token + '\n' for token in vocab.idx_to_token))
             if tokenizer_files:
-                _write_checked_hf_tokenizer(tmp, tokenizer_files['tokenizer'], vocab, max_len, output_dir)
+                _write_checked_hf_tokenizer(tmp, tokenizer_files['tokenizer'], vocab, max_len, output_dir, pair)
         if card:
             with open(os.path.join(tmp, MODEL_CARD_FILE), 'w', encoding='utf-8') as out:
                 out.write(card)
     logger.info('wrote transformers directory %s (%s)', output_dir, config['architectures'][0])
 
 
-def _write_checked_hf_tokenizer(directory, spiece_path, vocab, max_len, output_dir):
+def _write_checked_hf_tokenizer(directory, spiece_path, vocab, max_len, output_dir, pair=False):
     """tokenizer.json + tokenizer_config.json + special_tokens_map.json for ``AutoTokenizer``/``pipeline()``.
 
     Refuses (ConversionError; nothing is written) when transformers would get other ids than
-    ours on any probe text (:data:`hf_tokenizer.PROBE_TEXTS`), instead of a silently wrong folder.
+    ours on any probe text (:data:`hf_tokenizer.PROBE_TEXTS`), instead of a silently wrong folder;
+    a pair model's tokenizer is checked on probe pairs too (:mod:`.hf_pairs`: the pieces exactly;
+    the pairs only tokenizers' truncation cuts otherwise are counted in the log).
     """
     from ..text.tokenizer import get_bert_tokenizer
-    from .hf_tokenizer import verify_hf_tokenizer, write_hf_tokenizer
+    from .hf_pairs import verify_hf_pairs
+    from .hf_tokenizer import PROBE_TEXTS, TOKENIZER_JSON, verify_hf_tokenizer, write_hf_tokenizer
 
     spiece_path = os.fspath(spiece_path)
+    gluon_tokenizer = get_bert_tokenizer(spiece_path, vocab)
     try:
         write_hf_tokenizer(spiece_path, vocab, directory, max_len)
-        verify_hf_tokenizer(directory, get_bert_tokenizer(spiece_path, vocab), max_len)
+        verify_hf_tokenizer(directory, gluon_tokenizer, max_len)
+        if pair:
+            from tokenizers import Tokenizer
+
+            found = verify_hf_pairs(Tokenizer.from_file(os.path.join(directory, TOKENIZER_JSON)), gluon_tokenizer,
+                                    max_len, list(zip(PROBE_TEXTS, PROBE_TEXTS[1:])))
+            if found['truncation_differs']:
+                logger.info('tokenizer.json: %d of %d probe pairs are cut by tokenizers\' LongestFirst rule, which '
+                            'gives the odd piece to the second sentence (gluonnlp: to the first; max_len %d)',
+                            len(found['truncation_differs']), found['pairs'], max_len)
     except ConversionError as error:
         raise ConversionError(f'{output_dir}: not written: {error}') from error
 

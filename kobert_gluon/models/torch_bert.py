@@ -44,14 +44,17 @@ def torch_bert(bert, bert_config, return_dict=False, device='cpu'):
 
 
 def torch_classifier(classifier, return_dict=True):
-    """A transformers ``BertForSequenceClassification`` holding a TextClassifier's weights."""
+    """The transformers model of a TextClassifier's task (``BertForSequenceClassification`` for
+    the sequence tasks) holding its weights."""
     transformers = require('transformers')
     params = named_parameters(classifier.model)
     tensors = with_bert_prefix({hf: params[gluon].data().asnumpy()
                                 for hf, gluon in classifier_name_pairs(classifier.model)})
     names = classifier.label_map.names
-    config = _transformers_config(classifier.bert_config, 'BertForSequenceClassification', return_dict=return_dict,
-                                  num_labels=len(names), id2label=dict(enumerate(names)),
+    architecture = classifier.task.hf_architecture
+    config = _transformers_config(classifier.bert_config, architecture, return_dict=return_dict,
+                                  num_labels=classifier.num_classes, id2label=dict(enumerate(names)),
                                   label2id={name: i for i, name in enumerate(names)},
-                                  classifier_dropout=classifier.dropout)
-    return _load(transformers.BertForSequenceClassification(config), tensors, 'the classifier')
+                                  classifier_dropout=classifier.dropout,
+                                  problem_type=classifier.task.hf_problem_type)
+    return _load(getattr(transformers, architecture)(config), tensors, 'the classifier')

@@ -69,14 +69,9 @@ PAGE_HEADERS = {
 
 # ---------------------------------------------------------------------------- answers
 
-def hf_answer(records, top_k=None):
-    """Hugging Face's text-classification answer: per text, ``[{"label", "score"}, ...]`` by score."""
-    answer = []
-    for record in records:
-        scores = sorted(((score, label) for label, score in (record['probabilities'] or {}).items()),
-                        key=lambda pair: -pair[0])
-        answer.append([{'label': label, 'score': score} for score, label in scores[:top_k]])
-    return answer
+def hf_answer(task, records, label_names, top_k=None):
+    """Hugging Face's answer: per text, the task's ``[{"label", "score"}, ...]`` by score."""
+    return [task.hf_answer(record, label_names, top_k) for record in records]
 
 
 def base_weights(classifier):
@@ -100,7 +95,8 @@ def base_weights(classifier):
 
 def metadata(classifier, limits):
     config = classifier.config_dict()
-    return {'labels': classifier.label_map.names, 'max_len': config['max_len'], 'bert': config['bert'],
+    return {'task': config['task'], 'task_settings': config['task_settings'], 'pair': config['pair'],
+            'labels': classifier.label_map.names, 'max_len': config['max_len'], 'bert': config['bert'],
             'dtype': classifier.dtype, 'library_version': config['library_version'],
             'tokenizer': config['tokenizer'], 'limits': dataclasses.asdict(limits),
             'base_weights': base_weights(classifier)}
@@ -112,8 +108,8 @@ def build_app(classifier, limits):
     """The FastAPI application; the model thread runs between its startup and shutdown."""
     batcher = Batcher(classifier, limits)
     model_info = Metadata(**metadata(classifier, limits)).model_dump()  # md5s once, not per request; checked
-    PredictRequest, TextsRequest, TextRequest, HFRequest, PredictAnswer = api_models(  # noqa: N806
-        model_info['labels'], limits, model_info['max_len'])
+    PredictRequest, _, _, HFRequest, PredictAnswer = api_models(  # noqa: N806
+        model_info['labels'], limits, model_info['max_len'], classifier.task, classifier.pair)
     page_html = resources.files(__package__).joinpath(STATIC_DIR, 'index.html').read_bytes()
 
     @contextlib.asynccontextmanager
@@ -140,8 +136,9 @@ def build_app(classifier, limits):
 
     app = FastAPI(
         title='kobert-gluon serve', version=model_info['library_version'], lifespan=lifespan,
-        description='KoBERT text classification with dynamic batching. `POST /predict` takes '
-                    f'{SHAPES} (Hugging Face Inference API); errors are `{{"error": "..."}}`.',
+        description=f'KoBERT {classifier.task.name} ({classifier.task.description})'
+                    + (' of sentence pairs' if classifier.pair else '') + ' with dynamic batching. `POST /predict` '
+                    f'takes {SHAPES} (Hugging Face Inference API); errors are `{{"error": "..."}}`.',
         redoc_url=None, docs_url=None if SWAGGER_UI_DIR else '/docs',  # /docs is enough (add_docs)
         exception_handlers={ApiError: api_error, RequestValidationError: invalid_body, HTTPException: http_error,
                             Exception: server_error})
@@ -152,26 +149,7 @@ def build_app(classifier, limits):
     async def page():
         return Response(page_html, media_type='text/html; charset=utf-8', headers=PAGE_HEADERS)
 
-    api = APIRouter(route_class=JsonBodyRoute)
-
-    @api.post('/predict', response_model=PredictAnswer, summary='Label sentences', operation_id='predict',
-              responses={200: {'description': 'one prediction per text, in order'}, **ERROR_RESPONSES},
-              description='`{"texts": [...]}` and `{"text": "..."}` are answered `{"predictions": [...]}` '
-                          '(a list of one for `text`); `{"inputs": "..." | [...]}` as the Hugging Face Inference API '
-                          'answers text classification: `[[{"label", "score"}, ...], ...]`, one list per text, '
-                          'highest score first, `[[...]]` for a string, `[]` for a blank text.')
-    async def predict(payload: PredictRequest):
-        body = payload.root
-        if isinstance(body, HFRequest):
-            texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
-        else:
-            texts = body.texts if isinstance(body, TextsRequest) else [body.text]
-        records = await asyncio.wrap_future(batcher.submit(texts))
-        if isinstance(body, HFRequest):
-            return JSONResponse(hf_answer(records, body.parameters and body.parameters.top_k))
-        return JSONResponse({'predictions': records})  # already plain JSON: no second pass through pydantic
-
-    app.include_router(api)
+    app.include_router(predict_route(classifier, batcher, PredictRequest, HFRequest, PredictAnswer))
 
     @app.get('/health', response_model=Health, summary='Liveness, and how much work was done', operation_id='health')
     async def health():
@@ -186,6 +164,74 @@ def build_app(classifier, limits):
     app.mount('/static', StaticFiles(packages=[(__package__, STATIC_DIR)]), name='static')
     add_docs(app)
     return app
+
+
+PREDICT_DESCRIPTION = (
+    '`{"texts": [...]}` and `{"text": "..."}` are answered `{"predictions": [...]}` (a list of one for `text`); a '
+    'pair model takes `text_pairs` / `text_pair` beside them. `{"inputs": "..." | [...] | {"text", "text_pair"} | '
+    '[{...}]}` is answered as the Hugging Face Inference API answers text classification: `[[{"label", "score"}, '
+    '...], ...]`, one list per text, highest score first, `[[...]]` for a string, `[]` for a blank text. Each '
+    "prediction holds the task's fields: `label` and `probabilities` (classification), `score` (regression), "
+    "`labels` and `probabilities` (multi-label; `threshold` in the body overrides the model's).")
+
+
+def predict_route(classifier, batcher, PredictRequest, HFRequest, PredictAnswer):  # noqa: N803 (pydantic models)
+    """``POST /predict``: a body's inputs through the batcher, answered in the body's shape."""
+    api = APIRouter(route_class=JsonBodyRoute)
+
+    @api.post('/predict', response_model=PredictAnswer, summary='Label sentences', operation_id='predict',
+              responses={200: {'description': 'one prediction per text, in order'}, **ERROR_RESPONSES},
+              description=PREDICT_DESCRIPTION)
+    async def predict(payload: PredictRequest):
+        body = payload.root
+        items = request_inputs(body, classifier.pair)
+        settings = request_settings(body, classifier)
+        records = await asyncio.wrap_future(batcher.submit(items))
+        names, task = classifier.label_map.names, classifier.task
+        if settings is not None:
+            records = [task.adjusted(record, names, settings) for record in records]
+        if isinstance(body, HFRequest):
+            return JSONResponse(hf_answer(task, records, names, body.parameters and body.parameters.top_k))
+        return JSONResponse({'predictions': records})  # already plain JSON: no second pass through pydantic
+    return api
+
+
+def request_inputs(body, pair):
+    """The texts of a /predict body as the model reads them: strings, or (text, text_pair) pairs
+    for a pair model; a 422 ApiError when the body's shape does not fit the model."""
+    if hasattr(body, 'inputs'):
+        inputs = body.inputs
+        items = [inputs] if isinstance(inputs, str) or not isinstance(inputs, list) else inputs
+        texts = [item.text if hasattr(item, 'text') else item for item in items]
+        pairs = [getattr(item, 'text_pair', None) for item in items]
+        given, where = any(pair is not None for pair in pairs), '"inputs"'
+    elif hasattr(body, 'texts'):
+        texts, pairs, given, where = body.texts, body.text_pairs, body.text_pairs is not None, '"text_pairs"'
+        if given and len(pairs) != len(texts):
+            raise ApiError(422, f'{len(texts)} texts but {len(pairs)} text_pairs; send one text_pair per text')
+    else:
+        texts, pairs, given, where = [body.text], [body.text_pair], body.text_pair is not None, '"text_pair"'
+    if given and not pair:
+        raise ApiError(422, f'{where}: this model reads single sentences, not pairs; send texts only')
+    if pair and (not given or any(item is None for item in pairs)):
+        raise ApiError(422, 'this model reads sentence pairs: send {"text": ..., "text_pair": ...}, '
+                            '{"texts": [...], "text_pairs": [...]} or {"inputs": {"text": ..., "text_pair": ...}}')
+    return list(zip(texts, pairs)) if pair else list(texts)
+
+
+def request_settings(body, classifier):
+    """A request's own task settings (a multi-label threshold), or None; 422 where the model has none."""
+    task = classifier.task
+    function = getattr(getattr(body, 'parameters', None), 'function_to_apply', None)
+    if function is not None and function != task.hf_function:
+        raise ApiError(422, f'"parameters.function_to_apply" is {function!r}; this {task.name} model\'s scores '
+                            f'are {task.hf_function!r}')
+    threshold = getattr(body, 'threshold', None)
+    if threshold is None:
+        return None
+    if 'threshold' not in task.default_settings:
+        raise ApiError(422, f'"threshold": only multi-label models have one; this is a {task.name} model')
+    return {**classifier.task_settings, 'threshold': threshold}
 
 
 DOCS_ASSETS = '/docs-assets'

@@ -5,7 +5,8 @@ from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 from ..errors import MissingExtraError
 
 try:
-    from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, RootModel, StrictStr, Tag
+    from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, RootModel, StrictStr, Tag,
+                          create_model)
     from pydantic_core import PydanticCustomError
 except ImportError as error:  # pragma: no cover - exercised by hiding fastapi/uvicorn in a test
     raise MissingExtraError('serve', f'{error.name or "pydantic"} (needed by kobert-gluon serve)') from None
@@ -15,10 +16,13 @@ SHAPES = '{"texts": [...]}, {"text": "..."} or {"inputs": ...}'
 
 
 FIELD_TYPES = {'texts': 'an array of strings', 'text': 'a string', 'inputs': 'a string or an array of strings',
+               'text_pairs': 'an array of strings', 'text_pair': 'a string', 'threshold': 'a number',
                'parameters': 'an object', 'options': 'an object', 'top_k': 'a positive integer'}
 
 
-INPUTS_TAGS = ('string', 'array')  # how pydantic names the branches of "inputs" in an error's location
+# how pydantic names the branches of "inputs" in an error's location: a string, an array of strings,
+# one {"text", "text_pair"} object or an array of them
+INPUTS_TAGS = ('string', 'array', 'object', 'objects')
 
 
 class Error(BaseModel):
@@ -48,6 +52,9 @@ class LimitsInfo(BaseModel):
 
 
 class Metadata(BaseModel):
+    task: str = Field(description="'classification', 'regression' or 'multi_label'")
+    task_settings: Dict[str, Any] = Field(description='e.g. the threshold of a multi-label model')
+    pair: bool = Field(description='whether the model reads sentence pairs (text + text_pair)')
     labels: List[str]
     max_len: int
     bert: Dict[str, Any] = Field(description='BERT size (num_layers, units, ...)')
@@ -62,8 +69,9 @@ class HFParameters(BaseModel):
     """The Inference API's text-classification parameters this server honours."""
     model_config = ConfigDict(extra='forbid')
     top_k: Optional[int] = Field(None, ge=1, description='only the k most probable labels of each text')
-    function_to_apply: Optional[Literal['softmax']] = Field(
-        None, description='scores are softmax probabilities; sigmoid and none are not available')
+    function_to_apply: Optional[Literal['softmax', 'sigmoid', 'none']] = Field(
+        None, description="the model's own only: 'softmax' (classification), 'sigmoid' (multi-label), 'none' "
+                          '(regression)')
 
 
 def unicode_text(value):
@@ -86,38 +94,64 @@ def body_shape(payload):
 
 
 def inputs_shape(value):
-    return INPUTS_TAGS[0] if isinstance(value, str) else INPUTS_TAGS[1]
+    if isinstance(value, str):
+        return INPUTS_TAGS[0]
+    if isinstance(value, dict):
+        return INPUTS_TAGS[2]
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return INPUTS_TAGS[3]
+    return INPUTS_TAGS[1]
 
 
-def api_models(labels, limits, max_len):
-    """The request and answer models of one server: its labels and --max_texts are in them."""
+class HFPair(BaseModel):
+    """One sentence pair, as the Inference API (and ``pipeline()``) take them."""
+    model_config = ConfigDict(extra='forbid')
+    text: Text
+    text_pair: Optional[Text] = None
+
+
+def api_models(labels, limits, max_len, task, pair=False):
+    """The request and answer models of one server: its labels, task, pairs and --max_texts are in them."""
     Label = Literal[tuple(labels)]  # noqa: N806
     texts_field = dict(min_length=1, max_length=limits.max_texts,
                        description=f'sentences, at most {limits.max_texts} (--max_texts); each is cut to '
                                    f'max_len={max_len} tokens')
+    pairs_help = ('the second sentence of each pair, as many as texts (required: this model reads sentence pairs)'
+                  if pair else 'sentence-pair models only; this model reads single sentences')
+    threshold_field = Field(None, gt=0, lt=1, description='multi-label models: the probability above which a label is '
+                                                    "predicted, for this request (default: the model's)")
+    example = '배송이 빨라서 좋았어요'
 
     class TextsRequest(BaseModel):
-        """Several sentences. Answer: ``{"predictions": [...]}``, one per text, in order."""
-        model_config = ConfigDict(extra='forbid', json_schema_extra={
-            'examples': [{'texts': ['배송이 빨라서 좋았어요', '다시는 안 삽니다']}]})
+        """Several sentences (or pairs). Answer: ``{"predictions": [...]}``, one per text, in order."""
+        model_config = ConfigDict(extra='forbid', json_schema_extra={'examples': [
+            {'texts': ['배송이 빨라서 좋았어요', '다시는 안 삽니다'],
+             **({'text_pairs': ['빨리 왔어요', '또 살게요']} if pair else {})}]})
         texts: List[Text] = Field(**texts_field)
+        text_pairs: Optional[List[Text]] = Field(None, description=pairs_help)
+        threshold: Optional[float] = threshold_field
 
     class TextRequest(BaseModel):
-        """One sentence. Answer: ``{"predictions": [...]}`` with one prediction, as for
+        """One sentence (or pair). Answer: ``{"predictions": [...]}`` with one prediction, as for
         ``{"texts": [text]}``."""
-        model_config = ConfigDict(extra='forbid',
-                                  json_schema_extra={'examples': [{'text': '배송이 빨라서 좋았어요'}]})
+        model_config = ConfigDict(extra='forbid', json_schema_extra={
+            'examples': [{'text': example, **({'text_pair': '빨리 왔어요'} if pair else {})}]})
         text: Text = Field(description=f'a sentence; it is cut to max_len={max_len} tokens')
+        text_pair: Optional[Text] = Field(None, description=pairs_help)
+        threshold: Optional[float] = threshold_field
 
     class HFRequest(BaseModel):
         """The Hugging Face Inference API's text-classification body. Answer: HF's, a list with
         one list of ``{"label", "score"}`` per text (``[[...]]`` for a string), highest first."""
-        model_config = ConfigDict(extra='forbid', json_schema_extra={
-            'examples': [{'inputs': '배송이 빨라서 좋았어요'},
-                         {'inputs': ['좋아요', '별로예요'], 'parameters': {'top_k': 1}}]})
+        model_config = ConfigDict(extra='forbid', json_schema_extra={'examples': [
+            {'inputs': {'text': example, 'text_pair': '빨리 왔어요'}} if pair else {'inputs': example},
+            {'inputs': ['좋아요', '별로예요'], 'parameters': {'top_k': 1}}]})
         inputs: Annotated[Union[Annotated[Text, Tag(INPUTS_TAGS[0])],
-                                Annotated[List[Text], Field(**texts_field), Tag(INPUTS_TAGS[1])]],
-                          Discriminator(inputs_shape)] = Field(description='a sentence, or several')
+                                Annotated[List[Text], Field(**texts_field), Tag(INPUTS_TAGS[1])],
+                                Annotated[HFPair, Tag(INPUTS_TAGS[2])],
+                                Annotated[List[HFPair], Field(**texts_field), Tag(INPUTS_TAGS[3])]],
+                          Discriminator(inputs_shape)] = Field(
+            description='a sentence, several, or {"text", "text_pair"} pairs (one or a list) for a pair model')
         parameters: Optional[HFParameters] = None
         options: Optional[Dict[str, Any]] = Field(None, description="accepted and ignored (HF's wait_for_model, "
                                                                     "use_cache)")
@@ -129,11 +163,10 @@ def api_models(labels, limits, max_len):
                         Discriminator(body_shape, custom_error_type='body_shape',
                                       custom_error_message=f'expected a JSON object {SHAPES}')]
 
-    class Prediction(BaseModel):
-        text: str
-        label: Optional[Label] = Field(description='the most probable label; null for a blank text')
-        probabilities: Optional[Dict[Label, float]] = Field(
-            description='softmax probability per label; null for a blank text')
+    fields = {name: (annotation, Field(description=help_text))
+              for name, (annotation, help_text) in task.prediction_schema(Label).items()}
+    Prediction = create_model(  # noqa: N806
+        'Prediction', text=(str, ...), **({'text_pair': (str, ...)} if pair else {}), **fields)
 
     class PredictResponse(BaseModel):
         """The answer to ``{"texts": [...]}`` and ``{"text": "..."}``."""

@@ -243,10 +243,12 @@ def stratified_split(frame, label_column, test_size=0.2, seed=42):
     return frame.iloc[keep].reset_index(drop=True), frame.iloc[held].reset_index(drop=True)
 
 
-def rows_digest(texts, labels):
+def rows_digest(texts, labels, label_text=None):
     """sha256 of a set of (text, label) rows, independent of their order and of how the
-    label is spelled (1 / 1.0): the same rows in any file give the same digest."""
-    lines = sorted(f'{text}\t{label_key(label)}' for text, label in zip(texts, labels))
+    label is spelled (``label_text``, default label_key: 1 / 1.0 alike): the same rows in any
+    file give the same digest."""
+    label_text = label_text or label_key
+    lines = sorted(f'{text}\t{label_text(label)}' for text, label in zip(texts, labels))
     return hashlib.sha256('\n'.join(lines).encode('utf-8', 'surrogatepass')).hexdigest()
 
 

@@ -69,23 +69,37 @@ class TokenIds:
     def tokenize(self, text):
         return [piece for word in basic_tokenize(text) for piece in self.sentencepiece.encode(word, out_type=str)]
 
-    def encode(self, text, max_len=None):
-        """``[CLS] ids [SEP]``, cut to ``max_len`` as BERTSentenceTransform cuts."""
+    def encode(self, text, max_len=None, text_pair=None):
+        """``[CLS] ids [SEP]`` (a pair: ``[CLS] ids [SEP] pair ids [SEP]``), cut to ``max_len`` as
+        BERTSentenceTransform cuts (a pair: the longer side loses its last piece first, the
+        second on a tie); returns ``(ids, segment ids)`` for a pair, the ids alone otherwise."""
         ids = [self.token_to_id.get(piece, self.unk_id) for piece in self.tokenize(text)]
+        if text_pair is None:
+            if max_len is not None:
+                ids = ids[:max_len - 2]
+            return [self.cls_id] + ids + [self.sep_id]
+        pair_ids = [self.token_to_id.get(piece, self.unk_id) for piece in self.tokenize(text_pair)]
         if max_len is not None:
-            ids = ids[:max_len - 2]
-        return [self.cls_id] + ids + [self.sep_id]
+            while len(ids) + len(pair_ids) > max_len - 3:  # gluonnlp's _truncate_seq_pair
+                (ids if len(ids) > len(pair_ids) else pair_ids).pop()
+        return ([self.cls_id] + ids + [self.sep_id] + pair_ids + [self.sep_id],
+                [0] * (len(ids) + 2) + [1] * (len(pair_ids) + 1))
 
-    def __call__(self, texts, max_len=None):
+    def __call__(self, texts, max_len=None, text_pairs=None):
         """int64 arrays ``input_ids``, ``token_type_ids``, ``attention_mask`` padded with [PAD]."""
-        encoded = [self.encode(text, max_len) for text in texts]
-        width = max((len(ids) for ids in encoded), default=0)
+        if text_pairs is None:
+            encoded = [(ids, [0] * len(ids)) for ids in (self.encode(text, max_len) for text in texts)]
+        else:
+            encoded = [self.encode(text, max_len, pair) for text, pair in zip(texts, text_pairs)]
+        width = max((len(ids) for ids, _ in encoded), default=0)
         input_ids = np.full((len(encoded), width), self.pad_id, dtype=np.int64)
+        token_type_ids = np.zeros((len(encoded), width), dtype=np.int64)
         attention_mask = np.zeros((len(encoded), width), dtype=np.int64)
-        for row, ids in enumerate(encoded):
+        for row, (ids, segments) in enumerate(encoded):
             input_ids[row, :len(ids)] = ids
+            token_type_ids[row, :len(segments)] = segments
             attention_mask[row, :len(ids)] = 1
-        return {'input_ids': input_ids, 'token_type_ids': np.zeros_like(input_ids), 'attention_mask': attention_mask}
+        return {'input_ids': input_ids, 'token_type_ids': token_type_ids, 'attention_mask': attention_mask}
 
 
 def basic_tokenize(text):

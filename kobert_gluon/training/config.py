@@ -9,6 +9,8 @@ from typing import Optional
 
 from ..errors import ConfigError
 from ..models.config import BertConfig, bert_config_for
+from ..tasks import registry
+from ..tasks.inputs import split_names
 from ..text.corpus import check_corpus
 from ..text.data import check_max_len
 from ..text.vocab import KOBERT_VOCAB_SIZE
@@ -23,22 +25,34 @@ REPORT_TO = ('none', 'tensorboard')
 SIZE_DEFAULTS = {'small': {'learning_rate': 5e-4, 'batch_size': 32, 'num_epochs': 8, 'log_interval': 5},
                  'kobert': {'learning_rate': 5e-5, 'batch_size': 64, 'num_epochs': 5, 'log_interval': 200}}
 DTYPES = ('float32', 'bfloat16', 'float16')
-SELECT_METRICS = ('accuracy', 'macro_f1')
 
 
-def field(default, help):
-    return dataclasses.field(default=default, metadata={'help': help})
+def field(default, help, choices=None, recipe=False):
+    """A setting: its default, its help (the CLI flag's), the values it may take (checked by
+    validate() and by argparse) and whether it shapes the model (``recipe``: --resume refuses a
+    change of it, rundir.run_inputs)."""
+    return dataclasses.field(default=default, metadata={'help': help, 'choices': choices, 'recipe': recipe})
+
+
+def choices_of(config_class):
+    """{field name: allowed values} of the fields that have a fixed set of values."""
+    return {item.name: item.metadata['choices'] for item in dataclasses.fields(config_class)
+            if item.metadata.get('choices')}
+
+
+def recipe_fields(config_class):
+    return tuple(item.name for item in dataclasses.fields(config_class) if item.metadata.get('recipe'))
 
 
 @dataclasses.dataclass
 class OptimizerConfig:
     """The optimisation recipe fine-tuning and pretraining share: bertadam, linear warmup then
     linear decay, global-norm clipping (pretraining overrides the rate and epsilon defaults)."""
-    learning_rate: float = field(5e-5, 'peak learning rate')
-    warmup_ratio: float = field(0.1, 'share of steps with linearly rising learning rate')
-    weight_decay: float = field(0.01, 'bertadam weight decay (not on LayerNorm or biases)')
-    epsilon: float = field(1e-9, 'bertadam epsilon')
-    max_grad_norm: float = field(1.0, 'global gradient norm clip')
+    learning_rate: float = field(5e-5, 'peak learning rate', recipe=True)
+    warmup_ratio: float = field(0.1, 'share of steps with linearly rising learning rate', recipe=True)
+    weight_decay: float = field(0.01, 'bertadam weight decay (not on LayerNorm or biases)', recipe=True)
+    epsilon: float = field(1e-9, 'bertadam epsilon', recipe=True)
+    max_grad_norm: float = field(1.0, 'global gradient norm clip', recipe=True)
 
     def check_optimizer(self):
         for name in ('learning_rate', 'epsilon', 'max_grad_norm'):
@@ -51,13 +65,25 @@ class OptimizerConfig:
 class TrainConfig(OptimizerConfig):
     """Every setting of a fine-tuning run; the CLI's flags are these field names."""
     data: Optional[str] = field(None, 'labeled TSV/CSV/XLSX file; none: the embedded Korean demo set')
-    text_column: str = field('text', 'column holding the sentences')
-    label_column: str = field('label', 'column holding the labels (names or integers)')
+    task: str = field('classification', "'classification' (one label per text), 'regression' (a score, e.g. "
+                                        "KorSTS), 'multi_label' (several labels per text, e.g. KOTE)",
+                      choices=registry.names(), recipe=True)
+    text_column: str = field('text', 'column holding the sentences', recipe=True)
+    text_pair_column: Optional[str] = field(None, 'column holding the second sentence of each pair (NLI, STS, '
+                                                  'paraphrase); none: single sentences', recipe=True)
+    label_column: str = field('label', 'column holding the labels (names or integers; regression: scores; '
+                                        'multi_label: --label_separator-separated lists)', recipe=True)
+    label_columns: Optional[str] = field(None, "multi_label: comma-separated names of 0/1 columns, one per label "
+                                               "(instead of --label_column)", recipe=True)
+    label_separator: str = field(',', 'multi_label: what separates the labels in one --label_column cell',
+                                 recipe=True)
+    threshold: float = field(0.5, 'multi_label: probability above which a label is predicted (recorded in the '
+                                  'model; predict --threshold overrides it)', recipe=True)
     test_data: Optional[str] = field(None, 'separate test file; none: a stratified split of --data')
-    test_size: float = field(0.2, 'share of --data held out for testing when there is no --test_data')
+    test_size: float = field(0.2, 'share of --data held out for testing when there is no --test_data', recipe=True)
     valid_data: Optional[str] = field(None, 'separate validation file; none: a stratified split of the training part')
     valid_size: float = field(0.1, 'share of the training part held out to pick best/ (0: no selection, '
-                                   'best/ is the last epoch)')
+                                   'best/ is the last epoch)', recipe=True)
     num_classes: Optional[int] = field(None, 'expected number of classes; checked against the labels')
     init_from: Optional[str] = field(None, 'pretrained BERT params file (bert_12_768_12 layout) to start from, '
                                            "instead of KoBERT's own; a `kobert-gluon pretrain` result brings its "
@@ -65,34 +91,43 @@ class TrainConfig(OptimizerConfig):
                                            "'none': random weights. Unset with --bert small (the demo too): the "
                                            'checkpoint shipped in kobert_gluon/resources/pretrained/')
     kobert_dir: Optional[str] = field(None, 'directory holding the KoBERT files (else KOBERT_HOME, the cache, a download)')
-    bert: str = field('auto', "'kobert' (12 layers, pretrained), 'small' (2 layers, from scratch), or 'auto': kobert when --data is given")
-    learning_rate: Optional[float] = field(None, 'peak learning rate')
-    max_len: int = field(64, 'tokens per sentence, [CLS] and [SEP] included')
-    batch_size: Optional[int] = field(None, 'sentences per optimizer step (before accumulation) on each worker')
+    bert: str = field('auto', "'kobert' (12 layers, pretrained), 'small' (2 layers, from scratch), or 'auto': "
+                              "kobert when --data is given", choices=BERT_SIZES, recipe=True)
+    learning_rate: Optional[float] = field(None, 'peak learning rate', recipe=True)
+    max_len: int = field(64, 'tokens per sentence (a pair: both sentences), [CLS] and [SEP] included', recipe=True)
+    batch_size: Optional[int] = field(None, 'sentences per optimizer step (before accumulation) on each worker',
+                                      recipe=True)
     num_epochs: Optional[int] = field(None, 'passes over the training set')
     extend: bool = field(False, 'with --resume: accept a larger --num_epochs than the run was started with. The '
                                 'learning-rate schedule is recomputed for the new total: linear decay continues '
                                 'from the current rate (a finished run: its last non-zero rate) down to 0 at the '
                                 'new last step; a run still warming up finishes its warmup first. The rate never '
                                 'jumps up')
-    accumulate: int = field(1, 'batches whose gradients add up to one step')
-    dropout: float = field(0.1, 'dropout before the classifier head')
+    accumulate: int = field(1, 'batches whose gradients add up to one step', recipe=True)
+    dropout: float = field(0.1, 'dropout before the classifier head', recipe=True)
     log_interval: Optional[int] = field(None, 'batches between log lines (without a terminal also one at least '
                                               'every 30 s)')
-    seed: int = field(42, 'seed for the split, shuffling, dropout and initialisation (0 <= seed < 4,000,000)')
+    seed: int = field(42, 'seed for the split, shuffling, dropout and initialisation (0 <= seed < 4,000,000)',
+                      recipe=True)
     ctx: str = field('auto', "'auto', 'cpu', 'gpu' or 'gpu:0,1'")
     distributed: str = field('none', "'none', 'horovod' (under horovodrun) or 'dist_sync' (under kobert-gluon "
-                                     "launch); the global batch is batch_size x workers x accumulate")
-    dtype: str = field('float32', "'float32', 'bfloat16' (CPU AMP) or 'float16' (GPU AMP)")
-    bucketing: bool = field(False, 'batch sentences of similar length, padded per batch')
-    select_metric: str = field('accuracy', "validation metric that picks best/: 'accuracy' or 'macro_f1'")
+                                     "launch); the global batch is batch_size x workers x accumulate",
+                             choices=ENGINES)
+    dtype: str = field('float32', "'float32', 'bfloat16' (CPU AMP) or 'float16' (GPU AMP)", choices=DTYPES,
+                       recipe=True)
+    bucketing: bool = field(False, 'batch sentences of similar length, padded per batch', recipe=True)
+    select_metric: Optional[str] = field(None, "validation metric that picks best/; classification: 'accuracy' "
+                                               "(default) or 'macro_f1'; regression: 'spearman' (default), "
+                                               "'pearson' or 'mse'; multi_label: 'micro_f1' (default), 'macro_f1' "
+                                               "or 'exact_match'", recipe=True)
     early_stopping: int = field(0, 'stop after this many epochs without validation improvement (0: never)')
     save_every: int = field(0, 'also checkpoint last/ every this many optimizer steps (0: once per epoch)')
-    tokenizer_vocab_size: int = field(3000, 'pieces of a tokenizer trained on --data when KoBERT files are absent')
+    tokenizer_vocab_size: int = field(3000, 'pieces of a tokenizer trained on --data when KoBERT files are absent',
+                                      recipe=True)
     output_dir: Optional[str] = field(None, 'run directory: checkpoints, best/ and last/ models, plots '
                                             '(none: a new runs/<name>-<date-time>)')
     report_to: str = field('none', "'none' or 'tensorboard' (tensorboardX, the 'report' extra): scalars in "
-                                   "output_dir/tensorboard; metrics.jsonl is always written")
+                                   "output_dir/tensorboard; metrics.jsonl is always written", choices=REPORT_TO)
     resume: bool = field(False, 'continue the run in --output_dir from its newest complete checkpoint')
     overwrite: bool = field(False, 'delete a previous run in --output_dir and start over')
     allow_pickle_resume: bool = field(False, "resume from an old pickled trainer.states: unpickling can run "
@@ -111,13 +146,16 @@ class TrainConfig(OptimizerConfig):
         size = bert_size(self) if self.bert in BERT_SIZES else self.bert  # validate() names a bad size
         defaults = SIZE_DEFAULTS.get(size, SIZE_DEFAULTS['small'])
         unset = {name: value for name, value in defaults.items() if getattr(self, name) is None}
+        if self.select_metric is None and self.task in registry.names():  # validate() names a bad task
+            unset['select_metric'] = registry.get(self.task).select_metrics[0]
         return dataclasses.replace(self, bert=size, **unset)
 
     def validate(self):
         """Type and range of every setting, before any work is done."""
         check_types(self, TrainConfig)
         _check(self, 'bert', self.bert in BERT_SIZES, f'expected one of {BERT_SIZES}')
-        if any(getattr(self, name) is None for name in SIZE_DEFAULTS['small']):
+        _check(self, 'task', self.task in registry.names(), f'expected one of {registry.names()}')
+        if any(getattr(self, name) is None for name in (*SIZE_DEFAULTS['small'], 'select_metric')):
             self.resolved().validate()  # the size defaults are what will run
             return self
         check_max_len(self.max_len, max_positions(self), 'max_len')
@@ -133,9 +171,9 @@ class TrainConfig(OptimizerConfig):
         _check(self, 'test_size', 0 < self.test_size < 1, 'must be between 0 and 1')
         _check(self, 'valid_size', 0 <= self.valid_size < 1, 'must be in [0, 1)')
         _check(self, 'num_classes', self.num_classes is None or self.num_classes >= 2, 'must be at least 2')
-        for name, choices in (('bert', BERT_SIZES), ('dtype', DTYPES), ('select_metric', SELECT_METRICS),
-                              ('distributed', ENGINES), ('report_to', REPORT_TO)):
+        for name, choices in choices_of(TrainConfig).items():
             _check(self, name, getattr(self, name) in choices, f'expected one of {choices}')
+        check_task_settings(self)
         if self.resume and self.overwrite:
             raise ConfigError('resume and overwrite exclude each other: --resume continues the run in '
                               '--output_dir, --overwrite deletes it')
@@ -154,6 +192,24 @@ class TrainConfig(OptimizerConfig):
             raise ConfigError('bucketing is not available with --distributed: every rank must take the same '
                               'number of batches')
         return self
+
+
+def check_task_settings(config):
+    """The settings that depend on --task: its metrics, pairs, label columns and threshold."""
+    task = registry.get(config.task)
+    _check(config, 'select_metric', config.select_metric in task.select_metrics,
+           f'--task {task.name} is selected on one of {task.select_metrics}')
+    if config.text_pair_column is not None:
+        _check(config, 'text_pair_column', task.pairs, f'--task {task.name} reads single texts')
+        _check(config, 'text_pair_column', config.text_pair_column != config.text_column,
+               'must name another column than --text_column')
+    label_columns = split_names(config.label_columns)
+    if label_columns:
+        _check(config, 'label_columns', task.name == 'multi_label', 'is for --task multi_label (0/1 columns)')
+        _check(config, 'label_columns', len(set(label_columns)) == len(label_columns), 'names a column twice')
+    _check(config, 'label_separator', bool(config.label_separator.strip()), 'must not be empty or whitespace')
+    task.check_settings({'threshold': config.threshold} if 'threshold' in task.default_settings else {},
+                        'threshold')
 
 
 # Seeds: numpy needs 0 <= seed < 2**32, and the recipes derive seed * 1000 + epoch (fine-tuning)

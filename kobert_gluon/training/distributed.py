@@ -13,8 +13,9 @@ Engines: ``none`` (one process, today's path), ``horovod`` (``horovod.mxnet``: G
 NCCL on GPU, started by ``horovodrun``) and ``dist_sync`` (MXNet's kvstore with scheduler,
 server and worker processes started with the ``DMLC_*`` variables, see launch.py).
 
-Each rank reads its own part of every global batch (:func:`shard_batches`), and evaluation sums
-the ranks' confusion matrices (:func:`aggregate_report`), so metrics equal one process's.
+Each rank reads its own part of every global batch (:func:`shard_batches`), and evaluation
+gathers every rank's per-row outputs before the task's report is built (:func:`gather_rows`),
+so metrics equal one process's.
 """
 import contextlib
 import logging
@@ -25,7 +26,6 @@ import numpy as np
 from mxnet import gluon
 
 from ..errors import ConfigError, DataError, DistributedError, MissingExtraError
-from ..inference.metrics import classification_report
 
 logger = logging.getLogger(__name__)
 
@@ -244,16 +244,27 @@ def global_batch_sizes(num_samples, batch_size, num_workers):
 
 # ---------------------------------------------------------------------------- metrics
 
-def aggregate_report(engine, report):
-    """``report`` (a classification_report of this rank's rows) over every rank's rows: the
-    confusion matrices are summed and the report recomputed, equal to one process's."""
-    if engine.num_workers == 1:
-        return report
-    num_classes = len(report['confusion_matrix'])
-    matrix = engine.allreduce_sum('confusion_matrix', report['confusion_matrix'])
-    # The report is computed from (label, prediction) pairs: rebuild them from the summed counts.
-    pairs = np.repeat(np.arange(num_classes ** 2), np.rint(matrix).astype(np.int64).ravel())
-    return classification_report(pairs // num_classes, pairs % num_classes, num_classes)
+def gather_rows(engine, collected):
+    """Every rank's rows of ``collected`` (a task's per-row arrays, :meth:`Task.collect`), rank 0's
+    first: what one process collects over all of them, so the report built from it is one
+    process's report. Each rank writes its rows into its own slice of a zero array of all rows,
+    and the slices are summed (allreduce_sum carries float32 exactly: labels, ids below 2**24,
+    scores and probabilities the model computed in float32)."""
+    if engine.num_workers == 1 or not collected:
+        return collected
+    rows = len(next(iter(collected.values())))
+    counts = np.zeros(engine.num_workers)
+    counts[engine.rank] = rows
+    counts = np.rint(engine.allreduce_sum('row_counts', counts)).astype(np.int64)
+    start = int(counts[:engine.rank].sum())
+    gathered = {}
+    for name in sorted(collected):
+        array = np.asarray(collected[name])
+        whole = np.zeros((int(counts.sum()),) + array.shape[1:], dtype=np.float64)
+        whole[start:start + rows] = array
+        total = engine.allreduce_sum(f'rows.{name}', whole)
+        gathered[name] = (total if array.dtype.kind == 'f' else np.rint(total)).astype(array.dtype)
+    return gathered
 
 
 def sum_over_ranks(engine, counts):

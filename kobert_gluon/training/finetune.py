@@ -1,9 +1,12 @@
-"""Fine-tuning a BERTClassifier: KoBERT's notebook recipe, readable top to bottom in train().
+"""Fine-tuning: KoBERT's notebook recipe, readable top to bottom in train(), for every task.
 
 The recipe: bertadam (epsilon 1e-9, wd 0.01, none on LayerNorm or biases), linear warmup then
-linear decay, global-norm clipping, optional gradient accumulation, softmax cross-entropy.
+linear decay, global-norm clipping, optional gradient accumulation; the head, the loss and the
+metrics are the task's (--task: :mod:`kobert_gluon.tasks`; softmax cross-entropy for the
+notebooks' classification).
 Every epoch is evaluated on the validation split (which picks ``best/``); the test split is
-scored once, on the selected model, at the end (test_report.json, confusion_matrix.png).
+scored once, on the selected model, at the end (test_report.json and the task's figures, e.g.
+confusion_matrix.png).
 Checkpoints are atomic and never pickled; a run resumes exactly, also from mid-epoch, and Ctrl-C
 or SIGTERM saves the state after the last completed optimizer step (:mod:`.interrupt`).
 Metrics go to metrics.jsonl as training goes (:mod:`.report`).
@@ -23,22 +26,22 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..device import parse_ctx
 
 from ..fileio import read_json, write_json
-from ..inference import tasks
 from ..inference.classifier import TextClassifier
-from ..inference.evaluate import evaluate_batches
-from ..inference.metrics import format_report
+from ..inference.evaluate import collect_batches
 from ..inference.model_dir import write_model_dir
 from ..models import precision
 from ..models.config import BertConfig
 from ..models.pretrained import fine_tuning_start, record_tokenizer
-from ..text.data import BERTDataset
+from ..tasks import registry
+from ..tasks.inputs import encode_examples
 from ..text.tokenizer import load_or_train_tokenizer
 from . import checkpoint, resume, rundir
+from .resume import load_checkpoint, new_state, resume_state, save_checkpoint, settings_of
 from .config import TrainConfig, bert_size, check_types, kobert_sized_config
-from .distributed import (aggregate_report, check_same_weights, create_engine, global_batch_sizes,
+from .distributed import (check_same_weights, create_engine, gather_rows, global_batch_sizes,
                           root_first, sum_over_ranks, synchronize_start)
 from .interrupt import InterruptGuard, TrainingInterrupted, interrupted, saving_on_interrupt
-from .loop import Run, end_step, epoch_counts, log_progress, step, train_batch
+from .loop import Run, carried_totals, end_step, epoch_counts, log_progress, new_totals, running_value, step, train_batch
 from .optim import checkpoint_seed, exclude_from_weight_decay, seed_everything
 from .plots import plot_training
 from .report import MetricsLog, log_banner, summary_writer_class
@@ -47,7 +50,6 @@ from .splits import load_splits, make_loader, model_split_record
 logger = logging.getLogger(__name__)
 
 TEST_REPORT = 'test_report.json'
-TASK = tasks.TEXT_CLASSIFICATION
 PACKAGE_LOGGER = 'kobert_gluon'
 
 
@@ -71,53 +73,25 @@ def kobert_params(config, pretrained):
     return pretrained
 
 
-def prepare_model(config, bert_config, num_classes, ctx, pretrained):
-    """``pretrained``: the params file :func:`start_from` chose, or None (KoBERT's for 'kobert';
-    random weights for --init_from none)."""
+def prepare_model(config, bert_config, num_outputs, ctx, pretrained):
+    """The task's model; ``pretrained``: the params file :func:`start_from` chose, or None
+    (KoBERT's for 'kobert'; random weights for --init_from none)."""
     pretrained = kobert_params(config, pretrained)
-    model = TASK.build_model(bert_config, num_classes, config.dropout, ctx, bert_params=pretrained)
+    model = registry.get(config.task).build_model(bert_config, num_outputs, config.dropout, ctx,
+                                                  bert_params=pretrained)
     model.hybridize(static_alloc=True, static_shape=not config.bucketing)
     return model
 
 
-# ---------------------------------------------------------------------------- checkpoints
-
-def save_checkpoint(directory, classifier, trainer, state, settings):
-    """``last/``: a loadable model directory (``model/``) beside the optimizer state and settings."""
-    def write_weights(tmp):  # not classifier.save: it would log the temporary path
-        write_model_dir(os.path.join(tmp, 'model'), classifier.model, classifier.tokenizer_files,
-                        classifier.config_dict())
-    checkpoint.save_checkpoint(directory, trainer, state, write_weights, settings)
-
-
-def load_checkpoint(directory, model, trainer, ctx, allow_pickle=False):
-    def load_weights(checkpoint_dir):
-        model.load_parameters(os.path.join(checkpoint_dir, 'model', 'model.params'), ctx=ctx)
-    return checkpoint.load_checkpoint(directory, trainer, load_weights, allow_pickle=allow_pickle)
-
-
-def new_state():
-    return {'epoch': 0, 'step': 0, 'batches_done': 0, 'epoch_totals': None, 'best': None,
-            'epochs_without_improvement': 0, 'stopped_early': None, 'lr_schedule': None,
-            'history': {'steps': [], 'epochs': []}}
-
-
-def settings_of(config):
-    """The (resolved) config as written to train_config.json: what to rerun, not what to do to
-    the directory."""
-    return {**dataclasses.asdict(config), 'resume': False, 'overwrite': False, 'allow_pickle_resume': False,
-            'extend': False}
-
-
-def improved(report, best, metric):
+def improved(task, report, best, metric):
     """No validation set: every epoch replaces the last (best/ is the last epoch)."""
-    return report is None or best is None or report[metric] > best['value']
+    return report is None or best is None or task.improved(report[metric], best['value'], metric)
 
 
 # ---------------------------------------------------------------------------- the recipe
 
 def train(config):
-    """Fine-tune a BERTClassifier as configured; returns the selected model (also in best/).
+    """Fine-tune a model for ``config.task`` as configured; returns the selected model (also in best/).
 
     Settings left at None take the defaults of the BERT size (:meth:`TrainConfig.resolved`)."""
     check_types(config, TrainConfig)
@@ -155,7 +129,7 @@ def run_name(config):
 
 
 def _train(config, run_dir, ctx, dtype, engine, guard):
-    run = Run(config, run_dir, ctx, dtype, engine, guard, settings=settings_of(config))
+    run = Run(config, run_dir, ctx, dtype, engine, guard, settings=settings_of(config), task=registry.get(config.task))
     try:
         record_start(run)
         load_data(run)
@@ -166,7 +140,7 @@ def _train(config, run_dir, ctx, dtype, engine, guard):
         if engine.is_root and resume.finished(run, TEST_REPORT):
             return resume.finished_result(run, TEST_REPORT)
         if engine.is_root:
-            run.metrics = MetricsLog(run_dir, config.report_to, run.state if config.resume else None)
+            run.metrics = MetricsLog(run_dir, config.report_to, run.state if config.resume else None, run.task)
         for epoch in range(run.state['epoch'] + 1, config.num_epochs + 1):
             if run.state['stopped_early']:
                 break
@@ -215,10 +189,15 @@ def choose_tokenizer_and_weights(run):
         return
     with root_first(run.engine):  # a tokenizer trained into the run directory is trained once, by rank 0
         run.tokenizer, run.vocab, run.tokenizer_files = load_or_train_tokenizer(
-            [text for text, _ in run.splits.train], trained_tokenizer_path(run),
+            training_texts(run.splits.train), trained_tokenizer_path(run),
             kobert_dir=config.kobert_dir, download=bert_size(config) == 'kobert',
             vocab_size=config.tokenizer_vocab_size)
     run.bert_config = kobert_sized_config(config, run.vocab)
+
+
+def training_texts(examples):
+    """Every sentence of the training rows (both of a pair), for a tokenizer trained on them."""
+    return [text for example in examples for text in (example.text, example.text_pair) if text is not None]
 
 
 def trained_tokenizer_path(run):
@@ -227,25 +206,28 @@ def trained_tokenizer_path(run):
 
 def load_data(run):
     config, splits, engine = run.config, run.splits, run.engine
-    pad = not config.bucketing
+    pad, pair = not config.bucketing, config.text_pair_column is not None
 
-    def dataset(rows):
-        return BERTDataset(rows, 0, 1, run.tokenizer, config.max_len, pad, False)
+    def dataset(examples):
+        return encode_examples(examples, run.tokenizer, config.max_len, pad, pair)
     run.data = {'train_data': dataset(splits.train), 'test_data': dataset(splits.test)}
-    run.data['valid_loader'] = (make_loader(dataset(splits.valid), config, False, run.pad_id, engine)
+    run.data['valid_loader'] = (make_loader(dataset(splits.valid), config, False, run.pad_id, engine, run.task)
                                 if splits.valid else None)
 
 
 def build_model(run):
-    """The classifier, its trainer (every parameter trained) and the learning-rate schedule."""
-    config, engine = run.config, run.engine
+    """The model, its trainer (every parameter trained) and the learning-rate schedule."""
+    config, engine, task = run.config, run.engine, run.task
     precision.init_training(run.dtype)  # AMP rewrites operators, so it must precede the model
     run.init_params = kobert_params(config, run.init_params)
-    model = prepare_model(config, run.bert_config, len(run.splits.label_map), run.ctx, run.init_params)
+    model = prepare_model(config, run.bert_config, task.num_outputs(run.splits.label_map.names), run.ctx,
+                          run.init_params)
     # Saved models carry the split's hashes, so `evaluate` can tell the test set from the rest.
     run.classifier = TextClassifier(model, run.tokenizer, run.splits.label_map, run.bert_config, config.max_len,
                                     run.tokenizer_files, config.dropout, run.ctx[0],
-                                    training={'split': model_split_record(run.splits)})
+                                    training={'split': model_split_record(run.splits)}, task=task,
+                                    task_settings=task_settings(config, task),
+                                    pair=config.text_pair_column is not None)
     params = model.collect_params()
     exclude_from_weight_decay(params)
     # Gradients add up over the batches of a step until they are zeroed after the update, which
@@ -254,12 +236,12 @@ def build_model(run):
     # at accumulate 1, write them instead.
     params.setattr('grad_req', 'write' if run.dtype == 'bfloat16' else 'add')
     run.trainable = list(params.values())
-    run.loss = TASK.loss()
+    run.loss = task.loss()
     run.trainer = engine.make_trainer(params, 'bertadam', {'learning_rate': config.learning_rate,
                                                            'epsilon': config.epsilon, 'wd': config.weight_decay})
     if run.dtype == 'float16':
         amp.init_trainer(run.trainer)  # dynamic loss scaling
-    steps_per_epoch = -(-len(make_loader(run.data['train_data'], config, False, run.pad_id, engine))
+    steps_per_epoch = -(-len(make_loader(run.data['train_data'], config, False, run.pad_id, engine, task))
                         // config.accumulate)
     num_train_steps = steps_per_epoch * config.num_epochs
     run.schedule = {
@@ -270,43 +252,24 @@ def build_model(run):
                                                                          config.batch_size, engine.num_workers)}
 
 
-def resume_state(run):
-    """A new run's state, or the newest complete checkpoint's on --resume (its learning-rate
-    schedule recomputed for a new total with --extend: :mod:`.resume`)."""
-    if not run.config.resume:
-        return new_state()
-    with root_first(run.engine):  # rank 0 repairs an interrupted checkpoint; the others then read it
-        checkpoint.restore_interrupted(run.run_dir, 'best')
-        newest = checkpoint.newest_checkpoint(run.run_dir, 'last')
-    if not newest:
-        logger.warning('%s has no complete checkpoint yet: starting at epoch 1', run.run_dir)
-        return new_state()
-    state = load_checkpoint(newest, run.model, run.trainer, run.ctx, run.config.allow_pickle_resume)
-    logger.info('resuming %s after epoch %d, batch %d (step %d)', newest, state['epoch'],
-                state['batches_done'], state['step'])
-    old_epochs = read_json(os.path.join(newest, checkpoint.TRAIN_CONFIG_FILE)).get('num_epochs')
-    if run.config.extend and old_epochs and old_epochs != run.config.num_epochs:
-        per_epoch = run.schedule['steps_per_epoch']
-        state['lr_schedule'] = resume.extended_schedule(state, per_epoch * old_epochs, per_epoch * run.config.num_epochs,
-                                                        run.config.warmup_ratio, run.config.learning_rate)
-        logger.info('--extend: %d -> %d epochs; the learning rate decays to 0 at step %d (%s)', old_epochs,
-                    run.config.num_epochs, run.schedule['num_train_steps'], state['lr_schedule'])
-    return state
+def task_settings(config, task):
+    """The task settings a trained model records (a multi-label threshold)."""
+    return {'threshold': config.threshold} if 'threshold' in task.default_settings else {}
 
 
 def train_epoch(run, epoch):
     """One pass over this rank's batches (the ones before a mid-epoch checkpoint skipped);
-    returns the epoch's totals (loss, correct, seen, seconds)."""
+    returns the epoch's totals (loss, seen, the running metric's sum and count, seconds)."""
     config, engine, state = run.config, run.engine, run.state
     # Seeding per epoch gives a resumed run exactly the batch order and dropout masks of an
     # uninterrupted one. Every rank shuffles alike (and takes its share of each global batch);
     # dropout masks differ.
     seed_everything(config.seed * 1000 + epoch)
     mx.random.seed(engine.rank_seed(config.seed * 1000 + epoch))
-    train_loader = make_loader(run.data['train_data'], config, True, run.pad_id, engine)
+    train_loader = make_loader(run.data['train_data'], config, True, run.pad_id, engine, run.task)
     skip = state['batches_done']
     # A mid-epoch checkpoint holds the totals of every rank: rank 0 carries them on.
-    totals = (engine.is_root and state['epoch_totals']) or {'loss': 0.0, 'correct': 0, 'seen': 0, 'seconds': 0.0}
+    totals = carried_totals(engine.is_root and state['epoch_totals'] or new_totals())
     totals['started'] = time.time() - totals['seconds']
     run.progress = None
     progress = tqdm(total=len(train_loader), initial=skip, desc=f'epoch {epoch}/{config.num_epochs}',
@@ -332,7 +295,7 @@ def train_epoch(run, epoch):
             state['history']['steps'].append({**entry, 'lr': run.trainer.learning_rate})
         progress.update(1)
         progress.set_postfix(loss=f'{batch_loss:.4f}', lr=f'{run.trainer.learning_rate:.2e}',
-                             acc=f"{totals['correct'] / totals['seen']:.4f}")
+                             **{run.task.running_metric[:3]: f'{running_value(totals):.4f}'})
         log_progress(run, epoch, batch_id, len(train_loader), batch_loss, totals, clock)
     progress.close()
     return totals
@@ -355,39 +318,47 @@ def save_mid_epoch(run, epoch, batch_id, num_batches, totals):
 def validate(run):
     """The validation report of the epoch's weights (None without a validation set)."""
     check_same_weights(run.engine, run.model.collect_params())
-    # Each rank evaluated its share of the rows: the reports add up their confusion matrices.
     valid_loader = run.data['valid_loader']
     if not valid_loader:
         return None
-    return aggregate_report(run.engine, evaluate_batches(run.model, valid_loader, run.ctx,
-                                                         len(run.splits.label_map), 'validating'))
+    return evaluate_split(run, valid_loader, 'validating')[0]
+
+
+def evaluate_split(run, loader, desc, every_rank=True):
+    """``(report, collected rows)`` of the model on ``loader``. ``every_rank``: each rank holds its
+    share of the rows, and the report is built from all of them (every rank must call it)."""
+    collected = collect_batches(run.model, loader, run.ctx, run.task, desc)
+    if every_rank:
+        collected = gather_rows(run.engine, collected)
+    return run.task.report(collected, run.splits.label_map.names, run.classifier.task_settings), collected
 
 
 def end_epoch(run, epoch, totals, valid_report):
     """The epoch's training and validation metrics (no test: the test set is scored once, at the
     end), selection of best/, early stopping, and the epoch's checkpoint and plots."""
-    engine, state = run.engine, run.state
+    engine, state, task = run.engine, run.state, run.task
     seconds = time.time() - totals['started']
     totals = sum_over_ranks(engine, epoch_counts(totals))
-    train_loss, train_accuracy = totals['loss'] / totals['seen'], totals['correct'] / totals['seen']
-    state['history']['epochs'].append({'epoch': epoch, 'train_loss': train_loss, 'train_accuracy': train_accuracy,
+    train_loss, train_metric = totals['loss'] / totals['seen'], running_value(totals)
+    state['history']['epochs'].append({'epoch': epoch, 'train_loss': train_loss,
+                                       f'train_{task.running_metric}': train_metric,
                                        'seconds': seconds, 'valid': valid_report})
-    logger.info('epoch %d: train loss %.4f accuracy %.4f, %.1f s | validation %s (of %d epochs)', epoch,
-                train_loss, train_accuracy, seconds, _summary(valid_report), run.config.num_epochs)
+    logger.info('epoch %d: train loss %.4f %s %.4f, %.1f s | validation %s (of %d epochs)', epoch, train_loss,
+                task.running_metric, train_metric, seconds, task.summary(valid_report), run.config.num_epochs)
     state.update(epoch=epoch, batches_done=0, epoch_totals=None)
     select(run, epoch, valid_report)
     if engine.is_root:
         with run.guard.deferred():  # the checkpoint and the epoch's record go together
             save_checkpoint(os.path.join(run.run_dir, 'last'), run.classifier, run.trainer, state, run.settings)
-            run.metrics.epoch(epoch, state['step'], seconds, train_loss, train_accuracy, valid_report)
+            run.metrics.epoch(epoch, state['step'], seconds, train_loss, train_metric, valid_report)
         logger.info('checkpoint of epoch %d saved in %s', epoch, os.path.join(run.run_dir, 'last'))
-        write_plots(state['history'], run.run_dir, run.splits.label_map.names)
+        write_plots(run, state['history'])
 
 
 def select(run, epoch, valid_report):
     """best/ follows the validation metric; early stopping counts the epochs without improvement."""
     config, state = run.config, run.state
-    if improved(valid_report, state['best'], config.select_metric):
+    if improved(run.task, valid_report, state['best'], config.select_metric):
         if run.engine.is_root:
             run.classifier.save(os.path.join(run.run_dir, 'best'))
         state['best'] = {'epoch': epoch, 'metric': config.select_metric if valid_report else None,
@@ -403,42 +374,43 @@ def select(run, epoch, valid_report):
 
 def final_test(run):
     """The selected model (best/), scored once on the test split: test_report.json, its report
-    in the log, and the plots with the selected model's test results (confusion_matrix.png)."""
-    classifier, state = run.classifier, run.state
+    in the log, and the plots with the selected model's test results (the task's figures)."""
+    classifier, state, task = run.classifier, run.state, run.task
     classifier.history, classifier.run_dir, classifier.test_report = state['history'], run.run_dir, None
     if not run.engine.is_root:  # rank 0 alone tests the selected model: its weights are in its best/
         return classifier
     best_dir = os.path.join(run.run_dir, 'best')
-    label_map = run.splits.label_map
+    names = run.splits.label_map.names
     run.model.load_parameters(os.path.join(best_dir, 'model.params'), ctx=run.ctx)
-    report = evaluate_batches(run.model, make_loader(run.data['test_data'], run.config, False, run.pad_id), run.ctx,
-                              len(label_map), 'testing the selected model')
+    loader = make_loader(run.data['test_data'], run.config, False, run.pad_id, task=task)
+    report, collected = evaluate_split(run, loader, 'testing the selected model', every_rank=False)
     selection = state['best']
     write_json(os.path.join(run.run_dir, TEST_REPORT), {
         'evaluated': 'once, on the selected model (best/); the test set was not used for selection',
-        'selected_epoch': selection['epoch'], 'select_metric': selection['metric'],
+        'task': task.name, 'selected_epoch': selection['epoch'], 'select_metric': selection['metric'],
         'validation_value': selection['value'], 'test_rows': len(run.splits.test), **report})
     if selection['metric']:
-        logger.info('selected epoch %d by validation %s %.4f; test accuracy of the selected model %.4f '
-                    '(macro-F1 %.4f), saved in %s\n%s', selection['epoch'], selection['metric'], selection['value'],
-                    report['accuracy'], report['macro_f1'], best_dir, format_report(report, label_map.names))
+        logger.info('selected epoch %d by validation %s %.4f; test %s of the selected model, saved in %s\n%s',
+                    selection['epoch'], selection['metric'], selection['value'], task.summary(report), best_dir,
+                    task.format_report(report, names))
     else:
-        logger.info('no validation set, so no selection: kept the last epoch (%d); its test accuracy %.4f '
-                    '(macro-F1 %.4f), saved in %s\n%s', selection['epoch'], report['accuracy'], report['macro_f1'],
-                    best_dir, format_report(report, label_map.names))
+        logger.info('no validation set, so no selection: kept the last epoch (%d); its test %s, saved in %s\n%s',
+                    selection['epoch'], task.summary(report), best_dir, task.format_report(report, names))
     run.metrics.test(state['step'], selection['epoch'], report)
-    plot_training(state['history'], run.run_dir, label_map.names, test_report=report,
-                  selected_epoch=selection['epoch'])
+    plot_test(run, state['history'], report, collected, selection['epoch'])
     classifier.test_report = report
     return classifier
 
 
-def _summary(report):
-    if report is None:
-        return 'none'
-    return f"accuracy {report['accuracy']:.4f} macro-F1 {report['macro_f1']:.4f}"
+def write_plots(run, history):
+    """The epoch's plots (loss and learning rate, the metric per epoch); final_test adds the test results."""
+    plot_training(history, run.run_dir, running_metric=run.task.running_metric)
 
 
-def write_plots(history, run_dir, label_names):
-    """The epoch's plots (loss and learning rate, accuracy); final_test adds the test results."""
-    plot_training(history, run_dir, label_names)
+def plot_test(run, history, report, collected, selected_epoch):
+    """The plots with the selected model's test results: the task's figures (a confusion matrix for
+    classification) and its test value marked on the per-epoch plot."""
+    task = run.task
+    plot_training(history, run.run_dir, running_metric=task.running_metric,
+                  figures=task.figures(report, collected, run.splits.label_map.names, selected_epoch),
+                  test_point=(selected_epoch, report.get(task.running_metric)))

@@ -12,6 +12,7 @@ from mxnet.contrib import amp
 
 from ..inference.classifier import TextClassifier
 from ..models.config import BertConfig
+from ..tasks.inputs import Batch, model_inputs
 from . import resume
 from .config import TrainConfig
 from .distributed import Engine
@@ -53,6 +54,7 @@ class Run:
     num_batches: int = None  # this rank's batches in the epoch
     metrics: MetricsLog = None
     loss: object = None
+    task: object = None  # the Task (kobert_gluon.tasks) being fine-tuned
 
     @property
     def model(self):
@@ -66,12 +68,12 @@ class Run:
 def train_batch(run, batch, batch_id, totals):
     """Forward and backward on one batch, split over the devices; gradients add up in the
     parameters. Returns (mean loss, sentences the step's gradient sum counts for it)."""
-    token_ids, valid_length, segment_ids, label = batch
-    batch_size = label.shape[0]
+    batch = Batch(*batch)
+    batch_size = batch.label.shape[0]
     with mx.autograd.record():
         losses, logits = [], []
         for parts in zip(*(gluon.utils.split_and_load(a, run.ctx, even_split=False)
-                           for a in (token_ids, segment_ids, valid_length, label))):
+                           for a in (*model_inputs(batch), batch.label))):
             out = run.model(*parts[:3])
             losses.append(run.loss(out, parts[3]).sum())  # summed: gradients are sums (optim.clip_gradients)
             logits.append(out)
@@ -82,10 +84,12 @@ def train_batch(run, batch, batch_id, totals):
         mx.autograd.backward(losses)
     batch_loss = sum(l.asscalar() for l in losses) / batch_size
     check_finite(batch_loss, 'the training loss', run.state['step'] + 1)
-    # split_and_load keeps order, so the concatenated predictions line up with label.
-    predicted = np.concatenate([o.argmax(axis=1).asnumpy() for o in logits])
+    # split_and_load keeps order, so the concatenated outputs line up with the labels.
+    metric_sum, metric_count = run.task.running(np.concatenate([o.astype('float32').asnumpy() for o in logits]),
+                                                batch.label.asnumpy())
     totals['loss'] += batch_loss * batch_size
-    totals['correct'] += int((predicted == label.asnumpy()).sum())
+    totals['metric_sum'] += metric_sum
+    totals['metric_count'] += metric_count
     totals['seen'] += batch_size
     global_sizes = run.schedule['global_sizes']
     return batch_loss, global_sizes[batch_id] if global_sizes else batch_size
@@ -116,13 +120,29 @@ def log_progress(run, epoch, batch_id, num_batches, batch_loss, totals, clock):
     if (batch_id + 1) % run.config.log_interval and (clock['bar'] or now - clock['logged'] < PROGRESS_SECONDS):
         return
     clock['logged'] = now
-    accuracy, lr = totals['correct'] / totals['seen'], run.trainer.learning_rate
+    value, lr = totals['metric_sum'] / max(totals['metric_count'], 1), run.trainer.learning_rate
     with run.guard.deferred():  # the record of a logged step is never lost to a Ctrl-C
         if run.metrics:
-            run.metrics.step(epoch, batch_id + 1, run.state['step'], batch_loss, lr, accuracy)
-        logger.info('epoch %d batch %d/%d step %d loss %.4f lr %.3e acc %.4f', epoch, batch_id + 1, num_batches,
-                    run.state['step'], batch_loss, lr, accuracy)
+            run.metrics.step(epoch, batch_id + 1, run.state['step'], batch_loss, lr, value)
+        logger.info('epoch %d batch %d/%d step %d loss %.4f lr %.3e %s %.4f', epoch, batch_id + 1, num_batches,
+                    run.state['step'], batch_loss, lr, run.task.running_metric[:3], value)
 
 
 def epoch_counts(totals):
-    return {name: totals[name] for name in ('loss', 'correct', 'seen')}
+    return {name: totals[name] for name in ('loss', 'seen', 'metric_sum', 'metric_count')}
+
+
+def new_totals():
+    """An epoch's running sums: loss and sentences, and the task's running metric's sum and count."""
+    return {'loss': 0.0, 'seen': 0, 'metric_sum': 0.0, 'metric_count': 0, 'seconds': 0.0}
+
+
+def carried_totals(totals):
+    """A mid-epoch checkpoint's totals; those of 0.7 and before counted correct sentences."""
+    if 'correct' in totals:
+        totals = {**totals, 'metric_sum': totals.pop('correct'), 'metric_count': totals['seen']}
+    return totals
+
+
+def running_value(totals):
+    return totals['metric_sum'] / max(totals['metric_count'], 1)

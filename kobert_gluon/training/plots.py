@@ -1,4 +1,5 @@
-"""Training plots (loss/lr, accuracy, confusion matrix) rendered headless, Hangul included.
+"""Training plots (loss/lr, the metric per epoch, and the task's test figures: a confusion
+matrix, per-label bars, a scatter of scores) rendered headless, Hangul included.
 
 Figures are built with ``matplotlib.figure.Figure`` + ``FigureCanvasAgg`` rather than
 pyplot, so nothing needs a display and no global figure registry is touched.
@@ -206,24 +207,36 @@ def _split_metric(epoch, split, key):
     return np.nan if value is None else value
 
 
-def _draw_accuracy(epochs, test_point=None):
-    """Train and validation accuracy per epoch; ``test_point`` (epoch, accuracy): the selected
+# The Korean (and English) name of each running metric on the per-epoch plot's axis.
+METRIC_NAMES = {'accuracy': '정확도 (accuracy)', 'mse': '평균제곱오차 (MSE)', 'exact_match': '완전 일치율 (exact match)',
+                'token_accuracy': '토큰 정확도 (token accuracy)'}
+BOUNDED_METRICS = ('accuracy', 'exact_match', 'token_accuracy')  # in [0, 1]
+
+
+def metric_png(metric):
+    return ACCURACY_PNG if metric == 'accuracy' else f'{metric}.png'
+
+
+def _draw_accuracy(epochs, test_point=None, metric='accuracy'):
+    """Train and validation ``metric`` per epoch; ``test_point`` (epoch, value): the selected
     model's one test score, drawn as a single marker."""
     figure = new_figure(7, 4.5)
     axes = figure.subplots()
     x = [row['epoch'] for row in epochs]
-    train = [row.get('train_accuracy', np.nan) for row in epochs]
+    train = [row.get(f'train_{metric}', np.nan) for row in epochs]
     axes.plot(x, train, marker='o', label='학습 (train)')
-    values = [_split_metric(row, 'valid', 'accuracy') for row in epochs]
+    values = [_split_metric(row, 'valid', metric) for row in epochs]
     if not np.all(np.isnan(values)):
         axes.plot(x, values, marker='^', label='검증 (validation)')
-    if test_point is not None:
+    if test_point is not None and test_point[1] is not None:
         axes.plot([test_point[0]], [test_point[1]], marker='*', markersize=14, linestyle='none',
                   label='평가, 선택된 모델 (test, selected model)')
+    name = METRIC_NAMES.get(metric, metric)
     axes.set_xlabel('에폭 (epoch)')
-    axes.set_ylabel('정확도 (accuracy)')
-    axes.set_title('에폭별 정확도 (accuracy per epoch)')
-    axes.set_ylim(0, 1.02)
+    axes.set_ylabel(name)
+    axes.set_title(f'에폭별 {name.split(" (")[0]} ({metric.replace("_", " ")} per epoch)')
+    if metric in BOUNDED_METRICS:
+        axes.set_ylim(0, 1.02)
     # Whole epochs only, without crowding the axis on long runs.
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
@@ -281,30 +294,67 @@ def _annotate_cells(axes, counts, percent):
                       ha='center', va='center', color=color, fontsize=fontsize)
 
 
-def _confusion_title(selected_epoch):
-    epoch = '' if selected_epoch is None else f', 에폭 {selected_epoch}'
-    return f'혼동 행렬: 선택된 모델, 평가 (confusion matrix, selected model, test){epoch}'
+def _draw_bars(values, labels, title, xlabel):
+    """One horizontal bar per label (per-label or per-type F1), the value written beside it."""
+    values = [0.0 if value is None else float(value) for value in values]
+    figure = new_figure(7, max(3.0, 0.28 * len(values) + 1.5))
+    axes = figure.subplots()
+    positions = np.arange(len(values))
+    axes.barh(positions, values, color='tab:blue')
+    axes.set_yticks(positions)
+    axes.set_yticklabels([str(label) for label in labels], fontsize=9 if len(values) <= 20 else 7)
+    axes.invert_yaxis()  # the first label on top
+    for position, value in zip(positions, values):
+        axes.text(min(value + 0.01, 0.98), position, f'{value:.2f}', va='center', fontsize=7)
+    axes.set_xlim(0, 1.05)
+    axes.set_xlabel(xlabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3, axis='x')
+    figure.tight_layout()
+    return figure
 
 
-def plot_training(history, run_dir, label_names, test_report=None, selected_epoch=None):
-    """Write loss_lr.png and accuracy.png into ``run_dir`` and, given the selected model's
-    ``test_report`` (scored once, after selection), confusion_matrix.png of it; ``selected_epoch``
-    is the epoch best/ comes from (marked in accuracy.png, named in the confusion matrix).
+def _draw_scatter(x, y, title, xlabel, ylabel):
+    """Predicted against gold scores, with the diagonal a perfect model would lie on."""
+    figure = new_figure(6, 6)
+    axes = figure.subplots()
+    axes.scatter(x, y, s=8, alpha=0.4, color='tab:blue')
+    if len(x):
+        low, high = min(min(x), min(y)), max(max(x), max(y))
+        axes.plot([low, high], [low, high], color='tab:orange', linewidth=1, label='y = x')
+        axes.legend()
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
 
-    A plot whose data is missing (no steps, no epochs, no test report) is skipped.
+
+CHARTS = {'confusion': lambda data: _draw_confusion(data['matrix'], data['labels'], data['title']),
+          'bars': lambda data: _draw_bars(data['values'], data['labels'], data['title'], data['xlabel']),
+          'scatter': lambda data: _draw_scatter(data['x'], data['y'], data['title'], data['xlabel'], data['ylabel'])}
+
+
+def plot_training(history, run_dir, running_metric='accuracy', figures=(), test_point=None):
+    """Write loss_lr.png and the per-epoch plot of ``running_metric`` (accuracy.png for
+    classification) into ``run_dir``, and the task's test ``figures`` (``[(file name, chart kind,
+    data)]`` of :meth:`Task.figures`: 'confusion', 'bars' or 'scatter'); ``test_point`` (the
+    selected epoch, its test value of the metric) is marked on the per-epoch plot.
+
+    A plot whose data is missing (no steps, no epochs, an empty figure) is skipped.
     Returns the paths written.
     """
     os.makedirs(run_dir, exist_ok=True)
     steps = list(history.get('steps') or [])
     epochs = list(history.get('epochs') or [])
     written = []
-    test_point = (selected_epoch, test_report['accuracy']) if test_report and selected_epoch is not None else None
     if steps:
         written.append(_render(lambda: _draw_loss_lr(steps), os.path.join(run_dir, LOSS_LR_PNG)))
     if epochs:
-        written.append(_render(lambda: _draw_accuracy(epochs, test_point), os.path.join(run_dir, ACCURACY_PNG)))
-    matrix = (test_report or {}).get('confusion_matrix')
-    if matrix is not None and len(matrix):
-        written.append(_render(lambda: _draw_confusion(matrix, label_names, _confusion_title(selected_epoch)),
-                               os.path.join(run_dir, CONFUSION_PNG)))
+        written.append(_render(lambda: _draw_accuracy(epochs, test_point, running_metric),
+                               os.path.join(run_dir, metric_png(running_metric))))
+    for name, kind, data in figures:
+        if data and any(len(value) for value in data.values() if isinstance(value, (list, tuple))):
+            written.append(_render(lambda: CHARTS[kind](data), os.path.join(run_dir, name)))
     return written

@@ -4,12 +4,17 @@ extra), and the start banner's layout.
 
 ``metrics.jsonl`` holds one JSON object a line, appended and flushed as training goes:
 
-- ``{"type": "step", "epoch", "batch", "step", "time", "loss", "lr", "train_accuracy"}`` at
-  every log line (``log_interval`` batches, and without a terminal at least every 30 s);
-- ``{"type": "epoch", "epoch", "step", "time", "seconds", "train_loss", "train_accuracy",
-  "valid_accuracy", "valid_macro_f1"}`` after every epoch (valid_* null without a validation set);
-- ``{"type": "test", "step", "time", "selected_epoch", "test_accuracy", "test_macro_f1"}`` once,
-  for the selected model.
+- ``{"type": "step", "epoch", "batch", "step", "time", "loss", "lr", "train_<running metric>"}``
+  at every log line (``log_interval`` batches, and without a terminal at least every 30 s);
+- ``{"type": "epoch", "epoch", "step", "time", "seconds", "train_loss", "train_<running metric>",
+  "valid_<metric>"...}`` after every epoch (valid_* null without a validation set);
+- ``{"type": "test", "step", "time", "selected_epoch", "test_<metric>"...}`` once, for the
+  selected model.
+
+The running metric and the metrics are the task's (:attr:`Task.running_metric`,
+:attr:`Task.summary_metrics`): for classification ``train_accuracy``, ``valid_accuracy``,
+``valid_macro_f1``, ``test_accuracy``, ``test_macro_f1``; for regression mse and pearson,
+spearman, mse; for multi-label exact_match and micro_f1, macro_f1, exact_match.
 
 ``time`` is seconds since the epoch (Unix time). A resumed run first drops the records after
 the checkpoint it resumes from, so no step is written twice.
@@ -22,6 +27,7 @@ import time
 from ..errors import MissingExtraError
 from ..fileio import atomic_path, claim
 from ..models.pretrained import describe_start
+from ..tasks import registry
 from .config import bert_size
 
 logger = logging.getLogger(__name__)
@@ -55,7 +61,8 @@ class MetricsLog:
     """metrics.jsonl (and TensorBoard scalars) of one run; only the process that owns the run
     directory writes them."""
 
-    def __init__(self, run_dir, report_to='none', resume_state=None):
+    def __init__(self, run_dir, report_to='none', resume_state=None, task=None):
+        self.task = task or registry.get(None)
         self.path = os.path.join(run_dir, METRICS_FILE)
         claim(self.path)  # recorded in the run's manifest, so --overwrite removes it
         claim(os.path.join(run_dir, TENSORBOARD_DIR))
@@ -91,24 +98,26 @@ class MetricsLog:
                 self.writer.add_scalar(tag, value, step)
         self.writer.flush()
 
-    def step(self, epoch, batch, step, loss, lr, accuracy):
+    def step(self, epoch, batch, step, loss, lr, train_value):
+        running = self.task.running_metric
         self._append({'type': 'step', 'epoch': epoch, 'batch': batch, 'step': step, 'loss': loss, 'lr': lr,
-                      'train_accuracy': accuracy})
-        self._scalars(step, {'train/loss': loss, 'train/lr': lr, 'train/accuracy': accuracy})
+                      f'train_{running}': train_value})
+        self._scalars(step, {'train/loss': loss, 'train/lr': lr, f'train/{running}': train_value})
 
-    def epoch(self, epoch, step, seconds, train_loss, train_accuracy, valid_report):
-        valid = valid_report or {}
-        record = {'type': 'epoch', 'epoch': epoch, 'step': step, 'seconds': round(seconds, 3),
-                  'train_loss': train_loss, 'train_accuracy': train_accuracy,
-                  'valid_accuracy': valid.get('accuracy'), 'valid_macro_f1': valid.get('macro_f1')}
-        self._append(record)
-        self._scalars(step, {'epoch/train_loss': train_loss, 'epoch/train_accuracy': train_accuracy,
-                             'valid/accuracy': record['valid_accuracy'], 'valid/macro_f1': record['valid_macro_f1']})
+    def epoch(self, epoch, step, seconds, train_loss, train_value, valid_report):
+        valid, running = valid_report or {}, self.task.running_metric
+        metrics = {name: valid.get(name) for name in self.task.summary_metrics}
+        self._append({'type': 'epoch', 'epoch': epoch, 'step': step, 'seconds': round(seconds, 3),
+                      'train_loss': train_loss, f'train_{running}': train_value,
+                      **{f'valid_{name}': value for name, value in metrics.items()}})
+        self._scalars(step, {'epoch/train_loss': train_loss, f'epoch/train_{running}': train_value,
+                             **{f'valid/{name}': value for name, value in metrics.items()}})
 
     def test(self, step, selected_epoch, report):
+        metrics = {name: report[name] for name in self.task.summary_metrics}
         self._append({'type': 'test', 'step': step, 'selected_epoch': selected_epoch,
-                      'test_accuracy': report['accuracy'], 'test_macro_f1': report['macro_f1']})
-        self._scalars(step, {'test/accuracy': report['accuracy'], 'test/macro_f1': report['macro_f1']})
+                      **{f'test_{name}': value for name, value in metrics.items()}})
+        self._scalars(step, {f'test/{name}': value for name, value in metrics.items()})
 
     def close(self):
         if self.writer is not None:
@@ -136,6 +145,9 @@ def log_banner(run, trained_tokenizer):
     logger.info(format_banner(f'fine-tuning into {run.run_dir}', [
         ('data', f'train {len(splits.train)} / validation {len(splits.valid)} / test {len(splits.test)} '
                  f"sentences ({', '.join(sources)})"),
+        ('task', f'{run.task.name}: {run.task.description}'
+                 + (f' (sentence pairs: {config.text_column} + {config.text_pair_column})' if config.text_pair_column
+                    else '')),
         ('labels', f'{len(splits.label_map)} {splits.label_map.names}'),
         ('model', f'{config.bert} BERT, {bert.num_layers} layers x {bert.units} units, max_len {config.max_len}'),
         ('weights', describe_start(run.init_params, run.init_record, config.init_from,

@@ -8,12 +8,16 @@ rate of its last step before that); a run still warming up finishes its warmup (
 steps) and then decays linearly to 0 at the new last step. The change is kept in the checkpoint's state
 (``lr_schedule``), so a later plain --resume of the extended run follows the same schedule.
 """
+import dataclasses
 import logging
 import os
 
 from ..errors import CheckpointError
 from ..fileio import read_json
+from ..inference.model_dir import write_model_dir
+from . import checkpoint
 from .checkpoint import TRAIN_CONFIG_FILE
+from .distributed import root_first
 from .optim import learning_rate_at
 
 logger = logging.getLogger(__name__)
@@ -82,3 +86,56 @@ def finished_result(run, test_report_file):
     classifier = run.classifier
     classifier.history, classifier.run_dir, classifier.test_report = run.state['history'], run.run_dir, report
     return classifier
+
+
+# ---------------------------------------------------------------------------- a run's checkpoints
+
+def save_checkpoint(directory, classifier, trainer, state, settings):
+    """``last/``: a loadable model directory (``model/``) beside the optimizer state and settings."""
+    def write_weights(tmp):  # not classifier.save: it would log the temporary path
+        write_model_dir(os.path.join(tmp, 'model'), classifier.model, classifier.tokenizer_files,
+                        classifier.config_dict())
+    checkpoint.save_checkpoint(directory, trainer, state, write_weights, settings)
+
+
+def load_checkpoint(directory, model, trainer, ctx, allow_pickle=False):
+    def load_weights(checkpoint_dir):
+        model.load_parameters(os.path.join(checkpoint_dir, 'model', 'model.params'), ctx=ctx)
+    return checkpoint.load_checkpoint(directory, trainer, load_weights, allow_pickle=allow_pickle)
+
+
+def new_state():
+    return {'epoch': 0, 'step': 0, 'batches_done': 0, 'epoch_totals': None, 'best': None,
+            'epochs_without_improvement': 0, 'stopped_early': None, 'lr_schedule': None,
+            'history': {'steps': [], 'epochs': []}}
+
+
+def settings_of(config):
+    """The (resolved) config as written to train_config.json: what to rerun, not what to do to
+    the directory."""
+    return {**dataclasses.asdict(config), 'resume': False, 'overwrite': False, 'allow_pickle_resume': False,
+            'extend': False}
+
+
+def resume_state(run):
+    """A new run's state, or the newest complete checkpoint's on --resume (its learning-rate
+    schedule recomputed for a new total with --extend: :mod:`.resume`)."""
+    if not run.config.resume:
+        return new_state()
+    with root_first(run.engine):  # rank 0 repairs an interrupted checkpoint; the others then read it
+        checkpoint.restore_interrupted(run.run_dir, 'best')
+        newest = checkpoint.newest_checkpoint(run.run_dir, 'last')
+    if not newest:
+        logger.warning('%s has no complete checkpoint yet: starting at epoch 1', run.run_dir)
+        return new_state()
+    state = load_checkpoint(newest, run.model, run.trainer, run.ctx, run.config.allow_pickle_resume)
+    logger.info('resuming %s after epoch %d, batch %d (step %d)', newest, state['epoch'],
+                state['batches_done'], state['step'])
+    old_epochs = read_json(os.path.join(newest, checkpoint.TRAIN_CONFIG_FILE)).get('num_epochs')
+    if run.config.extend and old_epochs and old_epochs != run.config.num_epochs:
+        per_epoch = run.schedule['steps_per_epoch']
+        state['lr_schedule'] = extended_schedule(state, per_epoch * old_epochs, per_epoch * run.config.num_epochs,
+                                                        run.config.warmup_ratio, run.config.learning_rate)
+        logger.info('--extend: %d -> %d epochs; the learning rate decays to 0 at step %d (%s)', old_epochs,
+                    run.config.num_epochs, run.schedule['num_train_steps'], state['lr_schedule'])
+    return state

@@ -12,6 +12,7 @@ Layout (see training.py for what goes into each checkpoint)::
     last/  best/        checkpoints and models
 """
 import contextlib
+import dataclasses
 import datetime
 import logging
 import os
@@ -22,6 +23,7 @@ from ..assets import md5sum
 from ..errors import CheckpointError
 from ..fileio import (RUN_MANIFEST, check_output_location, is_temporary, leftovers_of, read_json, recording_writes,
                       remove_entry, write_json)
+from .config import TrainConfig, recipe_fields
 from .splits import data_path
 
 try:
@@ -219,10 +221,19 @@ def _short(value, limit=120):
 # ---------------------------------------------------------------------------- checkpoints
 
 
-# Settings that shape the model a run produces; --resume refuses to change them mid-run.
-RECIPE_FIELDS = ('text_column', 'label_column', 'test_size', 'valid_size', 'bert', 'max_len', 'batch_size',
+# The recipe fields of 0.7 and before: always recorded. The later ones (the task's settings) are
+# recorded only when set, so a run of 0.7 resumes with the same fingerprint.
+LEGACY_RECIPE = ('text_column', 'label_column', 'test_size', 'valid_size', 'bert', 'max_len', 'batch_size',
                  'learning_rate', 'warmup_ratio', 'weight_decay', 'epsilon', 'max_grad_norm', 'accumulate',
                  'dropout', 'seed', 'dtype', 'bucketing', 'select_metric', 'tokenizer_vocab_size')
+
+
+def recipe(config):
+    """The settings that shape the model a run produces (TrainConfig fields marked ``recipe``);
+    --resume refuses to change them mid-run."""
+    defaults = {item.name: item.default for item in dataclasses.fields(TrainConfig)}
+    return {name: getattr(config, name) for name in recipe_fields(TrainConfig)
+            if name in LEGACY_RECIPE or getattr(config, name) != defaults[name]}
 
 
 def run_inputs(config, splits, tokenizer_files, bert_config):
@@ -235,4 +246,4 @@ def run_inputs(config, splits, tokenizer_files, bert_config):
             else config.init_from,
             'tokenizer': {role: md5sum(path) for role, path in tokenizer_files.items()},
             'bert': bert_config.to_dict(), 'labels': splits.label_map.to_dict(),
-            'recipe': {name: getattr(config, name) for name in RECIPE_FIELDS}}
+            'recipe': recipe(config)}

@@ -23,8 +23,10 @@ SENTENCES = ['배송이 빨라서 좋았어요', '', '   ', '다시는 안 삽�
              '정말 최고의 영화였습니다 ' * 300]
 INFERENCE_FLAGS = [('--model', None), ('--ctx', 'auto'), ('--batch-size', 64), ('--batch_size', 64)]
 FLAGS = {
-    'evaluate': INFERENCE_FLAGS + [('--data', None), ('--text-column', 'text'), ('--label-column', 'label'),
-                                   ('--text_column', 'text'), ('--label_column', 'label'), ('--output', None)],
+    'evaluate': INFERENCE_FLAGS + [('--data', None), ('--text-column', "the run's own, else 'text'"),
+                                   ('--label-column', "the run's own, else 'label'"), ('--text_column', None),
+                                   ('--label_column', None), ('--text_pair_column', "the run's own"),
+                                   ('--threshold', None), ('--output', None)],
     'predict': INFERENCE_FLAGS + [('--input', None), ('--format', 'tsv'), ('--output', None)],
     'export': [('--model', None), ('--output', None), ('--name', 'model'), ('--ctx', 'cpu')],
 }

@@ -27,7 +27,7 @@ from kobert_gluon.training.report import METRICS_FILE
 
 from helpers import assert_same_params, final_params, interrupt_cli, run_config, start_cli, write_small_data
 
-REAL_EVALUATE = train_module.evaluate_batches
+REAL_EVALUATE = train_module.evaluate_split
 WEATHER = ['오늘', '비가', '많이', '내리고', '바람이', '강하게', '불어요', '하늘이', '맑아요', '구름이', '눈이',
            '추워요', '더워요', '날씨가', '흐려요', '천둥이']
 FOOD = ['김치찌개가', '맛있어요', '떡볶이는', '매워요', '밥을', '먹었어요', '라면이', '짜요', '불고기가', '달콤해요',
@@ -234,7 +234,7 @@ def test_resume_refuses_another_num_epochs_unless_extended_and_a_finished_run_is
     def no_evaluation(*args, **kwargs):
         pytest.fail('a finished run was evaluated again')
     with monkeypatch.context() as patch:
-        patch.setattr(train_module, 'evaluate_batches', no_evaluation)
+        patch.setattr(train_module, 'evaluate_split', no_evaluation)
         again = train(run_config(tmp_path, small_data, 'run', num_epochs=1, resume=True))
     assert 'is finished' in caplog.text
     assert (run_dir / 'test_report.json').read_bytes() == report_bytes
@@ -257,23 +257,25 @@ def test_resume_refuses_another_num_epochs_unless_extended_and_a_finished_run_is
 def test_the_confusion_matrix_shows_the_selected_model_on_the_test_set(tmp_path, small_data, tiny, monkeypatch):
     valid = iter([0.9, 0.5])  # epoch 1 is selected
 
-    def scripted(model, loader, ctx, num_classes, desc='evaluating'):
+    def scripted(run, loader, desc, every_rank=True):
         if desc == 'validating':
             accuracy = next(valid)
-            return classification_report([0] * 10, [0] * round(10 * accuracy) + [1] * round(10 - 10 * accuracy), 2)
-        return REAL_EVALUATE(model, loader, ctx, num_classes, desc)
-    monkeypatch.setattr(train_module, 'evaluate_batches', scripted)
+            return classification_report([0] * 10, [0] * round(10 * accuracy) + [1] * round(10 - 10 * accuracy), 2), None
+        return REAL_EVALUATE(run, loader, desc, every_rank)
+    monkeypatch.setattr(train_module, 'evaluate_split', scripted)
     calls = []
     original = train_module.plot_training
 
-    def recording(history, run_dir, label_names, test_report=None, selected_epoch=None):
-        calls.append((test_report, selected_epoch))
-        return original(history, run_dir, label_names, test_report=test_report, selected_epoch=selected_epoch)
+    def recording(history, run_dir, **settings):
+        calls.append(settings)
+        return original(history, run_dir, **settings)
     monkeypatch.setattr(train_module, 'plot_training', recording)
     train(run_config(tmp_path, small_data, 'run', num_epochs=2))
     report = json.loads((tmp_path / 'run' / 'test_report.json').read_text())
-    assert [call[0] for call in calls[:-1]] == [None, None]  # per epoch: no test set
-    final_report, selected_epoch = calls[-1]
-    assert selected_epoch == report['selected_epoch'] == 1
-    assert final_report['confusion_matrix'] == report['confusion_matrix']
+    assert [call.get('figures') for call in calls[:-1]] == [None, None]  # per epoch: no test set
+    (name, kind, data), = calls[-1]['figures']
+    assert (name, kind) == ('confusion_matrix.png', 'confusion')
+    assert calls[-1]['test_point'] == (report['selected_epoch'], report['accuracy'])
+    assert report['selected_epoch'] == 1 and '에폭 1' in data['title']
+    assert data['matrix'] == report['confusion_matrix']
     assert (tmp_path / 'run' / 'confusion_matrix.png').is_file()

@@ -20,7 +20,7 @@ from kobert_gluon.training.finetune import train
 from helpers import demo_frame, final_params, run_config, write_small_data
 
 
-REAL_EVALUATE = train_module.evaluate_batches
+REAL_EVALUATE = train_module.evaluate_split
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_three_way_split_is_disjoint_covering_stable_and_recorded(tmp_path, smal
     frame = demo_frame(120)
     for name, rows in (('train', splits.train), ('valid', splits.valid), ('test', splits.test)):
         expected = frame.iloc[sorted(positions[name])]
-        assert sorted(text for text, _ in rows) == sorted(expected['text'])
+        assert sorted(row.text for row in rows) == sorted(expected['text'])
         assert splits.record[name]['rows'] == len(rows)
     other_seed = load_splits(run_config(tmp_path, small_data, 'run', seed=7)).record
     assert other_seed['valid']['positions'] != splits.record['valid']['positions']
@@ -51,8 +51,8 @@ def test_validation_and_test_rows_never_reach_training_batches(tmp_path, small_d
     seen = {'train': [], 'other': []}
     original = train_module.make_loader
 
-    def recording_loader(dataset, config, shuffle, pad_id, engine=None):
-        loader = original(dataset, config, shuffle, pad_id, engine)
+    def recording_loader(dataset, config, shuffle, pad_id, engine=None, task=None):
+        loader = original(dataset, config, shuffle, pad_id, engine, task)
         for token_ids, valid_length, _, _ in loader:
             rows = [tuple(ids[:int(n)]) for ids, n in zip(token_ids.asnumpy(), valid_length.asnumpy())]
             seen['train' if shuffle else 'other'].extend(rows)
@@ -62,8 +62,8 @@ def test_validation_and_test_rows_never_reach_training_batches(tmp_path, small_d
 
     splits = load_splits(run_config(tmp_path, small_data, 'run'))
     encode = classifier.encode
-    held_out = {tuple(ids) for ids, _, _ in encode([text for text, _ in splits.valid + splits.test])}
-    trained = {tuple(ids) for ids, _, _ in encode([text for text, _ in splits.train])}
+    held_out = {tuple(ids) for ids, _, _ in encode([row.text for row in splits.valid + splits.test])}
+    trained = {tuple(ids) for ids, _, _ in encode([row.text for row in splits.train])}
     assert set(seen['train']) == trained
     assert not set(seen['train']) & held_out
     assert held_out <= set(seen['other'])
@@ -81,12 +81,12 @@ def scripted_evaluations(monkeypatch, valid):
     is real (and the only pass over the test set)."""
     calls = {'validating': iter(valid)}
 
-    def scripted(model, loader, ctx, num_classes, desc='evaluating'):
+    def scripted(run, loader, desc, every_rank=True):
         if desc in calls:
-            return report_with_accuracy(next(calls[desc]))
+            return report_with_accuracy(next(calls[desc])), None
         assert desc == 'testing the selected model', desc
-        return REAL_EVALUATE(model, loader, ctx, num_classes, desc)
-    monkeypatch.setattr(train_module, 'evaluate_batches', scripted)
+        return REAL_EVALUATE(run, loader, desc, every_rank)
+    monkeypatch.setattr(train_module, 'evaluate_split', scripted)
 
 
 def snapshot_each_epoch(monkeypatch, run_dir):
@@ -94,11 +94,11 @@ def snapshot_each_epoch(monkeypatch, run_dir):
     snapshots = []
     original = train_module.write_plots
 
-    def snapshot(history, directory, label_names):
+    def snapshot(run, history):
         target = run_dir.parent / f'epoch{len(snapshots) + 1}'
         shutil.copytree(run_dir / 'last' / 'model', target)
         snapshots.append(target)
-        return original(history, directory, label_names)
+        return original(run, history)
     monkeypatch.setattr(train_module, 'write_plots', snapshot)
     return snapshots
 
@@ -126,8 +126,8 @@ def test_macro_f1_can_select(tmp_path, small_data, tiny, monkeypatch):
     reports = [classification_report([0, 0, 1, 1], [0, 1, 1, 0], 2), classification_report([0, 0, 0, 1], [0, 0, 0, 0], 2)]
     assert reports[1]['accuracy'] > reports[0]['accuracy'] and reports[1]['macro_f1'] < reports[0]['macro_f1']
     calls = iter(reports)
-    monkeypatch.setattr(train_module, 'evaluate_batches', lambda model, loader, ctx, n, desc='': (
-        next(calls) if desc == 'validating' else REAL_EVALUATE(model, loader, ctx, n, desc)))
+    monkeypatch.setattr(train_module, 'evaluate_split', lambda run, loader, desc, every_rank=True: (
+        (next(calls), None) if desc == 'validating' else REAL_EVALUATE(run, loader, desc, every_rank)))
     snapshots = snapshot_each_epoch(monkeypatch, tmp_path / 'run')
     train(run_config(tmp_path, small_data, 'run', num_epochs=2, select_metric='macro_f1'))
     assert_same_weights(final_params(tmp_path / 'run', 'best'), final_params(snapshots[0].parent, snapshots[0].name))
@@ -143,11 +143,11 @@ def test_early_stopping_stops_at_the_right_epoch_and_a_resume_finishes_at_once(t
     assert 'early stopping after epoch 4' in caplog.text
     best = final_params(tmp_path / 'run', 'best')
 
-    def only_the_final_test(model, loader, ctx, num_classes, desc='evaluating'):
+    def only_the_final_test(run, loader, desc, every_rank=True):
         if desc in ('validating', 'testing'):
             pytest.fail('a stopped run trained another epoch')
-        return REAL_EVALUATE(model, loader, ctx, num_classes, desc)
-    monkeypatch.setattr(train_module, 'evaluate_batches', only_the_final_test)
+        return REAL_EVALUATE(run, loader, desc, every_rank)
+    monkeypatch.setattr(train_module, 'evaluate_split', only_the_final_test)
     again = train(run_config(tmp_path, small_data, 'run', num_epochs=5, early_stopping=2, resume=True))
     assert [e['epoch'] for e in again.history['epochs']] == [1, 2, 3, 4]
     assert_same_weights(final_params(tmp_path / 'run', 'best'), best)
@@ -180,7 +180,7 @@ def test_evaluate_tells_the_test_split_from_training_rows(tmp_path, small_data, 
     splits = load_splits(run_config(tmp_path, small_data, 'run'))
     names = splits.label_map.names
     for name, rows in (('test', splits.test[::-1]), ('train', splits.train)):
-        pd.DataFrame([(text, names[label]) for text, label in rows], columns=['text', 'label']).to_csv(
+        pd.DataFrame([(row.text, names[row.label]) for row in rows], columns=['text', 'label']).to_csv(
             tmp_path / f'{name}.tsv', sep='\t', index=False)
     assert cli.main(['evaluate', '--model', str(tmp_path / 'run' / 'best'), '--data', str(tmp_path / 'test.tsv')]) == 0
     assert 'is the test split recorded with this model' in caplog.text

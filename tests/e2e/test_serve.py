@@ -340,7 +340,14 @@ BAD_INPUTS = {
     'text too large': (json.dumps({'text': '가' * MAX_BODY_BYTES}).encode(), JSON, 413, ['--max_body_bytes']),
     # {"inputs": ...}, Hugging Face's
     'inputs is a number': (b'{"inputs": 3}', JSON, 422, ['"inputs"', 'a number', 'a string or an array']),
-    'inputs is an object': (b'{"inputs": {"text": "a"}}', JSON, 422, ['"inputs"', 'an object']),
+    'a pair to a single-sentence model': (b'{"inputs": {"text": "a", "text_pair": "b"}}', JSON, 422,
+                                          ['"inputs"', 'single sentences']),
+    'text_pairs to a single-sentence model': (b'{"texts": ["a"], "text_pairs": ["b"]}', JSON, 422,
+                                              ['"text_pairs"', 'single sentences']),
+    'threshold to a classifier': (b'{"text": "a", "threshold": 0.3}', JSON, 422, ['"threshold"', 'multi-label']),
+    'another function_to_apply': (b'{"inputs": "a", "parameters": {"function_to_apply": "sigmoid"}}', JSON, 422,
+                                  ['function_to_apply', "'softmax'"]),
+    'inputs object with another field': (b'{"inputs": {"txt": "a"}}', JSON, 422, ['unknown fields', 'txt']),
     'null among inputs': (b'{"inputs": ["a", null]}', JSON, 422, ['inputs[1]', 'null']),
     'inputs is empty': (b'{"inputs": []}', JSON, 422, ['"inputs"', 'empty']),
     'too many inputs': (json.dumps({'inputs': ['a'] * (MAX_TEXTS + 1)}).encode(), JSON, 413,
@@ -722,3 +729,107 @@ def test_serve_benchmark_runs_both_settings(demo_model_dir, tmp_path):
     assert [(row['batching'], row['clients']) for row in rows] == [('on', 2), ('off', 2)]
     assert all(row['requests'] > 0 and row['p50_ms'] <= row['p99_ms'] for row in rows)
     assert 'dynamic batching on/off throughput at 2 clients' in done.stdout
+
+
+# ---------------------------------------------------------------------------- pairs, scores, several labels
+
+@pytest.fixture(scope='module')
+def task_servers(task_runs):
+    """A server for the pair classifier, the pair regression model and the multi-label model."""
+    need('fastapi'), need('uvicorn')
+    servers = {name: ServerProcess(os.path.join(task_runs[name].run_dir, 'best')) for name in ('nli', 'sts', 'multi')}
+    yield servers
+    for process in servers.values():
+        process.process.send_signal(signal.SIGTERM)
+        try:
+            process.process.wait(60)
+        finally:
+            process.kill()
+
+
+PAIRS = [('오늘 비가 많이 내리고', '하늘이 맑아요'), ('김치찌개가 맛있어요', '라면이 짜요 밥을 먹었어요')]
+
+
+def test_a_pair_server_takes_our_shapes_and_hugging_faces(task_servers, task_runs):
+    server, classifier = task_servers['nli'], task_runs['nli']
+    expected = classifier.predict_records(PAIRS)
+    status, ours = server.post({'texts': [a for a, _ in PAIRS], 'text_pairs': [b for _, b in PAIRS]})
+    assert status == 200
+    for record, want in zip(ours['predictions'], expected):
+        assert (record['text'], record['text_pair'], record['label']) == (want['text'], want['text_pair'], want['label'])
+        assert record['probabilities'] == pytest.approx(want['probabilities'], abs=1e-6)
+    status, one = server.post({'text': PAIRS[0][0], 'text_pair': PAIRS[0][1]})
+    assert status == 200 and one['predictions'][0]['label'] == expected[0]['label']
+    status, hf_one = server.post({'inputs': {'text': PAIRS[0][0], 'text_pair': PAIRS[0][1]}})
+    status_list, hf_list = server.post({'inputs': [{'text': a, 'text_pair': b} for a, b in PAIRS],
+                                        'parameters': {'top_k': 1}})
+    assert (status, status_list) == (200, 200)
+    assert hf_one[0][0]['label'] == expected[0]['label'] and len(hf_one[0]) == len(classifier.label_map.names)
+    assert [answer[0]['label'] for answer in hf_list] == [want['label'] for want in expected]
+    metadata = server.call('GET', '/metadata')[2]
+    assert (metadata['task'], metadata['pair']) == ('classification', True)
+
+
+@pytest.mark.parametrize('body, words', [
+    ({'texts': ['한 문장']}, 'reads sentence pairs'),
+    ({'inputs': '한 문장'}, 'reads sentence pairs'),
+    ({'texts': ['a', 'b'], 'text_pairs': ['c']}, '2 texts but 1 text_pairs'),
+    ({'inputs': [{'text': 'a', 'text_pair': 'b'}, {'text': 'c'}]}, 'reads sentence pairs'),
+])
+def test_a_pair_server_refuses_single_texts_in_one_line(task_servers, body, words):
+    status, answer = task_servers['nli'].post(body)
+    assert status == 422 and words in answer['error'] and '\n' not in answer['error']
+
+
+def test_a_regression_server_answers_scores(task_servers, task_runs):
+    server, classifier = task_servers['sts'], task_runs['sts']
+    scores = classifier.predict(PAIRS)
+    status, ours = server.post({'texts': [a for a, _ in PAIRS], 'text_pairs': [b for _, b in PAIRS]})
+    assert status == 200 and [record['score'] for record in ours['predictions']] == pytest.approx(scores, abs=1e-5)
+    status, hf = server.post({'inputs': [{'text': a, 'text_pair': b} for a, b in PAIRS],
+                              'parameters': {'function_to_apply': 'none'}})
+    assert status == 200 and [answer[0]['score'] for answer in hf] == pytest.approx(scores, abs=1e-5)
+    assert [answer[0]['label'] for answer in hf] == ['score', 'score']
+    status, answer = server.post({'inputs': {'text': 'a', 'text_pair': 'b'}, 'parameters': {'function_to_apply': 'softmax'}})
+    assert status == 422 and "'none'" in answer['error']
+
+
+def test_a_multi_label_server_answers_labels_above_the_models_or_the_requests_threshold(task_servers, task_runs):
+    server, classifier = task_servers['multi'], task_runs['multi']
+    texts = ['오늘 비가 많이 김치찌개가 맛있어요', '축구를 했어요']
+    for threshold in (None, 0.05, 0.95):
+        body = {'texts': texts, **({'threshold': threshold} if threshold else {})}
+        status, answer = server.post(body)
+        assert status == 200
+        assert [record['labels'] for record in answer['predictions']] == classifier.predict(texts, threshold=threshold)
+    status, hf = server.post({'inputs': texts[0], 'parameters': {'function_to_apply': 'sigmoid'}})
+    probabilities = dict(zip(classifier.label_map.names, classifier.predict_proba(texts[:1])[0]))
+    assert status == 200 and {entry['label']: entry['score'] for entry in hf[0]} == pytest.approx(probabilities, abs=1e-6)
+    status, answer = server.post({'text': 'a', 'threshold': 1.5})
+    assert status == 422 and 'threshold' in answer['error']
+    docs = server.call('GET', '/openapi.json')[2]
+    prediction = docs['components']['schemas']['Prediction']['properties']
+    assert {'text', 'labels', 'probabilities'} <= set(prediction) and 'label' not in prediction
+
+
+def test_web_page_has_a_second_box_for_pairs_in_chromium(task_servers, task_runs, chromium, tmp_path,
+                                                         record_property, capsys):
+    server, classifier = task_servers['sts'], task_runs['sts']
+    chromium.send('Runtime.enable')
+    chromium.send('Emulation.setDeviceMetricsOverride', width=360, height=800, deviceScaleFactor=1, mobile=True)
+    chromium.send('Page.navigate', url=server.url + '/')
+    chromium.wait_for("document.readyState === 'complete' && !document.getElementById('pair-box').hidden")
+    for box, texts in (('#texts', [a for a, _ in PAIRS]), ('#text-pairs', [b for _, b in PAIRS])):
+        chromium.click(box)
+        chromium.send('Input.insertText', text=texts[0])
+        chromium.press_enter()
+        chromium.send('Input.insertText', text=texts[1])
+    chromium.click('#classify')
+    chromium.wait_for("document.querySelectorAll('#results .result').length === 2")
+    shown = chromium.evaluate("[...document.querySelectorAll('#results .result')].map(card => ["
+                              "card.querySelector('.text').textContent, card.querySelector('.pair').textContent, "
+                              "parseFloat(card.dataset.score)])")
+    assert [(text, pair) for text, pair, _ in shown] == [(a, '↔ ' + b) for a, b in PAIRS]
+    assert [score for _, _, score in shown] == pytest.approx(classifier.predict(PAIRS), abs=1e-5)
+    assert not [event for event in chromium.events if event.get('method') == 'Runtime.exceptionThrown']
+    save_screenshot(chromium, 'serve-page-pairs-360.png', tmp_path, record_property, capsys)

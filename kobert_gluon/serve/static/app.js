@@ -9,6 +9,11 @@ const statusLine = document.getElementById('status');
 const results = document.getElementById('results');
 const modelLine = document.getElementById('model');
 const notice = document.getElementById('notice');
+const pairBox = document.getElementById('pair-box');
+const pairArea = document.getElementById('text-pairs');
+// What /metadata says of the model: its task (classification, regression, multi_label) and
+// whether it reads sentence pairs.
+const model = {task: 'classification', pair: false};
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -25,6 +30,9 @@ async function showModel() {
   try {
     const response = await fetch('/metadata');
     const info = await response.json();
+    model.task = info.task || 'classification';
+    model.pair = Boolean(info.pair);
+    pairBox.hidden = !model.pair;
     // base_weights: what the BERT body started from; null or absent in older model directories.
     const base = info.base_weights && typeof info.base_weights === 'object' ? info.base_weights : null;
     modelLine.textContent = `레이블 labels: ${info.labels.join(', ')} · max_len ${info.max_len} · ` +
@@ -40,36 +48,64 @@ async function showModel() {
   }
 }
 
+function bars(probabilities, chosen) {
+  const box = element('div', 'bars');
+  for (const [name, probability] of Object.entries(probabilities)) {
+    const percent = (100 * probability).toFixed(1);
+    const bar = element('div', 'bar' + (chosen.includes(name) ? ' top' : ''));
+    const fill = element('span', 'fill');
+    fill.style.width = percent + '%';
+    bar.append(element('span', 'name', name), element('span', 'track'), element('span', 'value', percent + '%'));
+    bar.children[1].append(fill);
+    box.append(bar);
+  }
+  return box;
+}
+
+function blank(record) {
+  return record.label === null || record.score === null || record.labels === null;
+}
+
 function card(record) {
   const item = element('li', 'result');
   item.append(element('p', 'text', record.text));
-  if (record.label === null) {
+  if (record.text_pair !== undefined) item.append(element('p', 'pair', '↔ ' + record.text_pair));
+  if (blank(record)) {
     const none = element('p', 'label none');
     bilingual(none, '빈 문장', 'blank: no prediction');
     item.append(none);
     return item;
   }
-  item.dataset.label = record.label;
-  item.append(element('p', 'label', record.label));
-  const bars = element('div', 'bars');
-  for (const [name, probability] of Object.entries(record.probabilities)) {
-    const percent = (100 * probability).toFixed(1);
-    const bar = element('div', 'bar' + (name === record.label ? ' top' : ''));
-    const fill = element('span', 'fill');
-    fill.style.width = percent + '%';
-    bar.append(element('span', 'name', name), element('span', 'track'), element('span', 'value', percent + '%'));
-    bar.children[1].append(fill);
-    bars.append(bar);
+  if (model.task === 'regression') {
+    item.dataset.score = record.score;
+    item.append(element('p', 'score', `점수 score ${record.score.toFixed(3)}`));
+  } else if (model.task === 'multi_label') {
+    item.dataset.labels = record.labels.join(',');
+    const chosen = element('ul', 'labels');
+    if (!record.labels.length) bilingual(chosen, '해당 라벨 없음', 'no label above the threshold');
+    for (const name of record.labels) chosen.append(element('li', null, name));
+    item.append(chosen, bars(record.probabilities, record.labels));
+  } else {
+    item.dataset.label = record.label;
+    item.append(element('p', 'label', record.label), bars(record.probabilities, [record.label]));
   }
-  item.append(bars);
   return item;
+}
+
+function lines(area) {
+  return area.value.split('\n').map((line) => line.trim());
 }
 
 async function classify(event) {
   event.preventDefault();
-  const texts = textarea.value.split('\n').map((line) => line.trim()).filter((line) => line);
+  const firsts = lines(textarea);
+  const seconds = lines(pairArea);
+  const keep = firsts.map((line, i) => line && (!model.pair || seconds[i])).map(Boolean);
+  const texts = firsts.filter((_, i) => keep[i]);
+  const body = model.pair ? {texts, text_pairs: seconds.filter((_, i) => keep[i])} : {texts};
   if (!texts.length) {
-    bilingual(statusLine, '문장을 입력하세요.', 'Enter at least one sentence.');
+    bilingual(statusLine, model.pair ? '두 칸에 문장 쌍을 입력하세요.' : '문장을 입력하세요.',
+      model.pair ? 'Enter sentence pairs, line by line in both boxes.' : 'Enter at least one sentence.');
     return;
   }
   button.disabled = true;
@@ -77,7 +113,7 @@ async function classify(event) {
   bilingual(statusLine, '분류하는 중…', 'Classifying…');
   try {
     const response = await fetch('/predict', {
-      method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({texts}),
+      method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body),
     });
     const answer = await response.json();
     if (!response.ok) throw new Error(`${response.status}: ${answer.error}`);

@@ -53,7 +53,7 @@ def test_training_leaves_loadable_best_and_last_models(demo_run, demo_model_dir)
     np.testing.assert_array_equal(last.logits(SENTENCES), demo_run.classifier.logits(SENTENCES))
     # best/ scores the best validation accuracy of the run on the run's own validation split.
     config = TrainConfig(**read_json(demo_run.run_dir / 'train_config.json'))
-    texts, labels = zip(*load_splits(config).valid)
+    texts, _, labels = zip(*load_splits(config).valid)
     accuracy = np.mean(best.logits(list(texts)).argmax(axis=1) == np.array(labels))
     best_accuracy = max(epoch['valid']['accuracy'] for epoch in demo_run.classifier.history['epochs'])
     assert accuracy == pytest.approx(best_accuracy)

@@ -20,7 +20,7 @@ from mxnet import gluon
 
 import distributed_worker as worker
 from kobert_gluon.training import distributed
-from kobert_gluon.training.distributed import Engine, aggregate_report, create_engine, shard_batches
+from kobert_gluon.training.distributed import Engine, create_engine, gather_rows, shard_batches
 from kobert_gluon.errors import ConfigError, DistributedError, MissingExtraError
 from kobert_gluon.training.launch import launch
 from kobert_gluon.inference.metrics import classification_report
@@ -85,17 +85,50 @@ def test_fewer_sentences_than_workers_is_an_error():
         shard_batches(3, 2, 0, 4)
 
 
-def test_report_rebuilt_from_summed_confusion_matrices_equals_the_whole_report():
-    class TwoRanks(Engine):  # rank 0 of two, whose peer holds the other half of the rows
-        num_workers = 2
+class ThreadRank(Engine):
+    """One of ``num_workers`` ranks run as threads: allreduce_sum adds what every thread sent."""
 
-        def allreduce_sum(self, name, array):
-            return np.asarray(array) + np.asarray(other['confusion_matrix'])
+    def __init__(self, rank, num_workers, exchange):
+        self.rank, self.num_workers, self.exchange = rank, num_workers, exchange
+
+    def allreduce_sum(self, name, array):
+        board, barrier = self.exchange
+        board[self.rank] = np.asarray(array, dtype=np.float64)
+        barrier.wait()
+        total = sum(board[rank] for rank in range(self.num_workers))
+        barrier.wait()  # every rank has read the board before the next call overwrites it
+        return total
+
+
+def gathered_on_ranks(parts):
+    """gather_rows on len(parts) ranks run as threads; each rank's result."""
+    import threading
+
+    exchange, results = ({}, threading.Barrier(len(parts))), {}
+
+    def rank_main(rank):
+        results[rank] = gather_rows(ThreadRank(rank, len(parts), exchange), parts[rank])
+    threads = [threading.Thread(target=rank_main, args=(rank,)) for rank in range(len(parts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return [results[rank] for rank in range(len(parts))]
+
+
+def test_gathered_rows_give_every_rank_the_whole_report():
     rng = np.random.RandomState(0)
     labels, predictions = rng.randint(0, 4, 50), rng.randint(0, 4, 50)
-    mine, other = (classification_report(labels[part], predictions[part], 4) for part in (slice(0, 23), slice(23, 50)))
-    assert aggregate_report(TwoRanks(), mine) == classification_report(labels, predictions, 4)
-    assert aggregate_report(Engine(), mine) is mine
+    scores = rng.rand(50).astype(np.float32)
+    cuts = (slice(0, 23), slice(23, 31), slice(31, 50))  # three ranks, uneven shares
+    parts = [{'labels': labels[cut], 'predictions': predictions[cut], 'scores': scores[cut]} for cut in cuts]
+    for rows in gathered_on_ranks(parts):
+        assert classification_report(rows['labels'], rows['predictions'], 4) == \
+            classification_report(labels, predictions, 4)
+        np.testing.assert_array_equal(rows['scores'], scores)  # float32 survives exactly, in rank order
+        assert rows['labels'].dtype == labels.dtype
+    one = parts[0]
+    assert gather_rows(Engine(), one) is one
 
 
 # ---------------------------------------------------------------------------- engine selection
@@ -290,10 +323,11 @@ def single_process_report(run_dir, train_file, split='valid', model='last/model'
     config = TrainConfig(**{**RUN_SETTINGS, 'data': str(train_file)})
     classifier = TextClassifier.load(run_dir / model)
     splits = load_splits(config)
-    test_data = BERTDataset(getattr(splits, split), 0, 1, classifier.tokenizer, config.max_len, True, False)
+    rows = [(example.text, example.label) for example in getattr(splits, split)]
+    test_data = BERTDataset(rows, 0, 1, classifier.tokenizer, config.max_len, True, False)
     vocab = classifier.tokenizer.vocab
     loader = make_loader(test_data, config, False, vocab[vocab.padding_token])
-    return evaluate_batches(classifier.model, loader, [mx.cpu()], len(splits.label_map))
+    return evaluate_batches(classifier.model, loader, [mx.cpu()], splits.task, splits.label_map.names)
 
 
 def assert_matches_single_process(run_dir, single_run, train_file):

@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
+from kobert_gluon.tasks import registry
 from kobert_gluon.training import plots
 
 LABELS = ['공포', '놀람', '분노', '슬픔', '중립', '행복', '혐오']
@@ -40,6 +41,13 @@ def synthetic_test_report(n_classes=len(LABELS), seed=0):
     matrix[-1] = 0  # a class absent from the test set: its row must not divide by zero
     return {'accuracy': 0.8, 'macro_f1': 0.75, 'precision': [0.5] * n_classes, 'recall': [0.5] * n_classes,
             'f1': [0.5] * n_classes, 'support': matrix.sum(axis=1).tolist(), 'confusion_matrix': matrix.tolist()}
+
+
+def classifier_figures(label_names, selected_epoch=None):
+    """plot_training's test arguments for a classifier's synthetic test report, as train() passes them."""
+    report = synthetic_test_report()
+    return {'figures': registry.get('classification').figures(report, None, label_names, selected_epoch),
+            'test_point': (selected_epoch, report['accuracy']) if selected_epoch is not None else None}
 
 
 @pytest.fixture
@@ -115,7 +123,7 @@ def test_no_font_warns_once_and_still_plots(monkeypatch, fresh_font_cache, caplo
         warnings.simplefilter('ignore')  # DejaVu draws boxes here, by design of this test
         assert plots.hangul_font() is None
         history = {'epochs': synthetic_history(n_epochs=1)['epochs']}
-        paths = plots.plot_training(history, str(tmp_path), LABELS, test_report=synthetic_test_report())
+        paths = plots.plot_training(history, str(tmp_path), **classifier_figures(LABELS))
     font_warnings = [r for r in caplog.records if 'No Hangul font' in r.getMessage()]
     assert len(font_warnings) == 1
     assert 'koreanize-matplotlib' in font_warnings[0].getMessage()
@@ -149,8 +157,7 @@ def test_plot_training_writes_three_valid_pngs_without_missing_glyphs(tmp_path):
     rc_before = dict(matplotlib.rcParams)
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter('always')
-        paths = plots.plot_training(synthetic_history(), str(tmp_path), LABELS,
-                                    test_report=synthetic_test_report(), selected_epoch=2)
+        paths = plots.plot_training(synthetic_history(), str(tmp_path), **classifier_figures(LABELS, selected_epoch=2))
     assert not glyph_warnings(records)
     assert [os.path.basename(p) for p in paths] == EXPECTED
     for path in paths:
@@ -174,8 +181,7 @@ def test_confusion_plot_uses_hangul_font_for_label_names():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(plots, '_save', keep)
-        plots.plot_training({'epochs': history['epochs']}, '.', LABELS, test_report=synthetic_test_report(),
-                            selected_epoch=2)
+        plots.plot_training({'epochs': history['epochs']}, '.', **classifier_figures(LABELS, selected_epoch=2))
         figure = figure_holder['figure']
         with matplotlib.rc_context(plots._font_rc()):
             figure.canvas.draw()
@@ -198,20 +204,20 @@ def test_row_normalised_handles_empty_rows():
 
 def test_empty_epochs_only_loss_plot(tmp_path):
     history = synthetic_history(n_epochs=1)
-    paths = plots.plot_training({'steps': history['steps'], 'epochs': []}, str(tmp_path), LABELS)
+    paths = plots.plot_training({'steps': history['steps'], 'epochs': []}, str(tmp_path))
     assert [os.path.basename(p) for p in paths] == ['loss_lr.png']
 
 
 def test_empty_steps_and_missing_test_report(tmp_path):
     history = synthetic_history(n_epochs=2)
-    paths = plots.plot_training({'steps': [], 'epochs': history['epochs']}, str(tmp_path), LABELS)
+    paths = plots.plot_training({'steps': [], 'epochs': history['epochs']}, str(tmp_path))
     assert [os.path.basename(p) for p in paths] == ['accuracy.png']
-    assert plots.plot_training({'steps': [], 'epochs': []}, str(tmp_path / 'empty'), LABELS) == []
+    assert plots.plot_training({'steps': [], 'epochs': []}, str(tmp_path / 'empty')) == []
 
 
 def test_label_count_mismatch_falls_back_to_indices(tmp_path, caplog):
     history = {'epochs': synthetic_history(n_epochs=1)['epochs']}
     with caplog.at_level(logging.WARNING, logger=plots.__name__):
-        paths = plots.plot_training(history, str(tmp_path), LABELS[:3], test_report=synthetic_test_report())
+        paths = plots.plot_training(history, str(tmp_path), **classifier_figures(LABELS[:3]))
     assert os.path.basename(paths[-1]) == 'confusion_matrix.png'
     assert 'label names' in caplog.text

@@ -10,6 +10,7 @@ import pytest
 
 from kobert_gluon.errors import CheckpointError, ConfigError
 from kobert_gluon.models import pretrained
+from kobert_gluon.tasks import registry
 from kobert_gluon.training import finetune
 from kobert_gluon.training.config import SIZE_DEFAULTS, TrainConfig
 from kobert_gluon.training.interrupt import InterruptGuard
@@ -35,7 +36,7 @@ def test_settings_given_are_kept_and_demo_still_works():
     config = TrainConfig(data='x.tsv', bert='small', learning_rate=1e-3, num_epochs=2).resolved()
     assert (config.learning_rate, config.num_epochs, config.batch_size) == (1e-3, 2, 32)
     assert TrainConfig.demo(num_epochs=1) == TrainConfig(bert='small', learning_rate=5e-4, batch_size=32,
-                                                         num_epochs=1, log_interval=5)
+                                                         num_epochs=1, log_interval=5, select_metric='accuracy')
     assert TrainConfig().validate() is not None  # the unresolved defaults validate as what will run
     with pytest.raises(ConfigError, match='batch_size=0'):
         TrainConfig(batch_size=0).validate()
@@ -126,9 +127,9 @@ def test_init_from_none_is_random_weights_even_for_kobert(monkeypatch):
         raise AssertionError("--init_from none must not load KoBERT's weights")
     monkeypatch.setattr('kobert_gluon.assets.resolve', no_kobert)
     built = {}
-    monkeypatch.setattr(finetune, 'TASK', dataclasses.replace(
-        finetune.TASK, build_model=lambda *args, bert_params=None: built.setdefault('params', bert_params)
-        or mx.gluon.nn.HybridSequential()))
+    monkeypatch.setattr(registry.get('classification'), 'build_model',
+                        lambda *args, bert_params=None: built.setdefault('params', bert_params)
+                        or mx.gluon.nn.HybridSequential())
     config = TrainConfig(bert='kobert', init_from='none', data='x.tsv')
     finetune.prepare_model(config, TINY, 2, [mx.cpu()], finetune.start_from(config)[0])
     assert built == {'params': None}
