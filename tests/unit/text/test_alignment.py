@@ -54,7 +54,7 @@ def shared_sentences(shared_dir):
     texts += list(pd.read_csv(data / 'emotion' / 'single_turn_emotion_cp949.csv', encoding='cp949')['Sentence'])
     texts += tsv_column(pathlib.Path(package_file('resources', 'demo_sentiment.tsv')), (0,))
     texts = sorted(set(texts))
-    assert len(texts) > 110000
+    assert len(texts) == 112237
     return texts
 
 
