@@ -23,9 +23,11 @@ setup(
     install_requires=install_requires,
     # ipywidgets: the NSMC notebook's tqdm.notebook (tests/test_dropin.py runs it)
     # import-linter: `lint-imports` checks that imports run downward (.importlinter)
+    # seqeval: the independent reference the entity metrics are tested against (not used at run time)
     extras_require={'dev': ['pytest>=7', 'scikit-learn>=1.2', 'websocket-client>=1.6', 'ipywidgets>=8',
-                            'import-linter>=2.1'],
-                    'bench': ['torch==2.13.0', 'transformers==5.24.0'],
+                            'import-linter>=2.1', 'seqeval>=1.2.2'],
+                    # python-crfsuite: the CRF baseline of benchmarks/ner_baselines.py
+                    'bench': ['torch==2.13.0', 'transformers==5.24.0', 'python-crfsuite>=0.9.8'],
                     # transformers <-> gluon conversion (kobert_gluon/convert.py); safetensors alone
                     # reads and writes model.safetensors, torch only reads pytorch_model.bin.
                     # protobuf lets transformers read a SentencePiece model (its KoBERT tokenizer).
