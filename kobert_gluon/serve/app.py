@@ -257,7 +257,7 @@ def add_docs(app):
 def warm_up(batcher, classifier):
     """One forward pass before the first request, so it does not pay for building the graph."""
     started = time.perf_counter()
-    batcher.submit(['안녕하세요']).result()
+    batcher.submit([('안녕하세요', '반갑습니다')] if classifier.pair else ['안녕하세요']).result()
     logger.info('model ready (%s, %s, warm-up %.2f s)', classifier.dtype, classifier.ctx, time.perf_counter() - started)
 
 

@@ -35,7 +35,10 @@ async function showModel() {
     pairBox.hidden = !model.pair;
     // base_weights: what the BERT body started from; null or absent in older model directories.
     const base = info.base_weights && typeof info.base_weights === 'object' ? info.base_weights : null;
-    modelLine.textContent = `레이블 labels: ${info.labels.join(', ')} · max_len ${info.max_len} · ` +
+    const task = {classification: '분류 classification', regression: '점수 regression',
+      multi_label: '다중 레이블 multi-label'}[model.task] || model.task;
+    modelLine.textContent = `${task}${model.pair ? ' · 문장 쌍 pairs' : ''} · ` +
+      `레이블 labels: ${info.labels.join(', ')} · max_len ${info.max_len} · ` +
       `BERT ${info.bert.num_layers}×${info.bert.units} · ${info.dtype} · kobert_gluon ${info.library_version}` +
       (base ? ` · 기반 base: ${base.kind}${base.name ? ' ' + base.name : ''}` : '');
     if (base && base.kind === 'random') {
