@@ -48,19 +48,21 @@ def _first_json(folders, name):
 
 
 def classifier_card(labels, hf_config, training=None, train_config=None, test_report=None, source=None,
-                    max_len=None, tokenizer_files=None):
-    """The model card of a converted ``BertForSequenceClassification`` folder."""
+                    max_len=None, tokenizer_files=None, task=None, pair=False):
+    """The model card of a converted classifier folder (``task``: the kobert_gluon Task)."""
+    architecture = hf_config['architectures'][0]
+    problem = f' (`problem_type` {hf_config["problem_type"]!r})' if hf_config.get('problem_type') else ''
     lines = [f'# {os.path.basename(str(source)).rstrip("/") or "KoBERT classifier"} (KoBERT, converted from kobert_gluon)',
-             '', 'A `BertForSequenceClassification` fine-tuned with [kobert_gluon](https://pypi.org/project/kobert-gluon/) '
-             '(MXNet / GluonNLP) and converted to transformers.', '', '## Labels', '',
-             '| id | label |', '|---:|---|']
+             '', f'A `{architecture}`{problem} fine-tuned with [kobert_gluon](https://pypi.org/project/kobert-gluon/) '
+             f'(MXNet / GluonNLP) and converted to transformers{"; it reads sentence pairs" if pair else ""}.', '',
+             '## Labels', '', '| id | label |', '|---:|---|']
     lines += [f'| {i} | {_cell(name)} |' for i, name in enumerate(labels)]
     lines += ['', '## Base weights', '', _base_weights(train_config), '']
     lines += _section('Training data', _pick(train_config, DATA_KEYS))
     lines += _section('Training recipe', _pick(train_config, RECIPE_KEYS))
     lines += _section('Training record (config.json)', training or {})
-    lines += _test_section(test_report, labels)
-    lines += _usage_section(hf_config, max_len)
+    lines += _test_section(test_report, task)
+    lines += _usage_section(hf_config, max_len, task, pair)
     lines += _conversion_section(source, tokenizer_files)
     return '\n'.join(lines) + '\n'
 
@@ -96,21 +98,26 @@ def _section(title, record):
         f'| {_cell(key)} | {_cell(_value(value))} |' for key, value in record.items()] + ['']
 
 
-def _test_section(report, labels):
+def _test_section(report, task):
     if not report:
         return ['## Test report', '', 'Not recorded (no test_report.json beside the model directory).', '']
     lines = ['## Test report', '', report.get('evaluated', ''), '']
-    lines += [f'- {key}: {_value(report[key])}' for key in ('test_rows', 'accuracy', 'macro_f1', 'selected_epoch',
+    metrics = task.summary_metrics if task is not None else ('accuracy', 'macro_f1')
+    lines += [f'- {key}: {_value(report[key])}' for key in ('test_rows', *metrics, 'selected_epoch',
                                                              'select_metric', 'validation_value') if key in report]
     lines += ['', '<details><summary>test_report.json</summary>', '', '```json',
               json.dumps(report, ensure_ascii=False, indent=2), '```', '', '</details>', '']
     return lines
 
 
-def _usage_section(hf_config, max_len):
+def _usage_section(hf_config, max_len, task=None, pair=False):
+    function = f", function_to_apply='{task.hf_function}'" if task is not None and task.hf_function != 'softmax' else ''
+    example = ("{'text': '한 남자가 기타를 친다', 'text_pair': '남자가 악기를 연주한다'}" if pair
+               else "'정말 재미있는 영화였어요'")
     return ['## Use', '', '```python', 'from transformers import pipeline', '',
-            "classifier = pipeline('text-classification', model='THIS_FOLDER', top_k=None)",
-            "print(classifier('정말 재미있는 영화였어요'))", '```', '',
+            f"classifier = pipeline('{task.hf_pipeline if task is not None else 'text-classification'}', "
+            f"model='THIS_FOLDER', top_k=None, truncation=True{function})",
+            f"print(classifier({example}))", '```', '',
             f'`tokenizer.json` reproduces kobert_gluon\'s tokenization (gluonnlp `BERTSPTokenizer` on the '
             f'SentencePiece model in `tokenizer/`), `[CLS] ... [SEP]` cut to {max_len} tokens '
             f'(`model_max_length`), so the ids are the ones the model was trained with. Do not replace it with '

@@ -315,7 +315,7 @@ def _write_classifier(classifier, output_dir, source=None):
     if source is not None and test_report is None and getattr(classifier, 'test_report', None):
         test_report = classifier.test_report
     card = classifier_card(names, config, meta.get('training'), train_config, test_report, source,
-                           classifier.max_len, classifier.tokenizer_files)
+                           classifier.max_len, classifier.tokenizer_files, classifier.task, classifier.pair)
     _write_directory(output_dir, tensors, config, meta, classifier.tokenizer_files, classifier.tokenizer.vocab,
                      classifier.max_len, card, pair=classifier.pair)
     return output_dir
