@@ -199,9 +199,18 @@ class TextClassifier:
         model = task.build_model(bert_config, config['num_classes'], config['dropout'], ctx)
         load_weights(model, directory, ctx)
         model.hybridize(static_alloc=True)
-        return cls(model, get_bert_tokenizer(files['tokenizer'], vocab), label_map, bert_config,
+        return classifier_class(task)(model, get_bert_tokenizer(files['tokenizer'], vocab), label_map, bert_config,
                    config['max_len'], files, config['dropout'], ctx, config.get('training'), task=task,
                    task_settings=settings, pair=pair)
+
+
+def classifier_class(task):
+    """The class that predicts for ``task``: TextClassifier, or EntityTagger for a task with
+    outputs per piece (token classification)."""
+    if task.per_piece:
+        from .tagger import EntityTagger
+        return EntityTagger
+    return TextClassifier
 
 
 def _texts(text, pair):

@@ -51,3 +51,35 @@ def build_classifier(config, num_classes, dropout=0.1, ctx=mx.cpu(), bert_params
     if bert_params is not None:
         load_pretrained_bert(bert, bert_params, ctx)
     return model
+
+
+class BERTTagger(BERTClassifier):
+    """A tag per position (token classification, transformers' BertForTokenClassification):
+    every position of the sequence output -> optional Dropout -> Dense, no pooler."""
+
+    def __init__(self, bert, num_tags, dropout=None, prefix=None, params=None):
+        nn.HybridBlock.__init__(self, prefix=prefix, params=params)
+        self.bert = bert
+        with self.name_scope():
+            self.classifier = nn.HybridSequential(prefix=prefix)
+            if dropout:
+                self.classifier.add(nn.Dropout(rate=dropout))
+            # flatten=False: the Dense applies to the last axis of (batch, length, units)
+            self.classifier.add(nn.Dense(units=num_tags, flatten=False, prefix=prefix))
+
+    def hybrid_forward(self, F, token_ids, segment_ids, valid_length=None):
+        if valid_length is None:
+            sequence = self.bert(token_ids, segment_ids)
+        else:
+            sequence = self.bert(token_ids, segment_ids, F.cast(valid_length, 'float32'))
+        return self.classifier(sequence)
+
+
+def build_tagger(config, num_tags, dropout=0.1, ctx=mx.cpu(), bert_params=None):
+    """A BERTTagger on a new BERT of size ``config`` (no pooler), initialised as build_classifier's."""
+    bert = build_bert(config, use_pooler=False, use_decoder=False, use_classifier=False)
+    model = BERTTagger(bert, num_tags=num_tags, dropout=dropout)
+    model.initialize(init=mx.init.Normal(0.02), ctx=ctx)
+    if bert_params is not None:
+        load_pretrained_bert(bert, bert_params, ctx)
+    return model

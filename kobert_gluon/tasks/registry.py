@@ -42,8 +42,14 @@ class Task:
     prediction_fields = ()  # a prediction's fields besides the text; the first is predict()'s answer
     min_labels = 1  # label names the training rows must have
     label_dtype = 'int32'  # of the encoded targets
+    per_piece = False  # outputs per piece (token classification): scored on the texts, not the batches
 
     # ---------------------------------------------------------------- labels
+    def read_rows(self, path, columns):
+        """``(texts, text_pairs, raw labels)`` of a data file the task reads itself (entity files);
+        None: a table, read by its columns (:meth:`read_labels`)."""
+        return None
+
     def read_labels(self, frame, columns, source):
         """Raw labels of ``frame``'s rows (one value per row), read from ``columns`` (a
         :class:`~.inputs.Columns`); a DataError names the row and column of a bad one."""
@@ -68,6 +74,12 @@ class Task:
     def label_text(self, raw_label):
         """One spelling of a raw label, for row hashes and split digests."""
         return str(raw_label)
+
+    def encode_examples(self, examples, tokenizer, max_len, pad, pair, label_names, settings, source=''):
+        """The training examples as a dataset of (token_ids, valid_length, segment_ids, target)
+        items: BERTSentenceTransform's, one per example (:func:`~.inputs.encode_examples`)."""
+        from .inputs import encode_examples
+        return encode_examples(examples, tokenizer, max_len, pad, pair)
 
     def split_keys(self, raw_labels):
         """Keys a split keeps the shares of (stratified); one key for all: a plain seeded split."""
@@ -183,7 +195,7 @@ def register(task):
     return task
 
 
-TASK_MODULES = ('sequence',)  # the modules whose import registers the tasks
+TASK_MODULES = ('sequence', 'tokens')  # the modules whose import registers the tasks
 
 
 def load_tasks():

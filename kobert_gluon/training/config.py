@@ -66,7 +66,9 @@ class TrainConfig(OptimizerConfig):
     """Every setting of a fine-tuning run; the CLI's flags are these field names."""
     data: Optional[str] = field(None, 'labeled TSV/CSV/XLSX file; none: the embedded Korean demo set')
     task: str = field('classification', "'classification' (one label per text), 'regression' (a score, e.g. "
-                                        "KorSTS), 'multi_label' (several labels per text, e.g. KOTE)",
+                                        "KorSTS), 'multi_label' (several labels per text, e.g. KOTE), "
+                                        "'token_classification' (named entities from a KLUE TSV, CoNLL or "
+                                        "JSONL file)",
                       choices=registry.names(), recipe=True)
     text_column: str = field('text', 'column holding the sentences', recipe=True)
     text_pair_column: Optional[str] = field(None, 'column holding the second sentence of each pair (NLI, STS, '
@@ -79,6 +81,10 @@ class TrainConfig(OptimizerConfig):
                                  recipe=True)
     threshold: float = field(0.5, 'multi_label: probability above which a label is predicted (recorded in the '
                                   'model; predict --threshold overrides it)', recipe=True)
+    stride: int = field(0, 'token_classification: a sentence longer than max_len is split into windows of '
+                           'max_len - 2 pieces, each overlapping the one before by this many pieces (as '
+                           "transformers' stride); 0: cut at max_len (the cut is counted in truncation.json)",
+                        recipe=True)
     test_data: Optional[str] = field(None, 'separate test file; none: a stratified split of --data')
     test_size: float = field(0.2, 'share of --data held out for testing when there is no --test_data', recipe=True)
     valid_data: Optional[str] = field(None, 'separate validation file; none: a stratified split of the training part')
@@ -119,7 +125,8 @@ class TrainConfig(OptimizerConfig):
     select_metric: Optional[str] = field(None, "validation metric that picks best/; classification: 'accuracy' "
                                                "(default) or 'macro_f1'; regression: 'spearman' (default), "
                                                "'pearson' or 'mse'; multi_label: 'micro_f1' (default), 'macro_f1' "
-                                               "or 'exact_match'", recipe=True)
+                                               "or 'exact_match'; token_classification: 'entity_f1' (default) or "
+                                               "'char_f1'", recipe=True)
     early_stopping: int = field(0, 'stop after this many epochs without validation improvement (0: never)')
     save_every: int = field(0, 'also checkpoint last/ every this many optimizer steps (0: once per epoch)')
     tokenizer_vocab_size: int = field(3000, 'pieces of a tokenizer trained on --data when KoBERT files are absent',
@@ -208,8 +215,15 @@ def check_task_settings(config):
         _check(config, 'label_columns', task.name == 'multi_label', 'is for --task multi_label (0/1 columns)')
         _check(config, 'label_columns', len(set(label_columns)) == len(label_columns), 'names a column twice')
     _check(config, 'label_separator', bool(config.label_separator.strip()), 'must not be empty or whitespace')
-    task.check_settings({'threshold': config.threshold} if 'threshold' in task.default_settings else {},
-                        'threshold')
+    for name in task.default_settings:
+        task.check_settings({name: getattr(config, name)}, name)
+    if config.stride:
+        _check(config, 'stride', 'stride' in task.default_settings, 'is for --task token_classification')
+        _check(config, 'stride', config.stride < config.max_len - 2,
+               f'must be less than max_len - 2 ({config.max_len - 2} pieces per window)')
+    if task.per_piece:
+        _check(config, 'distributed', config.distributed == 'none',
+               f'--task {task.name} trains in one process (its validation scores whole sentences)')
 
 
 # Seeds: numpy needs 0 <= seed < 2**32, and the recipes derive seed * 1000 + epoch (fine-tuning)

@@ -26,14 +26,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..device import parse_ctx
 
 from ..fileio import read_json, write_json
-from ..inference.classifier import TextClassifier
+from ..inference.classifier import classifier_class
 from ..inference.evaluate import collect_batches
 from ..inference.model_dir import write_model_dir
 from ..models import precision
 from ..models.config import BertConfig
 from ..models.pretrained import fine_tuning_start, record_tokenizer
 from ..tasks import registry
-from ..tasks.inputs import encode_examples
 from ..text.tokenizer import load_or_train_tokenizer
 from . import checkpoint, resume, rundir
 from .resume import load_checkpoint, new_state, resume_state, save_checkpoint, settings_of
@@ -208,11 +207,19 @@ def load_data(run):
     config, splits, engine = run.config, run.splits, run.engine
     pad, pair = not config.bucketing, config.text_pair_column is not None
 
-    def dataset(examples):
-        return encode_examples(examples, run.tokenizer, config.max_len, pad, pair)
-    run.data = {'train_data': dataset(splits.train), 'test_data': dataset(splits.test)}
-    run.data['valid_loader'] = (make_loader(dataset(splits.valid), config, False, run.pad_id, engine, run.task)
-                                if splits.valid else None)
+    settings = task_settings(config, run.task)
+
+    def dataset(examples, name):
+        return run.task.encode_examples(examples, run.tokenizer, config.max_len, pad, pair,
+                                        splits.label_map.names, settings, splits.parts[name].source)
+    run.data = {'train_data': dataset(splits.train, 'train'), 'test_data': dataset(splits.test, 'test')}
+    run.data['valid_loader'] = (make_loader(dataset(splits.valid, 'valid'), config, False, run.pad_id, engine,
+                                            run.task) if splits.valid else None)
+    truncation = getattr(run.data['train_data'], 'truncation', None)
+    if truncation is not None and engine.is_root:  # sentences and entities --max_len cut (token tasks)
+        write_json(os.path.join(run.run_dir, 'truncation.json'), {
+            name: getattr(run.data[key], 'truncation', None) for name, key in (('train', 'train_data'),
+                                                                              ('test', 'test_data'))})
 
 
 def build_model(run):
@@ -223,7 +230,7 @@ def build_model(run):
     model = prepare_model(config, run.bert_config, task.num_outputs(run.splits.label_map.names), run.ctx,
                           run.init_params)
     # Saved models carry the split's hashes, so `evaluate` can tell the test set from the rest.
-    run.classifier = TextClassifier(model, run.tokenizer, run.splits.label_map, run.bert_config, config.max_len,
+    run.classifier = classifier_class(task)(model, run.tokenizer, run.splits.label_map, run.bert_config, config.max_len,
                                     run.tokenizer_files, config.dropout, run.ctx[0],
                                     training={'split': model_split_record(run.splits)}, task=task,
                                     task_settings=task_settings(config, task),
@@ -253,8 +260,8 @@ def build_model(run):
 
 
 def task_settings(config, task):
-    """The task settings a trained model records (a multi-label threshold)."""
-    return {'threshold': config.threshold} if 'threshold' in task.default_settings else {}
+    """The task settings a trained model records (a multi-label threshold, a tagger's stride)."""
+    return {name: getattr(config, name) for name in task.default_settings}
 
 
 def train_epoch(run, epoch):
@@ -321,14 +328,20 @@ def validate(run):
     valid_loader = run.data['valid_loader']
     if not valid_loader:
         return None
-    return evaluate_split(run, valid_loader, 'validating')[0]
+    return evaluate_split(run, valid_loader, 'validating', part='valid')[0]
 
 
-def evaluate_split(run, loader, desc, every_rank=True):
+def evaluate_split(run, loader, desc, every_rank=True, part=None):
     """``(report, collected rows)`` of the model on ``loader``. ``every_rank``: each rank holds its
-    share of the rows, and the report is built from all of them (every rank must call it)."""
-    collected = collect_batches(run.model, loader, run.ctx, run.task, desc)
-    if every_rank:
+    share of the rows, and the report is built from all of them (every rank must call it).
+    A task with outputs per piece is scored on the split's sentences instead (windows merged,
+    entities on characters), in one process."""
+    if run.task.per_piece:
+        rows = run.splits.parts[part]
+        collected = run.classifier.collect_texts(rows.texts, rows.labels, run.config.batch_size)
+    else:
+        collected = collect_batches(run.model, loader, run.ctx, run.task, desc)
+    if every_rank and not run.task.per_piece:
         collected = gather_rows(run.engine, collected)
     return run.task.report(collected, run.splits.label_map.names, run.classifier.task_settings), collected
 
@@ -383,7 +396,7 @@ def final_test(run):
     names = run.splits.label_map.names
     run.model.load_parameters(os.path.join(best_dir, 'model.params'), ctx=run.ctx)
     loader = make_loader(run.data['test_data'], run.config, False, run.pad_id, task=task)
-    report, collected = evaluate_split(run, loader, 'testing the selected model', every_rank=False)
+    report, collected = evaluate_split(run, loader, 'testing the selected model', every_rank=False, part='test')
     selection = state['best']
     write_json(os.path.join(run.run_dir, TEST_REPORT), {
         'evaluated': 'once, on the selected model (best/); the test set was not used for selection',

@@ -209,8 +209,8 @@ def _split_metric(epoch, split, key):
 
 # The Korean (and English) name of each running metric on the per-epoch plot's axis.
 METRIC_NAMES = {'accuracy': '정확도 (accuracy)', 'mse': '평균제곱오차 (MSE)', 'exact_match': '완전 일치율 (exact match)',
-                'token_accuracy': '토큰 정확도 (token accuracy)'}
-BOUNDED_METRICS = ('accuracy', 'exact_match', 'token_accuracy')  # in [0, 1]
+                'token_accuracy': '토큰 정확도 (token accuracy)', 'piece_accuracy': '조각 정확도 (piece accuracy)'}
+BOUNDED_METRICS = ('accuracy', 'exact_match', 'token_accuracy', 'piece_accuracy')  # in [0, 1]
 
 
 def metric_png(metric):
@@ -260,7 +260,9 @@ def _axis_labels(label_names, size):
     return [str(index) for index in range(size)]
 
 
-def _draw_confusion(matrix, label_names, title):
+def _draw_confusion(matrix, label_names, title, column_names=None):
+    """``column_names``: the predicted side's names where they differ from the rows' (entity
+    types: rows end with 'spurious', columns with 'missed')."""
     counts = np.asarray(matrix, dtype=int)
     percent = row_normalised(counts)
     size = counts.shape[0]
@@ -274,7 +276,8 @@ def _draw_confusion(matrix, label_names, title):
     _annotate_cells(axes, counts, percent)
     ticks = np.arange(size)
     axes.set_xticks(ticks)
-    axes.set_xticklabels(labels, rotation=45, ha='right')
+    columns = labels if column_names is None else _axis_labels(column_names, size)
+    axes.set_xticklabels(columns, rotation=45, ha='right')
     axes.set_yticks(ticks)
     axes.set_yticklabels(labels)
     axes.set_xlabel('예측 (predicted)')
@@ -331,7 +334,8 @@ def _draw_scatter(x, y, title, xlabel, ylabel):
     return figure
 
 
-CHARTS = {'confusion': lambda data: _draw_confusion(data['matrix'], data['labels'], data['title']),
+CHARTS = {'confusion': lambda data: _draw_confusion(data['matrix'], data['labels'], data['title'],
+                                                   data.get('columns')),
           'bars': lambda data: _draw_bars(data['values'], data['labels'], data['title'], data['xlabel']),
           'scatter': lambda data: _draw_scatter(data['x'], data['y'], data['title'], data['xlabel'], data['ylabel'])}
 

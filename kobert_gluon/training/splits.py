@@ -56,6 +56,9 @@ class Splits:
 
 def read_part(path, columns, task):
     """The rows of ``path`` with their texts and the task's raw labels (errors name the row)."""
+    rows = task.read_rows(path, columns)
+    if rows is not None:  # a file the task reads itself (entity files)
+        return Part(*rows, path)
     frame = read_columns(path, columns)
     pairs = list(frame[columns.text_pair]) if columns.text_pair else [None] * len(frame)
     return Part(list(frame[columns.text]), pairs, task.read_labels(frame, columns, path), path)
