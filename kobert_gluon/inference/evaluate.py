@@ -111,7 +111,8 @@ def evaluate(classifier, texts, labels, batch_size=64, source='labels', seen=Non
              threshold=None):
     """The task's report of ``classifier`` on ``texts`` (strings, or ``(text, text_pair)`` items
     for a pair model) with ``labels`` (classification: names as in its label map; regression:
-    scores; multi-label: lists of label names); logs whether these are its recorded test rows.
+    scores; multi-label: lists of label names; token classification: each text's entities as
+    ``(start, end, type)`` spans or ``{"start", "end", "label"}`` dicts); logs whether these are its recorded test rows.
 
     ``seen``: :func:`row_hashes` of the rows the model was trained and selected on; more than
     OVERLAP_LIMIT of the rows among them is refused unless ``allow_overlap`` (see check_overlap).
@@ -124,6 +125,10 @@ def evaluate(classifier, texts, labels, batch_size=64, source='labels', seen=Non
     targets = task.encode_labels(names, labels, source)
     keys = [row_text(text, pair) for text, pair in inputs]
     check_overlap(keys, labels, seen, source, allow_overlap, task.label_text)
-    outputs = classifier.logits([item if classifier.pair else item[0] for item in inputs], batch_size)
     log_which_split(classifier, source, keys, labels)
-    return task.report(task.collect(outputs, targets), names, classifier.settings_with(threshold))
+    if task.per_piece:  # scored on the sentences' characters, windows merged (EntityTagger)
+        collected = classifier.collect_texts([text for text, _ in inputs], labels, batch_size)
+    else:
+        collected = task.collect(classifier.logits([item if classifier.pair else item[0] for item in inputs],
+                                                   batch_size), targets)
+    return task.report(collected, names, classifier.settings_with(threshold))

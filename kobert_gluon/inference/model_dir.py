@@ -47,7 +47,9 @@ def read_config(directory):
         raise ModelDirectoryError(f"{path}: 'labels' must map label names to ids and 'num_classes' be an integer")
     if len(config['labels']) != config['num_classes']:
         raise ModelDirectoryError(f"{path}: {len(config['labels'])} labels but num_classes={config['num_classes']}")
-    ids = sorted(config['labels'].values(), key=str)
+    ids = list(config['labels'].values())
+    # numbers in numeric order (10 after 9, not after 1); anything else compared as text
+    ids = sorted(ids) if all(type(i) is int for i in ids) else sorted(ids, key=str)
     if ids != list(range(len(ids))):
         shared = sorted({str(i) for i in ids if ids.count(i) > 1})
         detail = f'labels share id(s) {shared}' if shared else f'label ids are {ids}'

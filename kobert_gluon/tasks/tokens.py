@@ -22,7 +22,7 @@ from mxnet import gluon
 
 from ..errors import ConfigError, DataError
 from ..models.heads import build_tagger
-from ..text.entities import OUTSIDE, read_entity_file
+from ..text.entities import OUTSIDE, EntitySpan, read_entity_file
 from .entity_metrics import CharacterCounts, EntityConfusion, EntityCounts, iob2_labels
 from .piece_inputs import IGNORE
 from .registry import Task, register
@@ -86,6 +86,16 @@ class TokenClassification(Task):
 
     def read_labels(self, frame, columns, source):
         raise DataError(f'{source}: --task {self.name} reads entity files (KLUE TSV, CoNLL, JSONL), not tables')
+
+    def read_label(self, value, row, columns, source):
+        """One text's entities (the Python API's): ``(start, end, type)`` items or JSONL's dicts."""
+        try:
+            spans = [EntitySpan(int(item['start']), int(item['end']), str(item['label'])) if isinstance(item, dict)
+                     else EntitySpan(int(item[0]), int(item[1]), str(item[2])) for item in value]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise DataError(f'{source}: row {row}: {value!r} is not a list of entities (start, end, type) or '
+                            '{"start", "end", "label"}') from None
+        return tuple(sorted(spans))
 
     def label_names(self, raw_labels, columns):
         return tag_names({entity.label for entities in raw_labels for entity in entities})
