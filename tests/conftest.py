@@ -275,3 +275,19 @@ def bert_12_768_12_params(tmp_path_factory, kobert_dir):
     path = tmp_path_factory.mktemp('bert_12_768_12') / 'bert_12_768_12.params'
     model.save_parameters(str(path))
     return path
+
+
+@pytest.fixture(scope='session')
+def ner_run(tmp_path_factory):
+    """A tiny tagger trained once on helpers.entity_rows (JSONL, stride windows): ``(classifier, run
+    folder, data file)``."""
+    from helpers import entity_rows, run_config, tiny_bert, write_entity_jsonl
+    from kobert_gluon.training.finetune import train
+
+    folder = tmp_path_factory.mktemp('ner-run')
+    data = write_entity_jsonl(folder / 'entities.jsonl', entity_rows(160) + entity_rows(16, seed=1, clauses=3))
+    with pytest.MonkeyPatch.context() as patch:
+        tiny_bert(patch, dropout=0.1)
+        config = run_config(folder, data, 'run', task='token_classification', max_len=24, stride=6, num_epochs=6,
+                            learning_rate=5e-3, batch_size=16)
+        return train(config), folder / 'run', data

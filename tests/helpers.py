@@ -1,7 +1,9 @@
 """Small training runs shared by the test files (tests/ is on sys.path, so `from helpers import ...`)."""
 import dataclasses
+import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -150,3 +152,41 @@ TASK_SETTINGS = {
 def task_config(tmp_path, data, name, **overrides):
     source = data['multi'] if name in ('multi', 'columns') else data['pairs']
     return run_config(tmp_path, source, name, **{'num_epochs': 2, **TASK_SETTINGS[name], **overrides})
+
+
+# ---------------------------------------------------------------------------- named entities
+
+ENTITY_WORDS = {'PS': ['김민수', '이영희', '박철수', '최지훈', '정수진', '한상우'],
+                'LC': ['서울', '부산', '대구', '광주', '제주도', '인천'],
+                'QT': ['3명', '12명', '40명', '7개', '두 명']}
+ENTITY_TEMPLATES = ['{PS}씨는 어제 {LC}에서 {QT}을 만났다.', '{LC}에 사는 {PS}는 {QT}과 함께 갔다.',
+                    '오늘 {PS}가 {LC}로 떠났다.', '{QT}이 {LC}  시장에서  {PS}를 기다렸다.']
+
+
+def entity_rows(rows=120, seed=0, clauses=1):
+    """``[{"text", "entities"}]``: template sentences (``clauses`` of them joined) with person,
+    place and quantity entities at known character spans."""
+    rng = random.Random(seed)
+    records = []
+    for _ in range(rows):
+        text, entities = '', []
+        for clause in range(clauses):
+            template = rng.choice(ENTITY_TEMPLATES)
+            text += ' ' if clause else ''
+            for part in re.split(r'(\{\w+\})', template):
+                if part.startswith('{'):
+                    label = part[1:-1]
+                    word = rng.choice(ENTITY_WORDS[label])
+                    entities.append({'start': len(text), 'end': len(text) + len(word), 'label': label})
+                    text += word
+                else:
+                    text += part
+        records.append({'text': text, 'entities': entities})
+    return records
+
+
+def write_entity_jsonl(path, records):
+    with open(path, 'w', encoding='utf-8') as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + '\n')
+    return str(path)

@@ -1,7 +1,12 @@
-"""TextClassifier: a fine-tuned BERT with its task and everything needed to turn text (or sentence
+"""TextClassifier (and EntityTagger, its token-classification sibling): a fine-tuned BERT with its task and everything needed to turn text (or sentence
 pairs) into its inputs and its outputs into the task's predictions; saved and loaded as a model
 directory (:mod:`.model_dir`). What the outputs mean (a label, a score, several labels) is the
-task's (:mod:`kobert_gluon.tasks`): this class never names one."""
+task's (:mod:`kobert_gluon.tasks`): this class never names one.
+
+:class:`EntityTagger` is a token-classification model (``--task token_classification``): text
+becomes piece windows and per-piece outputs become entities with character offsets in the
+user's text. ``TextClassifier.load`` of such a model directory gives one, so
+``kg.load(path).predict(texts)`` answers entities as it answers labels for a classifier."""
 import copy
 import logging
 import os
@@ -17,6 +22,8 @@ from ..errors import ConfigError
 from ..models import precision
 from ..tasks import registry
 from ..tasks.inputs import ModelInputs, SentenceEncoder, as_inputs, model_inputs
+from ..tasks.piece_inputs import encode_sentence, merge_windows
+from ..text.alignment import PieceAligner, entities_from_piece_tags
 from ..text.data import LabelMap, check_text, demo_data_path, read_table
 from ..text.tokenizer import get_bert_tokenizer, get_vocab
 from .model_dir import (check_config_max_len, load_weights, read_bert_config, read_config, read_task,
@@ -204,15 +211,6 @@ class TextClassifier:
                    task_settings=settings, pair=pair)
 
 
-def classifier_class(task):
-    """The class that predicts for ``task``: TextClassifier, or EntityTagger for a task with
-    outputs per piece (token classification)."""
-    if task.per_piece:
-        from .tagger import EntityTagger
-        return EntityTagger
-    return TextClassifier
-
-
 def _texts(text, pair):
     return {'text': text} if pair is None else {'text': text, 'text_pair': pair}
 
@@ -239,6 +237,94 @@ def check_batch_size(batch_size):
 
 
 load = TextClassifier.load
+
+
+# ---------------------------------------------------------------------------- token classification
+
+class EntityTagger(TextClassifier):
+    """A fine-tuned BERT tagger: ``predict(texts)`` gives each text's entities,
+    ``[{'entity_group', 'word', 'start', 'end', 'score'}]`` (transformers' token-classification
+    pipeline with ``aggregation_strategy='simple'``); ``start``/``end`` index the text as given."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.aligner = PieceAligner.from_tokenizer(self.tokenizer)
+
+    @property
+    def stride(self):
+        return self.task_settings['stride']
+
+    def pieces(self, text):
+        """The text's pieces with their character spans (:class:`~kobert_gluon.text.alignment.Piece`)."""
+        return self.aligner.pieces(text)
+
+    def windows(self, texts):
+        """``(pieces per text, windows of all texts)``: each window a
+        :class:`~kobert_gluon.tasks.piece_inputs.Window` naming its text."""
+        pieces = [self.pieces(text) for text, _ in self.inputs(texts)]
+        windows = [window for number, items in enumerate(pieces)
+                   for window in encode_sentence(self.tokenizer.vocab, items, self.max_len, self.stride, False,
+                                                 number)]
+        return pieces, windows
+
+    def encode(self, texts):
+        return [window.encoded for window in self.windows(texts)[1]]
+
+    def logits(self, texts, batch_size=64):
+        """Per text, the head's outputs for each of its pieces (pieces x tags; [CLS] and [SEP]
+        left out), windows merged; pieces after a cut (stride 0) get none."""
+        check_batch_size(batch_size)
+        pieces, windows = self.windows(texts)
+        order = sorted(range(len(windows)), key=lambda i: int(windows[i].encoded.valid_length))
+        rows = [None] * len(windows)
+        batches = self.batches([windows[i].encoded for i in order], batch_size)
+        done = 0
+        for batch in tqdm(batches, desc='tagging', total=-(-len(windows) // batch_size), leave=False,
+                          disable=None, mininterval=1):
+            outputs = self.forward(batch)
+            for row, length in zip(outputs, batch.valid_length):
+                rows[order[done]] = row[1:int(length) - 1]
+                done += 1
+        by_text = [[] for _ in pieces]
+        for window, row in zip(windows, rows):
+            by_text[window.sentence].append((window, row))
+        return [merge_windows(min(len(items), max(w.end for w, _ in parts)), [w for w, _ in parts],
+                              [r for _, r in parts]) for items, parts in zip(pieces, by_text)]
+
+    def predict(self, texts, batch_size=64, threshold=None):
+        """Each text's entities (a list per text; an empty list for a blank text)."""
+        return [record['entities'] for record in self.predict_records(texts, batch_size)]
+
+    def predict_records(self, texts, batch_size=64, threshold=None):
+        """``{'text', 'entities'}`` per input, in input order."""
+        texts = [text for text, _ in self.inputs(texts)]
+        names = self.label_map.names
+        probabilities = self.predict_proba(texts, batch_size)
+        records = []
+        for text, rows in zip(texts, probabilities):
+            pieces = self.pieces(text)[:len(rows)]
+            records.append({'text': text, **self.task.prediction(rows, names, self.task_settings, text, pieces)})
+        return records
+
+    def predicted_spans(self, texts, batch_size=64):
+        """Each text's entities as character spans, read from the argmax tags as seqeval's
+        strict IOB2 reads them (what the metrics score)."""
+        names = self.label_map.names
+        spans = []
+        for text, rows in zip(texts, self.logits(texts, batch_size)):
+            tags = [names[int(i)] for i in np.asarray(rows).argmax(axis=-1)] if len(rows) else []
+            spans.append([tuple(span) for span in entities_from_piece_tags(self.pieces(text)[:len(tags)], tags)])
+        return spans
+
+    def collect_texts(self, texts, gold, batch_size=64):
+        """The rows the task's report reads (texts, gold and predicted spans)."""
+        return self.task.collect_sentences(texts, gold, self.predicted_spans(list(texts), batch_size))
+
+
+def classifier_class(task):
+    """The class that predicts for ``task``: TextClassifier, or EntityTagger for a task with
+    outputs per piece (token classification)."""
+    return EntityTagger if task.per_piece else TextClassifier
 
 
 def calibration_sample():

@@ -76,7 +76,7 @@ class Truncation:
         if kept < len(pieces):
             self.cut_sentences += 1
             limit = pieces[kept - 1].end if kept else 0
-            self.cut_entities += sum(entity.end > limit for entity in entities)
+            self.cut_entities += sum(end > limit for _, end, _ in entities)
 
     def to_dict(self):
         return {'sentences': self.sentences, 'cut_sentences': self.cut_sentences,

@@ -22,7 +22,8 @@ from mxnet import gluon
 
 from ..errors import ConfigError, DataError
 from ..models.heads import build_tagger
-from ..text.entities import OUTSIDE, EntitySpan, read_entity_file
+from ..text.entities import OUTSIDE, EntitySpan, read_entity_file, spans_from_tags
+from .entity_decode import decode_entities
 from .entity_metrics import CharacterCounts, EntityConfusion, EntityCounts, iob2_labels
 from .piece_inputs import IGNORE
 from .registry import Task, register
@@ -153,10 +154,30 @@ class TokenClassification(Task):
             return array
         return {'text': column(list(texts)), 'gold': column(gold), 'predicted': column(predicted)}
 
+    def collect(self, outputs, labels):
+        """A batch's rows scored on pieces (what collect_batches gives; training and evaluate score
+        characters, :meth:`collect_sentences`): each row's gold and argmax tag ids of its pieces."""
+        labels, predicted = np.asarray(labels), np.asarray(outputs).argmax(axis=-1)
+        rows = {'gold_tags': np.empty(len(labels), dtype=object), 'predicted_tags': np.empty(len(labels), dtype=object)}
+        for row, (gold, guess) in enumerate(zip(labels, predicted)):
+            scored = gold != IGNORE
+            rows['gold_tags'][row], rows['predicted_tags'][row] = tuple(gold[scored]), tuple(guess[scored])
+        return rows
+
+    def scored_rows(self, collected, label_names):
+        """``(text, gold spans, predicted spans)`` per row: characters of sentences, or pieces."""
+        if 'text' in collected:
+            return zip(collected['text'], collected['gold'], collected['predicted'])
+
+        def spans(ids):
+            return spans_from_tags([label_names[int(i)] for i in ids])
+        return (('x' * len(gold), spans(gold), spans(guess))  # a piece per 'character', none a space
+                for gold, guess in zip(collected['gold_tags'], collected['predicted_tags']))
+
     def report(self, collected, label_names, settings):
         types = entity_types(label_names)
         entities, characters, confusion = EntityCounts(), CharacterCounts(), EntityConfusion()
-        for text, gold, predicted in zip(collected['text'], collected['gold'], collected['predicted']):
+        for text, gold, predicted in self.scored_rows(collected, label_names):
             entities.add(gold, predicted)
             characters.add(text, gold, predicted)
             confusion.add(gold, predicted)
@@ -164,7 +185,9 @@ class TokenClassification(Task):
         rows, columns, matrix = confusion.matrix(types)
         return {'entity_precision': scores['precision'], 'entity_recall': scores['recall'],
                 'entity_f1': scores['f1'], 'entity_macro_f1': scores['macro_f1'],
-                'char_f1': characters.macro_f1(iob2_labels(types)), 'sentences': len(collected['text']),
+                'char_f1': characters.macro_f1(iob2_labels(types)),
+                'scored_on': 'characters' if 'text' in collected else 'pieces',
+                'sentences': len(next(iter(collected.values()))),
                 'support': scores['support'], 'predicted': scores['predicted'], 'per_type': scores['per_type'],
                 'confusion': {'rows': rows, 'columns': columns, 'matrix': matrix}}
 
@@ -193,6 +216,11 @@ class TokenClassification(Task):
     # ---------------------------------------------------------------- prediction
     def probabilities(self, outputs):
         return [super(TokenClassification, self).probabilities(rows) for rows in outputs]
+
+    def prediction(self, probabilities, label_names, settings, text='', pieces=()):
+        """``{'entities': [...]}`` of one text from its pieces' probabilities (``pieces``: the text's
+        pieces with their spans, as many as rows of probabilities)."""
+        return {'entities': decode_entities(text, pieces, probabilities, label_names)}
 
     def blank_prediction(self, label_names):
         return {'entities': []}
