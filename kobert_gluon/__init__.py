@@ -28,8 +28,8 @@ _LAZY = {
     'get_tokenizer': 'legacy', 'get_tokenizer_path': 'legacy',  # file paths: no mxnet
     'get_bert_tokenizer': 'text.tokenizer', 'get_vocab': 'text.tokenizer', 'load_tokenizer': 'text.tokenizer',
     'train_sentencepiece': 'text.tokenizer',
-    'BertConfig': 'models.config', 'BERTClassifier': 'models.heads', 'get_mxnet_kobert_model': 'models.bert',
-    'TextClassifier': 'inference.classifier', 'load': 'inference.classifier',
+    'BertConfig': 'models.config', 'BERTClassifier': 'models.heads', 'BERTTagger': 'models.heads', 'get_mxnet_kobert_model': 'models.bert',
+    'TextClassifier': 'inference.classifier', 'EntityTagger': 'inference.classifier', 'load': 'inference.classifier',
     'evaluate': 'inference.evaluate', 'export': 'inference.export',
     'TrainConfig': 'training.config', 'PretrainConfig': 'training.config',
     'train': 'training.finetune', 'pretrain': 'training.pretrain', 'evaluate_mlm': 'training.mlm_eval', 'record_heldout': 'training.mlm_eval',

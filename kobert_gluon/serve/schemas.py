@@ -52,7 +52,7 @@ class LimitsInfo(BaseModel):
 
 
 class Metadata(BaseModel):
-    task: str = Field(description="'classification', 'regression' or 'multi_label'")
+    task: str = Field(description="'classification', 'regression', 'multi_label' or 'token_classification'")
     task_settings: Dict[str, Any] = Field(description='e.g. the threshold of a multi-label model')
     pair: bool = Field(description='whether the model reads sentence pairs (text + text_pair)')
     labels: List[str]
@@ -176,9 +176,11 @@ def api_models(labels, limits, max_len, task, pair=False):
         label: Label
         score: float
 
-    HFResponse = Annotated[List[List[LabelScore]], Field(  # noqa: N806
+    answer_item = task.hf_answer_type(Label)
+    HFResponse = Annotated[List[List[answer_item or LabelScore]], Field(  # noqa: N806
         title='HFResponse', description='the answer to {"inputs": ...}: per text, its labels by score, highest '
-                                        'first (top_k of them if asked); [] for a blank text')]
+                                        'first (top_k of them if asked); [] for a blank text' if answer_item is None
+        else 'the answer to {"inputs": ...}: per text, its entities in the token-classification pipeline\'s shape')]
     return PredictRequest, TextsRequest, TextRequest, HFRequest, Union[PredictResponse, HFResponse]
 
 

@@ -160,6 +160,11 @@ class Task:
         """The Hugging Face Inference API's answer for one input."""
         raise NotImplementedError
 
+    def hf_answer_type(self, label_type):
+        """The type of one item of :meth:`hf_answer`'s list, for the API documentation; None: the
+        text-classification ``{"label", "score"}``."""
+        return None
+
     def prediction_schema(self, label_type):
         """``{field: (type annotation, description)}`` of a prediction's task fields, for the
         server's API documentation; ``label_type`` is the type of one label name."""

@@ -15,7 +15,12 @@ transformers' ``BertForTokenClassification``.
   ``aggregation_strategy='simple'`` (:func:`~.entity_decode.decode_entities`).
 """
 import json
-from typing import List, Optional, TypedDict
+from typing import List, Optional
+
+try:  # pydantic (the server's API documentation) reads typing_extensions' TypedDict before Python 3.12
+    from typing_extensions import TypedDict
+except ImportError:  # pragma: no cover
+    from typing import TypedDict
 
 import numpy as np
 from mxnet import gluon
@@ -232,6 +237,9 @@ class TokenClassification(Task):
 
     def hf_answer(self, prediction, label_names, top_k=None):
         return prediction['entities']
+
+    def hf_answer_type(self, label_type):
+        return EntityAnswer
 
     def prediction_schema(self, label_type):
         return {'entities': (Optional[List[EntityAnswer]],

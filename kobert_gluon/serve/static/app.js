@@ -33,10 +33,14 @@ async function showModel() {
     model.task = info.task || 'classification';
     model.pair = Boolean(info.pair);
     pairBox.hidden = !model.pair;
+    if (model.task === 'token_classification') {
+      bilingual(document.querySelector('h1'), 'KoBERT 개체명 인식', 'Named entities');
+      bilingual(button, '찾기', 'Find entities');
+    }
     // base_weights: what the BERT body started from; null or absent in older model directories.
     const base = info.base_weights && typeof info.base_weights === 'object' ? info.base_weights : null;
     const task = {classification: '분류 classification', regression: '점수 regression',
-      multi_label: '다중 레이블 multi-label'}[model.task] || model.task;
+      multi_label: '다중 레이블 multi-label', token_classification: '개체명 named entities'}[model.task] || model.task;
     modelLine.textContent = `${task}${model.pair ? ' · 문장 쌍 pairs' : ''} · ` +
       `레이블 labels: ${info.labels.join(', ')} · max_len ${info.max_len} · ` +
       `BERT ${info.bert.num_layers}×${info.bert.units} · ${info.dtype} · kobert_gluon ${info.library_version}` +
@@ -65,12 +69,38 @@ function bars(probabilities, chosen) {
   return box;
 }
 
+// The text with each entity in a <mark> naming its type (entity_group); start/end are
+// character offsets into the text (code points, as Python counts them).
+function highlighted(record) {
+  const box = element('p', 'text entities');
+  const chars = Array.from(record.text);
+  let at = 0;
+  for (const entity of record.entities) {
+    if (entity.start > at) box.append(chars.slice(at, entity.start).join(''));
+    const mark = element('mark', 'entity', chars.slice(entity.start, entity.end).join(''));
+    mark.dataset.type = entity.entity_group;
+    mark.title = `${entity.entity_group} ${(100 * entity.score).toFixed(1)}%`;
+    mark.append(element('span', 'type', entity.entity_group));
+    box.append(mark);
+    at = entity.end;
+  }
+  if (at < chars.length) box.append(chars.slice(at).join(''));
+  return box;
+}
+
 function blank(record) {
+  if (model.task === 'token_classification') return !record.text.trim();
   return record.label === null || record.score === null || record.labels === null;
 }
 
 function card(record) {
   const item = element('li', 'result');
+  if (model.task === 'token_classification' && !blank(record)) {
+    item.dataset.entities = record.entities.map((e) => `${e.entity_group}:${e.start}:${e.end}`).join(',');
+    item.append(highlighted(record));
+    if (!record.entities.length) bilingual(item.appendChild(element('p', 'label none')), '개체 없음', 'no entity');
+    return item;
+  }
   item.append(element('p', 'text', record.text));
   if (record.text_pair !== undefined) item.append(element('p', 'pair', '↔ ' + record.text_pair));
   if (blank(record)) {
