@@ -100,7 +100,7 @@ def manifest(classifier, name, tokenizer_files):
         'inputs': [{'name': input_name, 'role': role, 'dtype': INPUT_DTYPE,
                     'shape': ['batch', 'length'] if role != 'valid_length' else ['batch']}
                    for input_name, role in INPUTS],
-        'output': {'role': 'logits', 'dtype': 'float32', 'shape': ['batch', classifier.num_classes]},
+        'output': {'role': 'logits', 'dtype': 'float32', 'shape': output_shape(classifier)},
         'max_len': classifier.max_len,
         'task': classifier.task.name, 'task_settings': classifier.task_settings, 'pair': classifier.pair,
         'labels': classifier.label_map.names,
@@ -109,6 +109,21 @@ def manifest(classifier, name, tokenizer_files):
         'tokenizer': tokenizer_files,
         'bert': classifier.bert_config.to_dict(),
     }
+
+
+def output_shape(classifier):
+    """The logits' axes: a row per input, or (token classification) per input and position."""
+    return ['batch'] + (['length'] if classifier.task.per_piece else []) + [classifier.num_classes]
+
+
+def real_positions(outputs, classifier, valid_length):
+    """The outputs compared between two runtimes: all of them, or of a tagger the positions
+    before each row's valid_length (padding's outputs mean nothing, and attention masks treat
+    padded queries differently in gluonnlp and transformers)."""
+    outputs = np.asarray(outputs)
+    if not classifier.task.per_piece:
+        return outputs
+    return np.concatenate([row[:int(length)] for row, length in zip(outputs, valid_length)])
 
 
 def _as_classifier(classifier_or_model_dir, ctx):

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import ConfigError, ConversionError, MissingExtraError
 from ..fileio import atomic_directory, owned_output, write_json
 from ..inference.export import (EXPORT_FILE, VERIFY_TOLERANCE, _as_classifier, _check_name, _trace,
-                                _write_tokenizer, manifest, sample_inputs)
+                                _write_tokenizer, manifest, output_shape, real_positions, sample_inputs)
 from ..models.hf_weights import require
 
 logger = logging.getLogger(__name__)
@@ -99,17 +99,18 @@ def export_onnx(classifier_or_model_dir, output_dir, name='model', ctx=None, ove
 def _export_onnx(classifier, output_dir, name, ort):
     arrays = sample_inputs(classifier)
     inputs = onnx_inputs(*arrays)
-    expected = _trace(classifier.model, arrays, classifier.ctx)
+    expected = real_positions(_trace(classifier.model, arrays, classifier.ctx), classifier, arrays.valid_length)
     dynamic = {input_name: {0: 'batch', 1: 'length'} for input_name in ONNX_INPUTS}
+    output_axes = {0: 'batch', 1: 'length'} if classifier.task.per_piece else {0: 'batch'}
     with atomic_directory(output_dir) as tmp:
         onnx_path = os.path.join(tmp, f'{name}.onnx')
         export_torch_onnx(_logits_module(classifier), [inputs[n] for n in ONNX_INPUTS], onnx_path, ONNX_INPUTS,
-                          [ONNX_OUTPUT], {**dynamic, ONNX_OUTPUT: {0: 'batch'}})
+                          [ONNX_OUTPUT], {**dynamic, ONNX_OUTPUT: output_axes})
         tokenizer_files = _write_tokenizer(classifier, tmp)
         hf_tokenizer = _write_hf_tokenizer(classifier, tmp)
         write_json(os.path.join(tmp, EXPORT_FILE), onnx_manifest(classifier, name, tokenizer_files, hf_tokenizer))
         session = ort.InferenceSession(onnx_path, providers=['CPUExecutionProvider'])
-        actual = session.run([ONNX_OUTPUT], inputs)[0]
+        actual = real_positions(session.run([ONNX_OUTPUT], inputs)[0], classifier, arrays.valid_length)
         if not np.allclose(actual, expected, atol=VERIFY_TOLERANCE, rtol=VERIFY_TOLERANCE):
             raise ConversionError(f'{output_dir}: not written: onnxruntime gives other logits than kobert_gluon '
                                   f'(max difference {np.abs(actual - expected).max():.3g})')
@@ -150,6 +151,6 @@ def onnx_manifest(classifier, name, tokenizer_files, hf_tokenizer):
     data.update({'format': 'kobert_gluon.export.onnx', 'onnx': f'{name}.onnx', 'opset': OPSET,
                  'inputs': [{'name': input_name, 'dtype': 'int64', 'shape': ['batch', 'length']}
                             for input_name in ONNX_INPUTS],
-                 'output': {'name': ONNX_OUTPUT, 'dtype': 'float32', 'shape': ['batch', classifier.num_classes]},
+                 'output': {'name': ONNX_OUTPUT, 'dtype': 'float32', 'shape': output_shape(classifier)},
                  'tokenizer_json': hf_tokenizer})
     return data

@@ -123,7 +123,7 @@ def _from_transformers(src_dir, output_dir, tokenizer, vocab_json, max_len, kobe
             _save_bert(bert, bert_config, output_dir, files)
         return bert
     from ..text.data import LabelMap
-    from ..inference.classifier import TextClassifier
+    from ..inference.classifier import classifier_class
     from ..text.tokenizer import get_bert_tokenizer
 
     from .. import assets
@@ -141,7 +141,7 @@ def _from_transformers(src_dir, output_dir, tokenizer, vocab_json, max_len, kobe
     model.hybridize(static_alloc=True)
     label_map = LabelMap(_label_names(config, num_outputs, src_dir))
     max_len = _max_len(max_len, meta, bert_config, src_dir)
-    classifier = TextClassifier(model, get_bert_tokenizer(files['tokenizer'], vocab), label_map, bert_config,
+    classifier = classifier_class(task)(model, get_bert_tokenizer(files['tokenizer'], vocab), label_map, bert_config,
                                 max_len, files, dropout, ctx, meta.get('training'), task=task,
                                 task_settings=settings, pair=pair)
     if output_dir is not None:
@@ -157,7 +157,12 @@ def _task_of(config, meta, src_dir):
 
     path = os.path.join(src_dir, HF_CONFIG_FILE)
     problem_type = config.get('problem_type')
-    by_problem = {task.hf_problem_type: task.name for task in map(registry.get, registry.names())}
+    # the head (architectures) picks the tasks; problem_type, one of them
+    architecture = (config.get('architectures') or ['BertForSequenceClassification'])[0]
+    every = [registry.get(name) for name in registry.names()]
+    tasks = [task for task in every if task.hf_architecture == architecture] or [
+        task for task in every if task.hf_problem_type]
+    by_problem = {task.hf_problem_type: task.name for task in tasks}
     if problem_type not in (None, *by_problem):
         raise ConversionError(f'{path}: problem_type={problem_type!r}; expected one of {sorted(by_problem)}')
     try:

@@ -67,9 +67,11 @@ def bert_name_pairs(num_layers):
 
 
 def classifier_name_pairs(model):
-    """Name pairs of a BERTClassifier: its BERT under ``bert.``, then the Dense head."""
+    """Name pairs of a BERTClassifier (or BERTTagger): its BERT under ``bert.``, then the Dense head."""
     head = len(model.classifier) - 1  # after the optional Dropout
     pairs = [(hf, f'bert.{gluon}') for hf, gluon in bert_name_pairs(len(model.bert.encoder.transformer_cells))]
+    if not model.bert._use_pooler:  # a tagger (BertForTokenClassification has no pooler either)
+        pairs = [(hf, gluon) for hf, gluon in pairs if not hf.startswith('pooler.')]
     return pairs + [(f'classifier.{hf}', f'classifier.{head}.{gluon}') for hf, gluon in DENSE]
 
 
