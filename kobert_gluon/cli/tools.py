@@ -37,7 +37,8 @@ def run_export(args):
 def add_convert_arguments(parser):
     direction = parser.add_mutually_exclusive_group(required=True)
     direction.add_argument('--from-transformers', '--from_transformers', dest='from_transformers', metavar='DIR',
-                           help='transformers BertModel/BertForSequenceClassification directory to convert')
+                           help='transformers BertModel, BertForSequenceClassification or '
+                                'BertForTokenClassification directory to convert')
     direction.add_argument('--to-transformers', '--to_transformers', dest='to_transformers', metavar='MODEL',
                            help='model directory, or a BERT params file in the bert_12_768_12 layout')
     parser.add_argument('--output', required=True,
