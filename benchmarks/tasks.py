@@ -15,11 +15,20 @@ Rows (the shared data, ``--shared``, default ``../shared``):
 The BERT rows train with the small size's preset (lr 5e-4, batch 32) for ``--epochs`` epochs, 10%
 of the training rows held out to select the epoch (KorSTS: its dev file), seed s for run s; the
 baselines see the same training rows (validation rows included) and the same test rows. Each
-seed's split (KOTE) and initialisation differ. ``--ner`` adds the entity rows of
-``benchmarks/tasks_ner.py`` where that module exists.
+seed's split (KOTE) and initialisation differ.
+
+``--ner`` adds the named-entity rows (:func:`ner_rows`): the shared KLUE-NER sentences (the first
+4,000 of its dev set), a seeded 80/20 split per seed (``benchmarks/ner_baselines.py``'s), entity
+F1 (strict, exact span and type) and KLUE's character macro F1, scored by the same code for every
+row: ``--task token_classification --bert small`` from the shipped checkpoint and the same model
+from a random start (``--init_from none``), max_len 128 with ``--stride 32``, 10% of the training
+sentences selecting the epoch; the CRF on character n-grams and the gazetteer of
+``ner_baselines.py`` trained on all the training sentences. ``--smoke`` runs 200 sentences, one
+seed, one epoch, max_len 64, to check that everything runs.
 
     python benchmarks/tasks.py --workdir bench-tasks            # every row, 3 seeds; rows cached
     python benchmarks/tasks.py --workdir bench-tasks --only kote --seeds 1
+    python benchmarks/tasks.py --workdir bench-ner --only '' --ner   # the entity rows only
 
 Results are cached in WORKDIR/results.json (``--only`` recomputes the rows named).
 """
@@ -34,7 +43,8 @@ import numpy as np
 
 logger = logging.getLogger('tasks')
 
-KOBERT_PUBLISHED = {'kornli': 'accuracy 79.00', 'korsts': 'Spearman 79.64', 'kote': None}  # KoELECTRA's table
+# KoELECTRA's table (Naver NER: another data set than KLUE-NER, what the full weights reach)
+KOBERT_PUBLISHED = {'kornli': 'accuracy 79.00', 'korsts': 'Spearman 79.64', 'kote': None, 'naver-ner': '86.11'}
 
 
 def read(path, **kwargs):
@@ -206,15 +216,99 @@ def run(args):
                 rows.setdefault(setup, []).append(metrics)
             save_results(path, results)
     if args.ner:
-        try:
-            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-            import tasks_ner
-        except ImportError:
-            logger.warning('benchmarks/tasks_ner.py is not there: no entity rows')
-        else:
-            results['ner'] = tasks_ner.ner_rows(args.seeds)
-            save_results(path, results)
+        results['ner'] = ner_rows(args.shared, args.workdir, args.seeds, args.epochs, args.smoke)
+        save_results(path, results)
     return results
+
+
+# ---------------------------------------------------------------------------- named entities
+
+NER_SETUPS = ('--bert small, shipped checkpoint', '--bert small, random start (same size and tokenizer)')
+
+
+def ner_random_start(workdir, sentences):
+    """The shipped checkpoint's size and tokenizer with its Normal(0.02) initial weights: a
+    ``pretrain`` of 0 steps (as benchmarks/pretraining.py makes its random start)."""
+    import subprocess
+
+    import kobert_gluon as kg
+    from pretraining import pretrain_command
+
+    output = os.path.join(workdir, 'random-start')
+    params = os.path.join(output, 'bert.params')
+    if not os.path.isfile(params):
+        shipped = kg.shipped_params()
+        record = kg.read_record(shipped)
+        corpus = os.path.join(workdir, 'data', 'klue-ner-corpus.txt')
+        with open(corpus, 'w', encoding='utf-8') as out:
+            out.writelines(sentence.text + '\n' for sentence in sentences)
+        size = [flag for name in ('num_layers', 'units', 'hidden_size', 'num_heads')
+                for flag in (f'--{name}', str(record['bert'][name]))]
+        subprocess.run(pretrain_command(corpus, output, '--tokenizer', kg.record_tokenizer_path(shipped, record),
+                                        '--num_steps', '0', '--overwrite', *size), check=True,
+                       stdout=subprocess.DEVNULL)
+    return params
+
+
+def ner_files(sentences, seed, workdir):
+    """The seed's split as JSONL files (what train reads), and the split itself."""
+    from ner_baselines import split_sentences
+
+    train, test = split_sentences(sentences, seed)
+    paths = {}
+    for name, part in (('train', train), ('test', test)):
+        paths[name] = os.path.join(workdir, 'data', f'klue-ner-{seed}-{name}.jsonl')
+        os.makedirs(os.path.dirname(paths[name]), exist_ok=True)
+        with open(paths[name], 'w', encoding='utf-8') as out:
+            for sentence in part:
+                out.write(json.dumps({'text': sentence.text, 'entities': [
+                    {'start': e.start, 'end': e.end, 'label': e.label} for e in sentence.entities]},
+                    ensure_ascii=False) + '\n')
+    return paths, train, test
+
+
+def ner_bert_row(files, seed, epochs, workdir, init_from, smoke):
+    import kobert_gluon as kg
+
+    started = time.time()
+    name = 'random' if init_from else 'shipped'  # init_from: the random start's params, None: the shipped ones
+    classifier = kg.train(kg.TrainConfig(
+        task='token_classification', data=files['train'], test_data=files['test'], bert='small', seed=seed,
+        num_epochs=epochs, max_len=64 if smoke else 128, stride=16 if smoke else 32, init_from=init_from,
+        output_dir=os.path.join(workdir, 'runs', f'ner-{name}-{seed}'), overwrite=True))
+    report = classifier.test_report
+    return {'seconds': time.time() - started, 'entity_f1': report['entity_f1'], 'char_f1': report['char_f1'],
+            'per_type_f1': {label: row['f1'] for label, row in report['per_type'].items()}}
+
+
+def ner_rows(shared, workdir, seeds, epochs, smoke=False):
+    """``[{'setup', 'entity_f1', 'char_f1', 'seconds'}]`` (mean ± sd over the seeds) of the BERT
+    rows and the two baselines, every one on the same split per seed."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from ner_baselines import BASELINES, KLUE_FILE, score
+
+    from kobert_gluon.text.entities import read_entity_file
+
+    sentences = read_entity_file(os.path.join(shared, KLUE_FILE))
+    if smoke:
+        sentences, seeds, epochs = sentences[:200], 1, 1
+    runs = {}
+    random_start = ner_random_start(workdir, sentences)
+    for seed in range(seeds):
+        files, train, test = ner_files(sentences, seed, workdir)
+        for setup, init_from in zip(NER_SETUPS, (None, random_start)):
+            logger.info('klue-ner: %s, seed %d', setup, seed)
+            runs.setdefault(setup, []).append(ner_bert_row(files, seed, epochs, workdir, init_from, smoke))
+        for name, baseline in (('CRF on character n-grams', BASELINES['crf']),
+                               ('gazetteer of the training entities', BASELINES['gazetteer'])):
+            started = time.time()
+            metrics = score(test, baseline(train, test))
+            runs.setdefault(name, []).append({**metrics, 'seconds': time.time() - started})
+    return [{'setup': setup, 'entity_f1': mean_sd([r['entity_f1'] for r in rows]),
+             'char_f1': mean_sd([r['char_f1'] for r in rows]),
+             'seconds': f"{np.mean([r['seconds'] for r in rows]):.0f} s",
+             'sentences': len(sentences), 'seeds': seeds, 'epochs': epochs, 'runs': rows}
+            for setup, rows in runs.items()]
 
 
 def mean_sd(values):
@@ -236,6 +330,9 @@ def table(results, seeds):
     for row in results.get('ner', []):
         lines.append(f"| klue-ner | {row['setup']} | entity F1 {row['entity_f1']} | char F1 {row['char_f1']} | "
                      f"{row.get('seconds', '')} |")
+    if results.get('ner'):
+        lines.append(f"| klue-ner | KoBERT (12 x 768), published on Naver NER (KoELECTRA's table) | "
+                     f"entity F1 {KOBERT_PUBLISHED['naver-ner']} | | |")
     return '\n'.join(lines)
 
 
@@ -246,7 +343,8 @@ def main(argv=None):
     parser.add_argument('--seeds', type=int, default=3)
     parser.add_argument('--epochs', type=int, default=5)
     parser.add_argument('--only', help="comma-separated rows to recompute (kornli, korsts, kote); '' prints the table")
-    parser.add_argument('--ner', action='store_true', help='add the entity rows of benchmarks/tasks_ner.py')
+    parser.add_argument('--ner', action='store_true', help='add the named-entity rows (KLUE-NER, ner_rows)')
+    parser.add_argument('--smoke', action='store_true', help='--ner on 200 sentences, 1 seed, 1 epoch: a check')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s: %(message)s')
     os.makedirs(args.workdir, exist_ok=True)
