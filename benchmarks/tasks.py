@@ -240,6 +240,7 @@ def ner_random_start(workdir, sentences):
         shipped = kg.shipped_params()
         record = kg.read_record(shipped)
         corpus = os.path.join(workdir, 'data', 'klue-ner-corpus.txt')
+        os.makedirs(os.path.dirname(corpus), exist_ok=True)
         with open(corpus, 'w', encoding='utf-8') as out:
             out.writelines(sentence.text + '\n' for sentence in sentences)
         size = [flag for name in ('num_layers', 'units', 'hidden_size', 'num_heads')
@@ -272,6 +273,7 @@ def ner_bert_row(files, seed, epochs, workdir, init_from, smoke):
 
     started = time.time()
     name = 'random' if init_from else 'shipped'  # init_from: the random start's params, None: the shipped ones
+    init_from = init_from or kg.shipped_params()
     classifier = kg.train(kg.TrainConfig(
         task='token_classification', data=files['train'], test_data=files['test'], bert='small', seed=seed,
         num_epochs=epochs, max_len=64 if smoke else 128, stride=16 if smoke else 32, init_from=init_from,
@@ -296,7 +298,7 @@ def ner_rows(shared, workdir, seeds, epochs, smoke=False):
     random_start = ner_random_start(workdir, sentences)
     for seed in range(seeds):
         files, train, test = ner_files(sentences, seed, workdir)
-        for setup, init_from in zip(NER_SETUPS, (None, random_start)):
+        for setup, init_from in zip(NER_SETUPS, (None, random_start)):  # None: the shipped checkpoint
             logger.info('klue-ner: %s, seed %d', setup, seed)
             runs.setdefault(setup, []).append(ner_bert_row(files, seed, epochs, workdir, init_from, smoke))
         for name, baseline in (('CRF on character n-grams', BASELINES['crf']),

@@ -216,3 +216,19 @@ def test_batches_are_scored_on_their_pieces_as_seqeval_scores_the_piece_tags(ner
     y_pred = [[names[i] for i in out.argmax(-1)[row != IGNORE]] for out, row in zip(outputs, labels)]
     assert report['scored_on'] == 'pieces'
     assert report['entity_f1'] == pytest.approx(f1_score(y_true, y_pred, mode='strict', scheme=IOB2))
+
+
+def test_the_benchmarks_entity_rows_run_on_the_shared_klue_sentences(shared_dir, tmp_path):
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'benchmarks'))
+    import tasks
+
+    rows = tasks.ner_rows(str(shared_dir), str(tmp_path), seeds=3, epochs=5, smoke=True)
+    assert [row['setup'] for row in rows] == [*tasks.NER_SETUPS, 'CRF on character n-grams',
+                                              'gazetteer of the training entities']
+    assert all(row['seeds'] == 1 and row['sentences'] == 200 and len(row['runs']) == 1 for row in rows)
+    assert rows[2]['runs'][0]['entity_f1'] > 0.3  # the CRF learns from 160 sentences
+    shipped, random = (json.loads((tmp_path / 'runs' / f'ner-{name}-0' / 'run_inputs.json').read_text())
+                       for name in ('shipped', 'random'))
+    assert shipped['bert'] == random['bert'] and shipped['tokenizer'] == random['tokenizer']
+    assert shipped['init_from'] != random['init_from']
