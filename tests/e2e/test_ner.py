@@ -232,3 +232,27 @@ def test_the_benchmarks_entity_rows_run_on_the_shared_klue_sentences(shared_dir,
                        for name in ('shipped', 'random'))
     assert shipped['bert'] == random['bert'] and shipped['tokenizer'] == random['tokenizer']
     assert shipped['init_from'] != random['init_from']
+
+
+def test_a_tagger_run_resumes_to_the_uninterrupted_weights_and_selection(tmp_path, tiny, monkeypatch):
+    from helpers import assert_same_params, final_params, run_config
+    from kobert_gluon.training import finetune
+
+    data = write_entity_jsonl(tmp_path / 'e.jsonl', entity_rows(60, seed=2) + entity_rows(6, seed=3, clauses=3))
+
+    def config(name, **overrides):
+        return run_config(tmp_path, data, name, task='token_classification', max_len=24, stride=6, num_epochs=2,
+                          learning_rate=5e-3, batch_size=16, **overrides)
+    straight = finetune.train(config('straight'))
+
+    def killed(*args):
+        raise KeyboardInterrupt('killed after the first checkpoint')
+    with monkeypatch.context() as patch:
+        patch.setattr(finetune, 'write_plots', killed)
+        with pytest.raises(KeyboardInterrupt):
+            finetune.train(config('resumed'))
+    resumed = finetune.train(config('resumed', resume=True))
+    assert_same_params(final_params(tmp_path / 'resumed'), final_params(tmp_path / 'straight'), atol=0)
+    assert resumed.test_report == straight.test_report
+    for name in ('straight', 'resumed'):
+        assert json.loads((tmp_path / name / 'best' / 'config.json').read_text())['task_settings'] == {'stride': 6}
