@@ -113,10 +113,12 @@ def _test_section(report, task):
 def _usage_section(hf_config, max_len, task=None, pair=False):
     function = f", function_to_apply='{task.hf_function}'" if task is not None and task.hf_function != 'softmax' else ''
     example = ("{'text': '한 남자가 기타를 친다', 'text_pair': '남자가 악기를 연주한다'}" if pair
+               else "'경찰은 또 박씨의 딸(32)을 입건했다.'" if task is not None and task.per_piece
                else "'정말 재미있는 영화였어요'")
+    arguments = task.hf_pipeline_arguments if task is not None else 'top_k=None, truncation=True'
     return ['## Use', '', '```python', 'from transformers import pipeline', '',
             f"classifier = pipeline('{task.hf_pipeline if task is not None else 'text-classification'}', "
-            f"model='THIS_FOLDER', top_k=None, truncation=True{function})",
+            f"model='THIS_FOLDER', {arguments}{function})",
             f"print(classifier({example}))", '```', '',
             f'`tokenizer.json` reproduces kobert_gluon\'s tokenization (gluonnlp `BERTSPTokenizer` on the '
             f'SentencePiece model in `tokenizer/`), `[CLS] ... [SEP]` cut to {max_len} tokens '

@@ -33,6 +33,7 @@ class Task:
     hf_architecture = 'BertForSequenceClassification'
     hf_problem_type = None
     hf_pipeline = 'text-classification'
+    hf_pipeline_arguments = 'top_k=None, truncation=True'  # the model card's pipeline() call
     select_metrics = ()  # validation metrics that can pick best/; the first is the default
     minimize = ()  # of those, the ones where lower is better
     summary_metrics = ()  # logged per epoch and in metrics.jsonl as valid_<name> / test_<name>

@@ -76,6 +76,7 @@ class TokenClassification(Task):
     description = 'an entity tag per piece (IOB2; KLUE TSV, CoNLL or JSONL entity files)'
     hf_architecture = 'BertForTokenClassification'
     hf_pipeline = 'token-classification'
+    hf_pipeline_arguments = "aggregation_strategy='simple'"
     select_metrics = ('entity_f1', 'char_f1')
     summary_metrics = ('entity_f1', 'char_f1')
     running_metric = 'piece_accuracy'

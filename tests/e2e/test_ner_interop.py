@@ -90,6 +90,8 @@ def test_to_transformers_writes_a_token_classifier_whose_pipeline_finds_predicts
         kinds += placement_differences(text, ours, pipe(text))
     assert kinds and all(kind in ('same', 'space before') for kind in kinds), kinds
     assert 'space before' in kinds
+    card = (hf_dir / 'README.md').read_text(encoding='utf-8')
+    assert "pipeline('token-classification', model='THIS_FOLDER', aggregation_strategy='simple')" in card
     capsys.readouterr()
     back = tmp_path / 'back'
     assert cli.main(['convert', '--from-transformers', str(hf_dir), '--output', str(back)]) == 0
