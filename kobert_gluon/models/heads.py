@@ -46,10 +46,14 @@ def build_classifier(config, num_classes, dropout=0.1, ctx=mx.cpu(), bert_params
     is drawn from Normal(0.02). The head is always Normal(0.02).
     """
     bert = build_bert(config, use_pooler=True, use_decoder=False, use_classifier=False)
-    model = BERTClassifier(bert, num_classes=num_classes, dropout=dropout)
+    return _initialised(BERTClassifier(bert, num_classes=num_classes, dropout=dropout), ctx, bert_params)
+
+
+def _initialised(model, ctx, bert_params):
+    """Every parameter drawn from Normal(0.02), then the BERT's from ``bert_params`` if given."""
     model.initialize(init=mx.init.Normal(0.02), ctx=ctx)
     if bert_params is not None:
-        load_pretrained_bert(bert, bert_params, ctx)
+        load_pretrained_bert(model.bert, bert_params, ctx)
     return model
 
 
@@ -78,8 +82,4 @@ class BERTTagger(BERTClassifier):
 def build_tagger(config, num_tags, dropout=0.1, ctx=mx.cpu(), bert_params=None):
     """A BERTTagger on a new BERT of size ``config`` (no pooler), initialised as build_classifier's."""
     bert = build_bert(config, use_pooler=False, use_decoder=False, use_classifier=False)
-    model = BERTTagger(bert, num_tags=num_tags, dropout=dropout)
-    model.initialize(init=mx.init.Normal(0.02), ctx=ctx)
-    if bert_params is not None:
-        load_pretrained_bert(bert, bert_params, ctx)
-    return model
+    return _initialised(BERTTagger(bert, num_tags=num_tags, dropout=dropout), ctx, bert_params)

@@ -1,7 +1,6 @@
 """A token-classification model served: /predict answers entities in the pipeline's shape, the
 OpenAPI document describes them, and the page highlights each entity with its type at 360 px."""
 import json
-import signal
 
 import pytest
 
@@ -15,11 +14,7 @@ def ner_server(ner_run):
     need('fastapi'), need('uvicorn')
     process = ServerProcess(ner_run[1] / 'best')
     yield process
-    process.process.send_signal(signal.SIGTERM)
-    try:
-        process.process.wait(60)
-    finally:
-        process.kill()
+    process.stop()
 
 
 def test_predict_answers_each_texts_entities_in_the_pipelines_shape(ner_server, ner_run):

@@ -118,6 +118,14 @@ class ServerProcess:
             self.process.kill()
             self.process.wait()
 
+    def stop(self):
+        """SIGTERM, then a kill if it has not exited within a minute."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        finally:
+            self.kill()
+
 
 @pytest.fixture(scope='module')
 def server(demo_model_dir):
@@ -125,11 +133,7 @@ def server(demo_model_dir):
     process = ServerProcess(demo_model_dir, '--max_texts', MAX_TEXTS, '--max_body_bytes', MAX_BODY_BYTES,
                             '--max_wait_ms', 20)
     yield process
-    process.process.send_signal(signal.SIGTERM)
-    try:
-        process.process.wait(60)
-    finally:
-        process.kill()
+    process.stop()
 
 
 def assert_records_match(records, texts, classifier):
@@ -690,11 +694,7 @@ def test_untrained_demo_page_says_so_and_breaks_korean_between_words_at_phone_wi
         assert chromium.evaluate('document.documentElement.scrollWidth <= window.innerWidth')
         save_screenshot(chromium, 'serve-page-phone.png', tmp_path, record_property, capsys)
     finally:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(60)
-        finally:
-            server.kill()
+        server.stop()
 
 
 def test_accepted_connections_send_without_nagle_delay(serve_module):
