@@ -22,15 +22,18 @@ try:  # pydantic (the server's API documentation) reads typing_extensions' Typed
 except ImportError:  # pragma: no cover
     from typing import TypedDict
 
+import gluonnlp as nlp
 import numpy as np
 from mxnet import gluon
 
 from ..errors import ConfigError, DataError
 from ..models.heads import build_tagger
+from ..text.alignment import PieceAligner
 from ..text.entities import OUTSIDE, EntitySpan, read_entity_file, spans_from_tags
 from .entity_decode import decode_entities
 from .entity_metrics import CharacterCounts, EntityConfusion, EntityCounts, iob2_labels
-from .piece_inputs import IGNORE
+from .inputs import EncodedDataset
+from .piece_inputs import IGNORE, encode_tagged
 from .registry import Task, register
 
 
@@ -55,6 +58,12 @@ class MaskedSoftmaxCELoss(gluon.loss.Loss):
         # pick() needs a valid index everywhere: IGNORE positions pick tag 0, then weigh 0
         picked = F.pick(log_probabilities, F.relu(label), axis=-1)
         return -F.sum(picked * (label >= 0), axis=1)
+
+
+def _objects(values):
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
 
 
 def type_of(tag):
@@ -121,14 +130,9 @@ class TokenClassification(Task):
         return ';'.join(f'{start}:{end}:{label}' for start, end, label in raw_label)
 
     def label_batchify(self):
-        import gluonnlp as nlp
         return nlp.data.batchify.Pad(axis=0, pad_val=IGNORE, dtype='int32', round_to=8)
 
     def encode_examples(self, examples, tokenizer, max_len, pad, pair, label_names, settings, source=''):
-        from ..text.alignment import PieceAligner
-        from .inputs import EncodedDataset
-        from .piece_inputs import encode_tagged
-
         index = {name: i for i, name in enumerate(label_names)}
         windows, targets, truncation = encode_tagged(
             PieceAligner.from_tokenizer(tokenizer), tokenizer.vocab, [e.text for e in examples],
@@ -152,13 +156,10 @@ class TokenClassification(Task):
 
     # ---------------------------------------------------------------- metrics
     def collect_sentences(self, texts, gold, predicted):
-        """The rows :meth:`report` reads: each sentence's text, gold and predicted spans."""
-        def column(values):
-            array = np.empty(len(values), dtype=object)
-            array[:] = [tuple(tuple(span) for span in value) if not isinstance(value, str) else value
-                        for value in values]
-            return array
-        return {'text': column(list(texts)), 'gold': column(gold), 'predicted': column(predicted)}
+        """The rows :meth:`report` reads: each sentence's text, gold and predicted spans (object
+        arrays, so that they concatenate as every task's collected rows do)."""
+        return {'text': _objects(list(texts)), 'gold': _objects([tuple(map(tuple, spans)) for spans in gold]),
+                'predicted': _objects([tuple(map(tuple, spans)) for spans in predicted])}
 
     def collect(self, outputs, labels):
         """A batch's rows scored on pieces (what collect_batches gives; training and evaluate score
