@@ -256,3 +256,16 @@ def test_a_tagger_run_resumes_to_the_uninterrupted_weights_and_selection(tmp_pat
     assert resumed.test_report == straight.test_report
     for name in ('straight', 'resumed'):
         assert json.loads((tmp_path / name / 'best' / 'config.json').read_text())['task_settings'] == {'stride': 6}
+
+
+def test_bucketing_pads_targets_as_it_pads_tokens_and_a_cut_is_recorded(tmp_path, tiny):
+    from helpers import run_config
+    from kobert_gluon.training.finetune import train
+
+    data = write_entity_jsonl(tmp_path / 'e.jsonl', entity_rows(40, seed=5) + entity_rows(8, seed=6, clauses=3))
+    tagger = train(run_config(tmp_path, data, 'run', task='token_classification', max_len=16, bucketing=True,
+                              select_metric='char_f1'))
+    assert set(tagger.test_report['per_type']) <= {'PS', 'LC', 'QT'}
+    cut = json.loads((tmp_path / 'run' / 'truncation.json').read_text())
+    assert cut['train']['cut_sentences'] > 0 and cut['train']['cut_entities'] > 0
+    assert json.loads((tmp_path / 'run' / 'test_report.json').read_text())['select_metric'] == 'char_f1'
