@@ -17,12 +17,13 @@ for name in kg.__all__:
 assert kg.train.__module__ == 'kobert_gluon.training.finetune'
 assert kg.export.__module__ == 'kobert_gluon.inference.export'
 from kobert_gluon.training import TrainConfig, train  # the 0.5.0 module path
+from hangguard import hang_guard
 assert train is kg.train and TrainConfig is kg.TrainConfig
 print('ok')
 '''
 
 
 def test_public_names_are_never_shadowed_by_subpackages():
-    result = subprocess.run([sys.executable, '-c', CHECK], capture_output=True, text=True, timeout=300,
+    result = subprocess.run([sys.executable, '-c', CHECK], capture_output=True, text=True, timeout=hang_guard(60),
                             env={**os.environ, 'PYTHONPATH': REPO})
     assert result.stdout.strip() == 'ok', result.stderr[-2000:]
