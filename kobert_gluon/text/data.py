@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..fileio import package_file, read_json, write_json
+from .labels import is_integer_key, label_key
 from .vocab import MAX_POSITIONS, MIN_MAX_LEN
 
 logger = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ class LabelMap:
     @classmethod
     def from_values(cls, values):
         unique = {label_key(v) for v in values}
-        numeric = all(_is_int_string(u) for u in unique)
+        numeric = all(is_integer_key(u) for u in unique)
         return cls(sorted(unique, key=int if numeric else None))
 
     def __len__(self):
@@ -216,25 +217,6 @@ class LabelMap:
     def load(cls, path):
         mapping = read_json(path)
         return cls(sorted(mapping, key=mapping.get))
-
-
-def _is_int_string(text):
-    return text.lstrip('-').isdigit()
-
-
-def label_key(value):
-    """One spelling per label: 1, 1.0, '1.0' and ' 1 ' are all '1' (XLSX reads numbers as
-    floats, TSV as text); other labels are their stripped text."""
-    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
-        return str(int(value))
-    text = str(value).strip()
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    if np.isfinite(number) and number.is_integer() and not _is_int_string(text):
-        return str(int(number))
-    return text
 
 
 def stratified_split(frame, label_column, test_size=0.2, seed=42):
@@ -355,8 +337,8 @@ def _label(row, row_number, position):
         return np.int32(value)
     if isinstance(value, float) and value.is_integer():
         return np.int32(value)
-    if isinstance(value, str) and _is_int_string(value.strip()):
-        return np.int32(int(value))
+    if isinstance(value, str) and is_integer_key(label_key(value)):
+        return np.int32(int(label_key(value)))
     raise DataError(f'BERTDataset: row {row_number}, column {position}: label {value!r} is not an '
                     f'integer; map label names to ids first (kobert_gluon.data.LabelMap)')
 
