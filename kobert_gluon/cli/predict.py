@@ -103,13 +103,18 @@ def run_evaluate(args):
         logger.info('no --data: scoring the test split of the run %s (%d rows of %s)', run, len(part), source)
     inputs = list(zip(part.texts, part.text_pairs)) if classifier.pair else part.texts
     seen = recorded_rows(classifier) or run_rows_seen(run, classifier)
+    hashes = row_hashes(part.keys(), part.labels, classifier.task.label_text)
+    overlap = sum(row in seen for row in hashes) if seen else None
+    if not args.data and overlap:
+        # The run's own held-out rows: a text also among its training rows is one the data file repeats.
+        logger.warning('%s: %d of the %d test rows of the run repeat a training or validation row (the data file '
+                       'holds the same text and label more than once); they are still the run\'s held-out rows',
+                       source, overlap, len(part))
     report = evaluate(in_precision(classifier, args, inputs), inputs, part.labels, args.batch_size,
-                      source=source, seen=seen, allow_overlap=getattr(args, 'allow_overlap', False) or not args.data,
-                      threshold=args.threshold)
+                      source=source, seen=seen if args.data else None,
+                      allow_overlap=getattr(args, 'allow_overlap', False), threshold=args.threshold)
     print(classifier.task.format_report(report, classifier.label_map.names))
     if args.output:
-        hashes = row_hashes(part.keys(), part.labels, classifier.task.label_text)
-        overlap = sum(row in seen for row in hashes) if seen else None
         write_json(args.output, {'model': os.path.abspath(args.model), 'data': os.path.abspath(source),
                                  'task': classifier.task.name, 'sentences': len(part),
                                  'labels': classifier.label_map.names, 'overlap_rows': overlap, **report})

@@ -84,6 +84,10 @@ class TrainConfig(OptimizerConfig):
     valid_data: Optional[str] = field(None, 'separate validation file; none: a stratified split of the training part')
     valid_size: float = field(0.1, 'share of the training part held out to pick best/ (0: no selection, '
                                    'best/ is the last epoch)', recipe=True)
+    allow_overlap: bool = field(False, 'train although over 10%% of the test (or validation) rows of a separate '
+                                       'file are training rows (refused otherwise; any overlap is a warning)')
+    sheet: Optional[str] = field(None, 'XLSX files: the sheet to read (needed when a workbook has several sheets '
+                                       'with data)')
     num_classes: Optional[int] = field(None, 'expected number of classes; checked against the labels')
     init_from: Optional[str] = field(None, 'pretrained BERT params file (bert_12_768_12 layout) to start from, '
                                            "instead of KoBERT's own; a `kobert-gluon pretrain` result brings its "

@@ -16,6 +16,7 @@ from ..tasks.inputs import Columns, Example, row_text
 from ..text.data import (LabelMap, check_text, demo_data_path, is_missing, read_frame, read_table, rows_digest,
                          split_positions)
 from .distributed import Engine, shard_batches
+from .split_checks import check_leakage, check_split_files
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def drop_empty_rows(frame, columns, path):
 def load_splits(config):
     """Train / validation / test rows: separate files where given, else seeded splits."""
     task, columns, path = registry.get(config.task), Columns.of(config), data_path(config)
+    check_split_files(config, path)
     whole = read_part(path, columns, task)
     parts = {'train': whole.take(range(len(whole)), np.arange(len(whole)))}
     if config.test_data:
@@ -132,6 +134,7 @@ def load_splits(config):
     check_training_rows(parts, len(whole), config)
     names = task.label_names(parts['train'].labels, columns)
     check_labels(task, names, parts, config)
+    check_leakage(parts, task, config.allow_overlap)
 
     def examples(name):
         part = parts[name]

@@ -52,3 +52,69 @@ def test_nan_among_numeric_labels_is_refused_from_the_cli(tmp_path, capsys):
     frame.loc[5, 'label'] = 'nan'
     line = cli_error(capsys, 'train', '--data', write(tmp_path, frame), '--output_dir', tmp_path / 'run')
     assert "label 'nan' (row(s) 6) is not a number" in line
+
+
+# ---------------------------------------------------------------------------- 2. leakage between splits
+
+def split_files(tmp_path):
+    frame = demo_frame(200)
+    return (write(tmp_path, frame.iloc[:120], 'train.tsv'), write(tmp_path, frame.iloc[120:160], 'valid.tsv'),
+            write(tmp_path, frame.iloc[160:], 'test.tsv'))
+
+
+@pytest.mark.parametrize('same', [('data', 'test_data'), ('valid_data', 'test_data'), ('data', 'valid_data')])
+def test_one_file_given_as_two_splits_is_refused(tmp_path, same):
+    train_file, valid_file, test_file = split_files(tmp_path)
+    files = {'data': train_file, 'valid_data': valid_file, 'test_data': test_file}
+    files[same[1]] = files[same[0]]
+    with pytest.raises(DataError, match=r'is the same file as --'):
+        load_splits(run_config(tmp_path, files.pop('data'), 'run', **files))
+    # another spelling of the same path, and a symbolic link, are the same file
+    (tmp_path / 'link.tsv').symlink_to(files.get(same[0], train_file))
+    files[same[1]] = str(tmp_path / 'link.tsv')
+    with pytest.raises(DataError, match=r'is the same file as --'):
+        load_splits(run_config(tmp_path, files.pop('data', train_file), 'run', **files))
+
+
+@pytest.mark.parametrize('which', ['test_data', 'valid_data'])
+def test_a_copy_of_the_training_rows_as_a_split_is_refused_unless_allowed(tmp_path, caplog, which):
+    train_file, valid_file, test_file = split_files(tmp_path)
+    copy = write(tmp_path, demo_frame(200).iloc[:40], 'copy.tsv')  # 40 training rows under another name
+    files = {'valid_data': valid_file, 'test_data': test_file, which: copy}
+    with pytest.raises(DataError, match=r'copy.tsv: 40 of 40 .* rows \(100.0%\) are also train.* over the 10% allowed'):
+        load_splits(run_config(tmp_path, train_file, 'run', **files))
+    splits = load_splits(run_config(tmp_path, train_file, 'run', allow_overlap=True, **files))
+    assert len(splits.test) == 40 and '40 of 40' in caplog.text
+
+
+def test_a_few_shared_rows_are_a_warning_with_the_count(tmp_path, caplog):
+    frame = demo_frame(200)
+    train_file = write(tmp_path, frame.iloc[:160], 'train.tsv')
+    test_file = write(tmp_path, frame.iloc[157:200], 'test.tsv')  # 3 of 43 rows are training rows
+    load_splits(run_config(tmp_path, train_file, 'run', test_data=test_file))
+    assert 'test.tsv: 3 of 43 test rows (7.0%) are also train or valid rows' in caplog.text
+
+
+def test_a_data_file_that_repeats_its_rows_is_split_with_a_warning_not_refused(tmp_path, caplog):
+    frame = demo_frame(24)
+    repeated = write(tmp_path, frame.loc[frame.index.repeat(12)], 'repeated.tsv')  # 288 rows, 24 texts
+    splits = load_splits(run_config(tmp_path, repeated, 'run'))
+    assert len(splits.test) > 0 and 'the data file repeats them' in caplog.text
+
+
+def test_evaluate_scores_the_runs_own_test_split_of_repeated_texts(tmp_path, tiny, capsys, caplog):
+    frame = demo_frame(24)
+    repeated = write(tmp_path, frame.loc[frame.index.repeat(12)], 'repeated.tsv')
+    assert cli.main(['train', '--data', repeated, '--bert', 'small', '--output_dir', str(tmp_path / 'run'),
+                     '--num_epochs', '1', '--max_len', '24', '--tokenizer_vocab_size', '200', '--ctx', 'cpu']) == 0
+    capsys.readouterr()
+    report = tmp_path / 'report.json'
+    assert cli.main(['evaluate', '--model', str(tmp_path / 'run' / 'best'), '--output', str(report)]) == 0, \
+        capsys.readouterr().err
+    import json
+    written = json.loads(report.read_text())
+    assert written['overlap_rows'] > 0.1 * written['sentences']
+    assert 'they are still the run\'s held-out rows' in caplog.text
+    # the same rows given as --data are refused: they could be anyone's
+    line = cli_error(capsys, 'evaluate', '--model', tmp_path / 'run' / 'best', '--data', repeated)
+    assert 'over the 10% allowed' in line
