@@ -52,6 +52,8 @@ def add_column_arguments(parser, labels):
                         help="column holding the sentences (default: the run's own, else 'text')")
     parser.add_argument('--text-pair-column', '--text_pair_column', dest='text_pair_column',
                         help="a pair model: column holding the second sentences (default: the run's own)")
+    parser.add_argument('--sheet', help='a workbook (.xlsx, .xls): the sheet to read (needed when several sheets '
+                                        'hold data; hidden sheets are read only when named)')
     if labels:
         parser.add_argument('--label-column', '--label_column', dest='label_column',
                             help="column holding the labels, named as in the model's label map (default: the "
@@ -78,7 +80,8 @@ def table_columns(args, classifier, run):
                       text_pair=given['text_pair_column'] or (columns.text_pair if classifier.pair else None),
                       label=given['label_column'] or columns.label or 'label',
                       label_columns=split_names(given['label_columns']) or columns.label_columns,
-                      label_separator=given['label_separator'] or columns.label_separator)
+                      label_separator=given['label_separator'] or columns.label_separator,
+                      sheet=getattr(args, 'sheet', None))
     if classifier.pair and not columns.text_pair:
         raise DataError(f'{args.model} reads sentence pairs: name the column of the second sentences with '
                         '--text_pair_column')
@@ -288,7 +291,7 @@ def is_table(path):
 def predict_table(classifier, args):
     """Every row and column of the table, plus the task's columns (a column of that name already
     there: ``predicted_<name>``); empty text: empty cells."""
-    frame = text_data.read_frame(args.input)
+    frame = text_data.read_frame(args.input, sheet=getattr(args, 'sheet', None))
     columns = table_columns(args, classifier, run_folder(args.model))
     for flag, column in (('--text_column', columns.text), ('--text_pair_column', columns.text_pair)):
         if column is not None and column not in frame.columns:

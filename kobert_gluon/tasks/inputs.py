@@ -35,6 +35,7 @@ class Columns:
     label: Optional[str] = 'label'
     label_columns: Tuple[str, ...] = ()
     label_separator: str = ','
+    sheet: Optional[str] = None  # a workbook's sheet (text/tables.py)
 
     @classmethod
     def of(cls, settings):
@@ -43,7 +44,7 @@ class Columns:
         columns = get('label_columns')
         return cls(text=get('text_column', 'text'), text_pair=get('text_pair_column'),
                    label=get('label_column', 'label'), label_columns=split_names(columns),
-                   label_separator=get('label_separator', ','))
+                   label_separator=get('label_separator', ','), sheet=get('sheet'))
 
     def label_sources(self):
         return list(self.label_columns) or [self.label]

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, DataError
 from ..fileio import package_file, read_json, write_json
 from .labels import is_integer_key, label_key
+from .tables import read_workbook
 from .vocab import MAX_POSITIONS, MIN_MAX_LEN
 
 logger = logging.getLogger(__name__)
@@ -31,14 +32,16 @@ DEMO_DATA = 'demo_sentiment.tsv'  # the embedded Korean demo set (resources/)
 EXCEL_SUFFIXES = ('.xlsx', '.xls')
 
 
-def read_table(path, text_column, label_column=None, encoding=None):
-    """Read ``text_column`` (and ``label_column``) of a TSV, CSV or XLSX file.
+def read_table(path, text_column, label_column=None, encoding=None, sheet=None):
+    """Read ``text_column`` (and ``label_column``) of a TSV, CSV or XLSX file (``sheet``: the
+    workbook's sheet to read, see :mod:`kobert_gluon.text.tables`). Only empty cells are missing:
+    ``NA``, ``null`` and ``N/A`` are text in every format.
 
     Rows whose text (or label) is empty or missing are dropped and counted in the log.
     Returns a DataFrame with exactly the requested columns, text as ``str``.
     """
     path = os.fspath(path)
-    frame = read_frame(path, encoding)
+    frame = read_frame(path, encoding, sheet)
     columns = [text_column] + ([label_column] if label_column is not None else [])
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -68,32 +71,28 @@ def check_text(text, where):
     return text
 
 
-def read_frame(path, encoding=None):
+def read_frame(path, encoding=None, sheet=None):
     """Every row and column of a TSV, CSV or XLSX file as text, parsed strictly (what read_table
-    selects from; predict keeps all of it)."""
+    selects from; predict keeps all of it). Workbooks: one sheet, as :mod:`.tables` chooses it."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DataError(f'{path}: no such file')
-    return _read_any(path, encoding)
+    return _read_any(path, encoding, sheet)
 
 
-def _read_any(path, encoding):
+def _read_any(path, encoding, sheet):
     suffix = os.path.splitext(path)[1].lower()
     if os.path.getsize(path) == 0:
         raise DataError(f'{path}: the file is empty')
     if suffix in EXCEL_SUFFIXES:
-        try:
-            frame = pd.read_excel(path, dtype=object, header=None)
-        except Exception as error:
-            raise DataError(f'{path}: cannot read as an Excel file ({error})') from error
-        if frame.empty:
-            raise DataError(f'{path}: no header row and no data (the sheet is empty)')
-        header = _header(path, [None if is_missing(v) else _excel_text(v) for v in frame.iloc[0]])
-        frame = frame.iloc[1:].reset_index(drop=True)
-        frame.columns = header
+        names, rows = read_workbook(path, sheet)
+        header = _header(path, [None if is_missing(v) else _excel_text(v) for v in names])
+        frame = pd.DataFrame(rows, columns=header, dtype=object)
         # Every cell as text, as the CSV reader gives it: a number typed into a text column
         # is still a sentence, and a label stored as 1.0 is the label 1.
         return frame.apply(lambda column: column.map(_excel_text))
+    if sheet is not None:
+        raise ConfigError(f'sheet={sheet!r}: {path} is not a workbook (.xlsx, .xls); only workbooks have sheets')
     text = _decode(path, encoding)
     return _parse_delimited(path, text, '\t' if suffix in TSV_SUFFIXES else ',')
 

@@ -66,8 +66,8 @@ def read_columns(path, columns):
     """The text, text pair and label column(s) of a table. Single sentences with one label column
     are read as they always were (read_table: empty rows dropped and counted)."""
     if not columns.text_pair and not columns.label_columns:
-        return read_table(path, columns.text, columns.label)
-    frame = read_frame(path)
+        return read_table(path, columns.text, columns.label, sheet=columns.sheet)
+    frame = read_frame(path, sheet=columns.sheet)
     flags = [('--text_column', columns.text)] + ([('--text_pair_column', columns.text_pair)] if columns.text_pair else [])
     flags += [('--label_columns', name) for name in columns.label_columns] or [('--label_column', columns.label)]
     for flag, name in flags:

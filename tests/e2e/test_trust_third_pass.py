@@ -118,3 +118,71 @@ def test_evaluate_scores_the_runs_own_test_split_of_repeated_texts(tmp_path, tin
     # the same rows given as --data are refused: they could be anyone's
     line = cli_error(capsys, 'evaluate', '--model', tmp_path / 'run' / 'best', '--data', repeated)
     assert 'over the 10% allowed' in line
+
+
+# ---------------------------------------------------------------------------- 3. tables read as documented
+
+def workbook(path, sheets, hidden=(), active=None, merge=()):
+    """An .xlsx of ``sheets`` ({title: rows}); ``merge``: (title, 'B2:B101') ranges."""
+    import openpyxl
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for title, rows in sheets.items():
+        sheet = book.create_sheet(title)
+        for row in rows:
+            sheet.append(list(row))
+        sheet.sheet_state = 'hidden' if title in hidden else 'visible'
+    for title, cells in merge:
+        book[title].merge_cells(cells)
+    if active is not None:
+        book.active = list(sheets).index(active)
+    book.save(path)
+    return str(path)
+
+
+def demo_rows(start, stop):
+    frame = demo_frame(stop).iloc[start:]
+    return [('text', 'label')] + list(zip(frame['text'], frame['label']))
+
+
+def test_a_workbook_with_data_on_several_sheets_needs_sheet(tmp_path, capsys):
+    from kobert_gluon.text.data import read_table
+    path = workbook(tmp_path / 'two.xlsx', {'2023': demo_rows(0, 40), '2024': demo_rows(40, 90), 'notes': []})
+    with pytest.raises(DataError, match=r"two.xlsx: 2 sheets hold data \(\['2023', '2024'\]\); name the one .*--sheet"):
+        read_table(path, 'text', 'label')
+    assert len(read_table(path, 'text', 'label', sheet='2024')) == 50
+    with pytest.raises(DataError, match=r"no sheet '2025' \(--sheet\); the sheets are \['2023', '2024', 'notes'\]"):
+        read_table(path, 'text', 'label', sheet='2025')
+    assert '2 sheets hold data' in cli_error(capsys, 'train', '--data', path, '--output_dir', tmp_path / 'r')
+    splits = load_splits(run_config(tmp_path, path, 'run', sheet='2024'))
+    assert len(splits.train) + len(splits.valid) + len(splits.test) == 50
+
+
+def test_a_hidden_sheet_is_skipped_unless_named(tmp_path, caplog):
+    from kobert_gluon.text.data import read_table
+    path = workbook(tmp_path / 'hidden.xlsx', {'old': [('text', 'label'), ('옛 문장', '긍정')],
+                                                'data': demo_rows(0, 30)}, hidden=('old',), active='data')
+    assert len(read_table(path, 'text', 'label')) == 30
+    assert "hidden sheet(s) ['old'] skipped" in caplog.text
+    assert list(read_table(path, 'text', 'label', sheet='old')['text']) == ['옛 문장']
+
+
+def test_merged_label_cells_label_every_row_of_the_range(tmp_path):
+    from kobert_gluon.text.data import read_table
+    rows = [('text', 'label')] + [(f'문장 {i}', '긍정' if i in (0, 50) else None) for i in range(100)]
+    path = workbook(tmp_path / 'merged.xlsx', {'data': rows}, merge=[('data', 'B2:B51'), ('data', 'B52:B101')])
+    frame = read_table(path, 'text', 'label')
+    assert len(frame) == 100 and set(frame['label']) == {'긍정'}
+
+
+@pytest.mark.parametrize('missing_looking', ['NA', 'N/A', 'null', 'nan', 'None', '#N/A', ''])
+def test_na_like_texts_are_text_in_tsv_and_xlsx_alike(tmp_path, missing_looking):
+    from kobert_gluon.text.data import read_table
+    rows = [('text', 'label'), (missing_looking, '긍정'), ('좋아요', '긍정'), ('싫어요', missing_looking)]
+    tsv = tmp_path / 'na.tsv'
+    tsv.write_text('\n'.join('\t'.join(row) for row in rows) + '\n', encoding='utf-8')
+    xlsx = workbook(tmp_path / 'na.xlsx', {'data': [[cell if cell else None for cell in row] for row in rows]})
+    from_tsv, from_xlsx = read_table(tsv, 'text', 'label'), read_table(xlsx, 'text', 'label')
+    assert from_tsv.to_dict('list') == from_xlsx.to_dict('list')
+    expected = 1 if missing_looking == '' else 3  # only an empty cell is missing
+    assert len(from_xlsx) == expected
