@@ -3,6 +3,7 @@ classification (a confusion matrix), regression (Pearson, Spearman, MSE) and mul
 (micro- and macro-F1, exact match). Each report is a dict of plain Python values (JSON)."""
 import numpy as np
 
+from .. import arguments as _arg
 from ..errors import DataError
 
 
@@ -21,6 +22,9 @@ def classification_report(labels, predictions, num_classes):
     A class never predicted (or never present) gets precision (or recall) 0, as scikit-learn
     does with ``zero_division=0``.
     """
+    _arg.integer('classification_report', 'num_classes', num_classes, minimum=1)
+    labels = _arg.integers('classification_report', 'labels', labels)
+    predictions = _arg.integers('classification_report', 'predictions', predictions)
     matrix = confusion_matrix(labels, predictions, num_classes)
     true_positive = np.diag(matrix).astype(np.float64)
     predicted = matrix.sum(axis=0)

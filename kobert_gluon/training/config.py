@@ -10,7 +10,7 @@ from typing import Optional
 from ..errors import ConfigError
 from ..models.config import BertConfig, bert_config_for
 from ..tasks import registry
-from ..tasks.inputs import split_names
+from ..tasks.inputs import Columns, split_names
 from ..text.corpus import check_corpus
 from ..text.data import check_max_len
 from ..text.vocab import KOBERT_VOCAB_SIZE
@@ -201,6 +201,7 @@ class TrainConfig(OptimizerConfig):
 def check_task_settings(config):
     """The settings that depend on --task: its metrics, pairs, label columns and threshold."""
     task = registry.get(config.task)
+    Columns.of(config).check_distinct()
     _check(config, 'select_metric', config.select_metric in task.select_metrics,
            f'--task {task.name} is selected on one of {task.select_metrics}')
     if config.text_pair_column is not None:
@@ -232,7 +233,7 @@ def check_types(config, config_class=None):
     """Each field holds its annotated type: 1.5 epochs or max_len '64' are errors, not surprises."""
     config_class = config_class or type(config)
     if not isinstance(config, config_class) or not dataclasses.is_dataclass(config):
-        raise ConfigError(f'expected a {config_class.__name__}, got {type(config).__name__}; '
+        raise ConfigError(f'config={config!r:.40}: expected a {config_class.__name__}, got {type(config).__name__}; '
                           f'build one with {config_class.__name__}(**settings)')
     for name, hint in typing.get_type_hints(config_class).items():
         check_setting(name, getattr(config, name), hint)

@@ -57,7 +57,7 @@ class Splits:
 
 def read_part(path, columns, task):
     """The rows of ``path`` with their texts and the task's raw labels (errors name the row)."""
-    frame = read_columns(path, columns)
+    frame = read_columns(path, columns.check_distinct())
     pairs = list(frame[columns.text_pair]) if columns.text_pair else [None] * len(frame)
     return Part(list(frame[columns.text]), pairs, task.read_labels(frame, columns, path), path)
 

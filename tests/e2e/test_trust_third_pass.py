@@ -186,3 +186,54 @@ def test_na_like_texts_are_text_in_tsv_and_xlsx_alike(tmp_path, missing_looking)
     assert from_tsv.to_dict('list') == from_xlsx.to_dict('list')
     expected = 1 if missing_looking == '' else 3  # only an empty cell is missing
     assert len(from_xlsx) == expected
+
+
+# ---------------------------------------------------------------------------- 5. hand-edited model directories
+
+def edited_model(demo_model_dir, tmp_path, change):
+    import json
+    import shutil
+    copy = tmp_path / 'model'
+    shutil.copytree(demo_model_dir, copy)
+    config = json.loads((copy / 'config.json').read_text(encoding='utf-8'))
+    change(config, copy)
+    (copy / 'config.json').write_text(json.dumps(config, ensure_ascii=False), encoding='utf-8')
+    return copy
+
+
+@pytest.mark.parametrize('value', [0, True, False, -1, 2.0, '2', None])
+def test_a_hand_edited_num_classes_is_one_clear_error(demo_model_dir, tmp_path, capsys, value):
+    copy = edited_model(demo_model_dir, tmp_path, lambda config, _: config.update(num_classes=value))
+    line = cli_error(capsys, 'predict', '--model', copy, '좋아요')
+    assert 'num_classes=' in line and 'config.json' in line
+
+
+def test_deep_json_is_one_clear_error(demo_model_dir, tmp_path, capsys):
+    import shutil
+    copy = tmp_path / 'model'
+    shutil.copytree(demo_model_dir, copy)
+    (copy / 'config.json').write_text('[' * 100000 + ']' * 100000, encoding='utf-8')
+    line = cli_error(capsys, 'predict', '--model', copy, '좋아요')
+    assert 'config.json' in line and 'nested too deeply' in line
+
+
+def test_a_tokenizer_role_naming_the_wrong_file_is_one_clear_error(demo_model_dir, tmp_path, capsys):
+    import json
+
+    def swap(config, copy):
+        spiece = config['tokenizer']['tokenizer']
+        vocab = copy / 'tokenizer' / 'vocab.json'
+        vocab.write_text(json.dumps({'idx_to_token': ['a']}), encoding='utf-8')
+        from kobert_gluon.assets import md5sum
+        config['tokenizer'] = {'tokenizer': {'file': 'vocab.json', 'md5': md5sum(vocab)}, 'vocab_json': spiece}
+    line = cli_error(capsys, 'predict', '--model', edited_model(demo_model_dir, tmp_path, swap), '좋아요')
+    assert "the 'tokenizer' role names" in line and 'swapped' in line
+
+
+@pytest.mark.parametrize('flags', [['--text_column', 'label'], ['--label_column', 'text'],
+                                   ['--text_pair_column', 'text']])
+def test_one_column_in_two_roles_is_refused_before_any_work(tmp_path, capsys, flags):
+    data = write(tmp_path, demo_frame(40))
+    line = cli_error(capsys, 'train', '--data', data, '--output_dir', tmp_path / 'run', *flags)
+    assert 'a column cannot be both' in line
+    assert not (tmp_path / 'run').exists()

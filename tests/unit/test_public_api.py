@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+from hangguard import hang_guard
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CHECK = '''
@@ -17,7 +19,6 @@ for name in kg.__all__:
 assert kg.train.__module__ == 'kobert_gluon.training.finetune'
 assert kg.export.__module__ == 'kobert_gluon.inference.export'
 from kobert_gluon.training import TrainConfig, train  # the 0.5.0 module path
-from hangguard import hang_guard
 assert train is kg.train and TrainConfig is kg.TrainConfig
 print('ok')
 '''

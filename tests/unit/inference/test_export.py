@@ -8,6 +8,7 @@ import warnings
 import mxnet as mx
 import numpy as np
 import pytest
+from hangguard import hang_guard
 
 import kobert_gluon
 from kobert_gluon.assets import md5sum
@@ -22,7 +23,6 @@ SERVER = r'''
 import json, sys
 import mxnet as mx
 import numpy as np
-from hangguard import hang_guard
 
 manifest = json.load(open('export/export.json', encoding='utf-8'))
 names = [entry['name'] for entry in manifest['inputs']]
