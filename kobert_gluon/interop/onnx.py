@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import arguments as _arg
 from ..errors import ConfigError, ConversionError, MissingExtraError
+from ..extras import require_extra
 from ..fileio import atomic_directory, owned_output, write_json
 from ..inference.export import (EXPORT_FILE, VERIFY_TOLERANCE, _as_classifier, _check_name, _trace,
                                 _write_tokenizer, manifest, sample_inputs)
@@ -93,6 +94,7 @@ def export_onnx(classifier_or_model_dir, output_dir, name='model', ctx=None, ove
     Replaces ``output_dir`` on the terms of the MXNet export (``inference.export.export``).
     """
     _arg.model_or_dir('export_onnx', 'classifier_or_model_dir', classifier_or_model_dir)
+    require_extra('onnx', 'by export --format onnx')
     _arg.path('export_onnx', 'output_dir', output_dir)
     _arg.text('export_onnx', 'name', name)
     _arg.flag('export_onnx', 'overwrite', overwrite)

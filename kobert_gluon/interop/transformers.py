@@ -33,6 +33,7 @@ import shutil
 import numpy as np
 
 from .. import arguments as _arg
+from ..extras import require_extra
 from .._version import __version__
 from ..assets import md5sum
 from ..errors import ConversionError
@@ -101,6 +102,7 @@ def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None,
     write is replaced only with ``overwrite`` (fileio.owned_output).
     """
     src_dir = _arg.path('from_transformers', 'src_dir', src_dir)
+    require_extra('convert', 'by convert --from-transformers')
     for name, value in (('output_dir', output_dir), ('tokenizer', tokenizer), ('vocab_json', vocab_json),
                         ('kobert_dir', kobert_dir)):
         _arg.path('from_transformers', name, value, optional=True)
@@ -281,6 +283,7 @@ def to_transformers(model_or_dir, output_dir, tokenizer=None, vocab_json=None, n
     (``tokenizer`` / ``vocab_json``, copied along when given).
     """
     _arg.model_or_dir('to_transformers', 'model_or_dir', model_or_dir)
+    require_extra('convert', 'by convert --to-transformers')
     _arg.path('to_transformers', 'output_dir', output_dir)
     for name, value in (('tokenizer', tokenizer), ('vocab_json', vocab_json)):
         _arg.path('to_transformers', name, value, optional=True)
