@@ -7,6 +7,9 @@ from .. import arguments as _arg
 from ..errors import DataError
 
 
+MAX_PRINTED_CLASSES = 30  # a larger confusion matrix is in the JSON reports only
+
+
 def confusion_matrix(labels, predictions, num_classes):
     """Rows are true labels, columns predictions."""
     labels = np.asarray(labels, dtype=np.int64)
@@ -47,6 +50,10 @@ def format_report(report, label_names):
     for i, name in enumerate(label_names):
         lines.append(f"{name:<{width}}  {report['precision'][i]:9.4f}  {report['recall'][i]:6.4f}  "
                      f"{report['f1'][i]:5.4f}  {report['support'][i]:7d}")
+    size = len(report['confusion_matrix'])
+    if size > MAX_PRINTED_CLASSES:  # 500 classes would print 250,000 numbers
+        lines.append(f'confusion matrix: {size} x {size}, too large to print (it is in the JSON report)')
+        return '\n'.join(lines)
     lines.append('confusion matrix (rows: true, columns: predicted)')
     lines.extend(' '.join(f'{v:6d}' for v in row) for row in report['confusion_matrix'])
     return '\n'.join(lines)

@@ -71,3 +71,24 @@ def _judge(parts, held, against, count, allow):
                         f'Give the {held} split rows of its own, or pass --allow_overlap (allow_overlap=True)')
     else:
         logger.warning('%s: these %s figures are optimistic', message, held)
+
+
+def check_class_coverage(parts, task, columns, valid_size):
+    """A split that cannot hold every class says so. An empty validation split drawn from the
+    training rows (10 rows, or 500 classes of 3 rows, leave round(share x rows) = 0 of each class)
+    falls back to no model selection, as valid_size=0, with a warning; a validation or test split
+    missing some classes is a warning naming how many (their figures leave those classes out)."""
+    if 'valid' in parts and len(parts['valid']) == 0:
+        del parts['valid']
+        logger.warning('valid_size=%g of the %d training rows leaves no validation row (each class keeps '
+                       'round(%g x its rows) of them): no model selection, best/ is the last epoch. Use more data, '
+                       'a larger --valid_size, or --valid_data', valid_size, len(parts['train']), valid_size)
+    names = task.label_names(parts['train'].labels, columns)
+    for name in ('valid', 'test'):
+        if name not in parts:
+            continue
+        absent = task.unknown_labels(task.label_names(parts[name].labels, columns), parts['train'].labels)
+        if absent:
+            logger.warning('%s: the %s split (%d rows) has no row of %d of the %d classes (such as %s): its figures '
+                           'leave them out; use more data or a larger share', parts[name].source, name,
+                           len(parts[name]), len(absent), len(names), ', '.join(map(repr, absent[:3])))

@@ -16,7 +16,7 @@ from ..tasks.inputs import Columns, Example, row_text
 from ..text.data import (LabelMap, check_text, demo_data_path, is_missing, read_frame, read_table, rows_digest,
                          split_positions)
 from .distributed import Engine, shard_batches
-from .split_checks import check_leakage, check_split_files
+from .split_checks import check_class_coverage, check_leakage, check_split_files
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ def load_splits(config):
                             f'test_size={config.test_size}, valid_size={config.valid_size}); use more data or '
                             'larger shares')
     check_training_rows(parts, len(whole), config)
+    check_class_coverage(parts, task, columns, config.valid_size)
     names = task.label_names(parts['train'].labels, columns)
     check_labels(task, names, parts, config)
     check_leakage(parts, task, config.allow_overlap)

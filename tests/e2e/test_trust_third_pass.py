@@ -237,3 +237,50 @@ def test_one_column_in_two_roles_is_refused_before_any_work(tmp_path, capsys, fl
     line = cli_error(capsys, 'train', '--data', data, '--output_dir', tmp_path / 'run', *flags)
     assert 'a column cannot be both' in line
     assert not (tmp_path / 'run').exists()
+
+
+# ---------------------------------------------------------------------------- 7. tiny data
+
+def test_ten_rows_fall_back_to_no_selection_with_a_message(tmp_path, caplog):
+    frame = demo_frame(96)
+    ten = frame.groupby('label').head(5)  # 5 rows of each label: 2 test rows, 8 training rows, 0.1 x 4 = 0 valid
+    splits = load_splits(run_config(tmp_path, write(tmp_path, ten), 'run'))
+    assert splits.valid == [] and 'valid' not in splits.record
+    assert 'leaves no validation row' in caplog.text and 'no model selection' in caplog.text
+
+
+def classes_frame(classes, rows_each):
+    texts = demo_frame(600)['text']
+    import pandas as pd
+    return pd.DataFrame({'text': [f'{texts[i % 600]} {i}' for i in range(classes * rows_each)],
+                                             'label': [f'c{i % classes}' for i in range(classes * rows_each)]})
+
+
+def test_a_split_missing_classes_says_how_many(tmp_path, caplog):
+    frame = classes_frame(20, 6)
+    small = classes_frame(40, 3)
+    small = small[small['label'].map(lambda label: int(label[1:]) >= 20)]  # 20 more classes, of 3 rows
+    splits = load_splits(run_config(tmp_path, write(tmp_path, __import__('pandas').concat([frame, small])), 'run', valid_size=0.2))
+    assert len(splits.label_map) == 40
+    assert 'has no row of 20 of the 40 classes' in caplog.text
+
+
+def test_500_classes_of_3_rows_train_in_bounded_memory(tmp_path, tiny, caplog):
+    import resource
+
+    from kobert_gluon.training.finetune import train
+    classifier = train(run_config(tmp_path, write(tmp_path, classes_frame(500, 3)), 'run'))
+    assert len(classifier.label_map) == 500 and 'leaves no validation row' in caplog.text
+    from PIL import Image
+    with Image.open(tmp_path / 'run' / 'confusion_matrix.png') as image:
+        assert max(image.size) <= 2600  # at most 25 x 24 inches at 100 dpi, not 45,000 pixels a side
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 8 * 1024 * 1024  # KiB: under 8 GiB
+
+
+def test_a_500_class_report_prints_no_250000_numbers():
+    import numpy as np
+
+    from kobert_gluon.tasks.metrics import classification_report, format_report
+    labels = np.arange(1000) % 500
+    text = format_report(classification_report(labels, labels, 500), [f'c{i}' for i in range(500)])
+    assert 'too large to print' in text and len(text.splitlines()) == 503
