@@ -250,10 +250,10 @@ def test_ten_rows_fall_back_to_no_selection_with_a_message(tmp_path, caplog):
 
 
 def classes_frame(classes, rows_each):
-    texts = demo_frame(600)['text']
     import pandas as pd
-    return pd.DataFrame({'text': [f'{texts[i % 600]} {i}' for i in range(classes * rows_each)],
-                                             'label': [f'c{i % classes}' for i in range(classes * rows_each)]})
+    texts = demo_frame(600)['text']
+    rows = range(classes * rows_each)
+    return pd.DataFrame({'text': [f'{texts[i % 600]} {i}' for i in rows], 'label': [f'c{i % classes}' for i in rows]})
 
 
 def test_a_split_missing_classes_says_how_many(tmp_path, caplog):
