@@ -23,12 +23,21 @@ def check_tokenizer_roles(path, files):
     unknown = sorted(set(files) - set(TOKENIZER_ROLES))
     if unknown:
         raise ModelDirectoryError(f"{path}: unknown tokenizer role(s) {unknown}; the roles are {list(TOKENIZER_ROLES)}")
-    if 'tokenizer' in files and _looks_like_json(files['tokenizer']):
-        raise ModelDirectoryError(f"{path}: the 'tokenizer' role names {files['tokenizer']}, a JSON file, not the "
+    if 'tokenizer' in files and (_looks_like_json(files['tokenizer']) or not _is_sentencepiece(files['tokenizer'])):
+        raise ModelDirectoryError(f"{path}: the 'tokenizer' role names {files['tokenizer']}, which is not a "
                                   "SentencePiece model (are the 'tokenizer' and 'vocab_json' files swapped?)")
     if 'vocab_json' in files and not _looks_like_json(files['vocab_json']):
         raise ModelDirectoryError(f"{path}: the 'vocab_json' role names {files['vocab_json']}, which is not a JSON "
                                   "vocabulary (the SentencePiece model? are the roles swapped?)")
+
+
+def _is_sentencepiece(path):
+    import sentencepiece
+    try:
+        sentencepiece.SentencePieceProcessor(model_file=path)
+    except Exception:  # sentencepiece raises RuntimeError/OSError for a file that is no model
+        return False
+    return True
 
 
 def _looks_like_json(path):

@@ -28,7 +28,10 @@ from ..errors import DataError
 logger = logging.getLogger(__name__)
 
 # Python's own number syntax (underscores between digits); \d is any Unicode decimal digit (Nd).
-NUMBER = re.compile(r'[+-]?(?:\d+(?:_\d+)*)?(?:\.\d+(?:_\d+)*)?(?:[eE][+-]?\d+(?:_\d+)*)?')
+DIGITS = r'\d+(?:_\d+)*'
+NUMBER = re.compile(rf'[+-]?(?:{DIGITS}\.?(?:{DIGITS})?|\.{DIGITS})(?:[eE][+-]?{DIGITS})?')
+# Signs as a reader sees them: full-width and typographic minus and plus are ASCII ones.
+SIGNS = str.maketrans({'\uff0d': '-', '\u2212': '-', '\u2012': '-', '\u2013': '-', '\ufe63': '-', '\uff0b': '+'})
 ASCII_INTEGER = re.compile(r'-?[0-9]+')
 # Spellings that read as numbers but are none: refused among numeric labels.
 NOT_NUMBERS = ('nan', 'inf', '+inf', '-inf', 'infinity', '+infinity', '-infinity', 'none', 'null', 'na', 'n/a')
@@ -43,6 +46,7 @@ def clean_text(text):
 def canonical_number(text):
     """The canonical spelling of ``text`` as a number ('01' -> '1', '１' -> '1', '0.50' -> '0.5'),
     else None. ``text`` is :func:`clean_text`'s."""
+    text = text.translate(SIGNS)
     if not text or not any(char.isdecimal() for char in text) or not NUMBER.fullmatch(text):
         return None
     ascii_text = ''.join(str(unicodedata.decimal(char)) if char.isdecimal() else char for char in text)

@@ -284,3 +284,17 @@ def test_a_500_class_report_prints_no_250000_numbers():
     labels = np.arange(1000) % 500
     text = format_report(classification_report(labels, labels, 500), [f'c{i}' for i in range(500)])
     assert 'too large to print' in text and len(text.splitlines()) == 503
+
+
+def test_a_tokenizer_role_naming_a_file_that_is_no_sentencepiece_model_is_one_clear_error(demo_model_dir, tmp_path,
+                                                                                           capsys):
+    import shutil
+
+    from kobert_gluon.assets import md5sum
+
+    def point_at_other_file(config, copy):
+        other = copy / 'tokenizer' / 'notes.bin'
+        shutil.copyfile(copy / 'model.params', other)
+        config['tokenizer']['tokenizer'] = {'file': 'notes.bin', 'md5': md5sum(other)}
+    line = cli_error(capsys, 'predict', '--model', edited_model(demo_model_dir, tmp_path, point_at_other_file), '좋아요')
+    assert "the 'tokenizer' role names" in line and 'not a SentencePiece model' in line

@@ -36,7 +36,8 @@ def test_nfd_hangul_and_invisible_characters_are_the_same_label(word):
     (['1', '１', '01', '001', '+1', '1.0', '1e0', '1.00'], 1),
     (['0', '-0', '０', '00', '0.0'], 0),
     (['1000', '1_000', '１０００', '1000.0', '1e3'], 1000),
-    (['12', '١٢', '१२', '１２'], 12),  # Arabic-Indic, Devanagari, full-width decimal digits
+    (['12', '١٢', '१२', '１２', '12.', '12.0e0'], 12),  # Arabic-Indic, Devanagari, full-width decimal digits
+    (['-3', '－3', '−3', '－３', '-3.'], -3),  # full-width and typographic minus signs
 ])
 def test_numbers_have_one_spelling(spellings, number):
     keys = read(spellings + ['5'])
@@ -44,7 +45,7 @@ def test_numbers_have_one_spelling(spellings, number):
 
 
 def test_decimal_classes_keep_their_value():
-    assert read(['0.5', '0.50', '1.5', '1.50']) == ['0.5', '0.5', '1.5', '1.5']
+    assert read(['0.5', '0.50', '.5', '1.5', '1.50']) == ['0.5', '0.5', '0.5', '1.5', '1.5']
 
 
 def test_merged_spellings_are_logged(caplog):
