@@ -295,9 +295,11 @@ class BERTDataset(Dataset):
 
     def __init__(self, dataset, sent_idx, label_idx, bert_tokenizer, max_len, pad, pair):
         check_max_len(max_len, MAX_POSITIONS, 'BERTDataset')
-        check_dataset_arguments(dataset, sent_idx, bert_tokenizer, pad, pair)
+        _arg.instance('BERTDataset', 'dataset', dataset, (list, tuple, pd.DataFrame, np.ndarray),
+                      'a list of rows (lists or tuples) or a DataFrame')
         if len(dataset) == 0:
             raise DataError('BERTDataset: the dataset has no rows')
+        check_dataset_arguments(dataset, sent_idx, bert_tokenizer, pad, pair)
         rows = _as_rows(dataset)
         sent_positions = _positions(dataset, sent_idx, pair)
         label_position = _positions(dataset, label_idx, False)[0] if label_idx is not None else None
@@ -324,8 +326,6 @@ class BERTDataset(Dataset):
 def check_dataset_arguments(dataset, sent_idx, bert_tokenizer, pad, pair):
     """BERTDataset's arguments, each error naming the argument (a string dataset would be split into
     letters, a generator read once, an int sent_idx with pair=True indexed as two columns)."""
-    _arg.instance('BERTDataset', 'dataset', dataset, (list, tuple, pd.DataFrame, np.ndarray),
-                  'a list of rows (lists or tuples) or a DataFrame')
     if bert_tokenizer is None or not callable(bert_tokenizer):
         _arg.instance('BERTDataset', 'bert_tokenizer', bert_tokenizer, (), 'a tokenizer (kobert_gluon.get_bert_tokenizer)')
     _arg.flag('BERTDataset', 'pad', pad)

@@ -201,7 +201,6 @@ class TrainConfig(OptimizerConfig):
 def check_task_settings(config):
     """The settings that depend on --task: its metrics, pairs, label columns and threshold."""
     task = registry.get(config.task)
-    Columns.of(config).check_distinct()
     _check(config, 'select_metric', config.select_metric in task.select_metrics,
            f'--task {task.name} is selected on one of {task.select_metrics}')
     if config.text_pair_column is not None:
@@ -215,6 +214,7 @@ def check_task_settings(config):
     _check(config, 'label_separator', bool(config.label_separator.strip()), 'must not be empty or whitespace')
     task.check_settings({'threshold': config.threshold} if 'threshold' in task.default_settings else {},
                         'threshold')
+    Columns.of(config).check_distinct()  # --text_column label beside --label_column label
 
 
 # Seeds: numpy needs 0 <= seed < 2**32, and the recipes derive seed * 1000 + epoch (fine-tuning)

@@ -235,7 +235,7 @@ def test_a_tokenizer_role_naming_the_wrong_file_is_one_clear_error(demo_model_di
 def test_one_column_in_two_roles_is_refused_before_any_work(tmp_path, capsys, flags):
     data = write(tmp_path, demo_frame(40))
     line = cli_error(capsys, 'train', '--data', data, '--output_dir', tmp_path / 'run', *flags)
-    assert 'a column cannot be both' in line
+    assert 'a column cannot be both' in line or 'must name another column' in line
     assert not (tmp_path / 'run').exists()
 
 
