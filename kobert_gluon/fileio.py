@@ -18,7 +18,7 @@ import sys
 import tempfile
 from importlib import resources
 
-from .errors import KobertGluonError, StorageError, last_line
+from .errors import DataError, KobertGluonError, StorageError, last_line
 
 PACKAGE = 'kobert_gluon'
 RUN_MANIFEST = 'run_manifest.json'  # a run directory's list of what the run wrote (training/rundir.py)
@@ -154,8 +154,13 @@ def write_json(path, obj):
 
 
 def read_json(path):
+    """A JSON file's value. JSON nested deeper than Python's recursion limit (a hand-edited or
+    hostile file) is a DataError naming the file, not a RecursionError."""
     with open(path, encoding='utf-8') as source:
-        return json.load(source)
+        try:
+            return json.load(source)
+        except RecursionError:
+            raise DataError(f'{path}: JSON nested too deeply to read (over {sys.getrecursionlimit()} levels)') from None
 
 
 def sha256sum(path):

@@ -13,6 +13,7 @@ import re
 import urllib.parse
 import warnings
 
+from . import arguments as _arg
 from . import assets
 from .assets import AssetNotFoundError, ChecksumError
 from .errors import AssetError, ConfigError
@@ -30,6 +31,10 @@ class KobertAliasWarning(UserWarning):
 
 def get_tokenizer_path(kobert_dir=None, cache_dir=None, format='spiece', download=True):
     """Path of the SentencePiece model file of the requested KoBERT format."""
+    for name, value in (('kobert_dir', kobert_dir), ('cache_dir', cache_dir)):
+        _arg.path('get_tokenizer_path', name, value, optional=True)
+    _arg.text('get_tokenizer_path', 'format', format)
+    _arg.flag('get_tokenizer_path', 'download', download)
     name = {'spiece': 'spiece', 'v0.1': 'sp_model_v01'}[_format_name(format)]
     return assets.resolve(name, kobert_dir=kobert_dir, cache_dir=cache_dir, download=download)
 
@@ -62,6 +67,7 @@ def get_tokenizer(cachedir=None):
     ``cachedir`` (KoBERT v0.2.x defaulted to ``".cache"``) is searched first, and remembered:
     a later call without it searches it too. The full lookup order is in ``kobert_gluon.assets``.
     """
+    _arg.path('get_tokenizer', 'cachedir', cachedir, optional=True)
     return tokenizer_files(cache_dir=assets.remember_cache_dir(cachedir))['tokenizer']
 
 

@@ -18,8 +18,11 @@ from kobert_gluon.models.config import BertConfig
 from kobert_gluon.models.pretrained import shipped_params
 from kobert_gluon.training.config import TrainConfig
 
+from hangguard import hang_guard  # noqa: F401  (re-exported)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXIT_INTERRUPTED = 130
+
 
 TINY = BertConfig.small(num_layers=1, units=32, hidden_size=64, num_heads=2, max_length=64)
 
@@ -85,7 +88,7 @@ def interrupt_cli(argv, when, signum=signal.SIGINT):
         if when in line:
             process.send_signal(signum)
             break
-    out, err = process.communicate(timeout=300)
+    out, err = process.communicate(timeout=hang_guard(60))
     err = ''.join(seen) + err
     assert process.returncode == EXIT_INTERRUPTED, err
     assert 'Traceback' not in err and out == ''

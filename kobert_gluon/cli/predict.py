@@ -52,6 +52,8 @@ def add_column_arguments(parser, labels):
                         help="column holding the sentences (default: the run's own, else 'text')")
     parser.add_argument('--text-pair-column', '--text_pair_column', dest='text_pair_column',
                         help="a pair model: column holding the second sentences (default: the run's own)")
+    parser.add_argument('--sheet', help='a workbook (.xlsx, .xls): the sheet to read (needed when several sheets '
+                                        'hold data; hidden sheets are read only when named)')
     if labels:
         parser.add_argument('--label-column', '--label_column', dest='label_column',
                             help="column holding the labels, named as in the model's label map (default: the "
@@ -78,7 +80,8 @@ def table_columns(args, classifier, run):
                       text_pair=given['text_pair_column'] or (columns.text_pair if classifier.pair else None),
                       label=given['label_column'] or columns.label or 'label',
                       label_columns=split_names(given['label_columns']) or columns.label_columns,
-                      label_separator=given['label_separator'] or columns.label_separator)
+                      label_separator=given['label_separator'] or columns.label_separator,
+                      sheet=getattr(args, 'sheet', None))
     if classifier.pair and not columns.text_pair:
         raise DataError(f'{args.model} reads sentence pairs: name the column of the second sentences with '
                         '--text_pair_column')
@@ -103,13 +106,18 @@ def run_evaluate(args):
         logger.info('no --data: scoring the test split of the run %s (%d rows of %s)', run, len(part), source)
     inputs = list(zip(part.texts, part.text_pairs)) if classifier.pair else part.texts
     seen = recorded_rows(classifier) or run_rows_seen(run, classifier)
+    hashes = row_hashes(part.keys(), part.labels, classifier.task.label_text)
+    overlap = sum(row in seen for row in hashes) if seen else None
+    if not args.data and overlap:
+        # The run's own held-out rows: a text also among its training rows is one the data file repeats.
+        logger.warning('%s: %d of the %d test rows of the run repeat a training or validation row (the data file '
+                       'holds the same text and label more than once); they are still the run\'s held-out rows',
+                       source, overlap, len(part))
     report = evaluate(in_precision(classifier, args, inputs), inputs, part.labels, args.batch_size,
-                      source=source, seen=seen, allow_overlap=getattr(args, 'allow_overlap', False) or not args.data,
-                      threshold=args.threshold)
+                      source=source, seen=seen if args.data else None,
+                      allow_overlap=getattr(args, 'allow_overlap', False), threshold=args.threshold)
     print(classifier.task.format_report(report, classifier.label_map.names))
     if args.output:
-        hashes = row_hashes(part.keys(), part.labels, classifier.task.label_text)
-        overlap = sum(row in seen for row in hashes) if seen else None
         write_json(args.output, {'model': os.path.abspath(args.model), 'data': os.path.abspath(source),
                                  'task': classifier.task.name, 'sentences': len(part),
                                  'labels': classifier.label_map.names, 'overlap_rows': overlap, **report})
@@ -283,7 +291,7 @@ def is_table(path):
 def predict_table(classifier, args):
     """Every row and column of the table, plus the task's columns (a column of that name already
     there: ``predicted_<name>``); empty text: empty cells."""
-    frame = text_data.read_frame(args.input)
+    frame = text_data.read_frame(args.input, sheet=getattr(args, 'sheet', None))
     columns = table_columns(args, classifier, run_folder(args.model))
     for flag, column in (('--text_column', columns.text), ('--text_pair_column', columns.text_pair)):
         if column is not None and column not in frame.columns:

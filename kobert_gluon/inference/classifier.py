@@ -15,6 +15,7 @@ import mxnet as mx
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import arguments as _arg
 from .._version import __version__
 from ..assets import md5sum
 from ..device import check_ctx
@@ -22,9 +23,10 @@ from ..errors import ConfigError
 from ..models import precision
 from ..tasks import registry
 from ..tasks.inputs import ModelInputs, SentenceEncoder, as_inputs, model_inputs
+from ..models.config import BertConfig
 from ..tasks.piece_inputs import encode_sentence, merge_windows
 from ..text.alignment import PieceAligner, entities_from_piece_tags
-from ..text.data import LabelMap, check_text, demo_data_path, read_table
+from ..text.data import LabelMap, check_max_len, check_text, demo_data_path, read_table
 from ..text.tokenizer import get_bert_tokenizer, get_vocab
 from .model_dir import (check_config_max_len, load_weights, read_bert_config, read_config, read_task,
                         tokenizer_files, write_model_dir)
@@ -44,6 +46,16 @@ class TextClassifier:
 
     def __init__(self, model, tokenizer, label_map, bert_config, max_len, tokenizer_files,
                  dropout=0.1, ctx=None, training=None, *, task=None, task_settings=None, pair=False):
+        _arg.instance('TextClassifier', 'model', model, mx.gluon.Block, 'a Gluon block (build_classifier)')
+        if not callable(tokenizer) or not hasattr(tokenizer, 'vocab'):
+            _arg.instance('TextClassifier', 'tokenizer', tokenizer, (), 'a tokenizer with a vocab (get_bert_tokenizer)')
+        _arg.instance('TextClassifier', 'label_map', label_map, LabelMap, 'a LabelMap')
+        _arg.instance('TextClassifier', 'bert_config', bert_config, BertConfig, 'a BertConfig')
+        check_max_len(max_len, bert_config.max_length, 'TextClassifier: max_len')
+        _arg.instance('TextClassifier', 'tokenizer_files', tokenizer_files, dict, "a dict of role -> path ({'tokenizer': ...})")
+        _arg.real('TextClassifier', 'dropout', dropout, 0, 1, open_interval=False)
+        _arg.instance('TextClassifier', 'ctx', ctx or mx.cpu(), mx.Context, 'an mxnet context (mx.cpu(), mx.gpu(0))')
+        _arg.flag('TextClassifier', 'pair', pair)
         self.model = model
         self.tokenizer = tokenizer
         self.label_map = label_map
@@ -109,7 +121,7 @@ class TextClassifier:
     def logits(self, texts, batch_size=64):
         """The head's outputs in input order (rows x outputs). Inputs are batched by length, so
         little padding is computed."""
-        check_batch_size(batch_size)
+        batch_size = check_batch_size(batch_size)
         encoded = self.encode(texts)
         order = sorted(range(len(encoded)), key=lambda i: int(encoded[i].valid_length))
         outputs = [np.zeros((0, self.num_classes), dtype=np.float32)]
@@ -132,9 +144,11 @@ class TextClassifier:
         dtype = precision.resolve(dtype, self.ctx)
         calibration = None
         if dtype == 'int8':
-            texts = list(calibration_texts or [])[:CALIBRATION_SENTENCES]
+            texts = [] if calibration_texts is None else self.inputs(calibration_texts)[:CALIBRATION_SENTENCES]
             if not texts:
-                raise ConfigError('dtype=int8 needs calibration sentences (a sample of real inputs)')
+                raise ConfigError("with_precision: dtype='int8' needs calibration_texts, a sample of real inputs "
+                                  '(kobert_gluon.calibration_sample() gives the demo set\'s)')
+            texts = [item if self.pair else item[0] for item in texts]
             calibration = self._nd(next(self.batches(self.encode(texts), len(texts), width=self.max_len)))
         converted = copy.copy(self)
         converted.model = precision.for_inference(self.model, dtype, self.ctx, calibration, **int8_settings)
@@ -195,6 +209,7 @@ class TextClassifier:
 
     @classmethod
     def load(cls, directory, ctx=None):
+        directory = _arg.path('load', 'directory', directory)
         ctx = check_ctx(ctx or mx.cpu())
         config = read_config(directory)
         task, settings, pair = read_task(directory, config)
@@ -231,9 +246,10 @@ def as_texts(texts):
 
 
 def check_batch_size(batch_size):
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    """An integer of at least 1 (numpy integers too) as a Python int."""
+    if not _arg.is_integer(batch_size) or batch_size < 1:
         raise ConfigError(f'batch_size={batch_size!r} must be an integer of at least 1')
-    return batch_size
+    return int(batch_size)
 
 
 load = TextClassifier.load

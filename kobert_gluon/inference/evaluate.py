@@ -8,6 +8,7 @@ import logging
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import arguments as _arg
 from ..errors import DataError
 from ..tasks.inputs import Batch, Columns, model_inputs, row_text
 from ..text.data import label_key, rows_digest
@@ -117,6 +118,9 @@ def evaluate(classifier, texts, labels, batch_size=64, source='labels', seen=Non
     ``seen``: :func:`row_hashes` of the rows the model was trained and selected on; more than
     OVERLAP_LIMIT of the rows among them is refused unless ``allow_overlap`` (see check_overlap).
     ``threshold``: a multi-label model's decision threshold for this evaluation."""
+    if not hasattr(classifier, 'label_map') or not hasattr(classifier, 'task'):
+        _arg.instance('evaluate', 'classifier', classifier, (), 'a TextClassifier (kobert_gluon.load)')
+    _arg.iterable('evaluate', 'labels', labels)
     task, names = classifier.task, classifier.label_map.names
     inputs = classifier.inputs(texts)
     labels = raw_labels(classifier, list(labels), source)

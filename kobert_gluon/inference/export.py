@@ -29,6 +29,7 @@ import warnings
 import mxnet as mx
 import numpy as np
 
+from .. import arguments as _arg
 from .._version import __version__
 from ..assets import md5sum
 from ..errors import ConfigError, ModelDirectoryError
@@ -63,6 +64,10 @@ def export(classifier_or_model_dir, output_dir, name=DEFAULT_NAME, ctx=None, ove
     export did not write only with ``overwrite``, and then only its model files
     (fileio.owned_output). The classifier's model is left hybridized (exporting needs a traced graph).
     """
+    _arg.model_or_dir('export', 'classifier_or_model_dir', classifier_or_model_dir)
+    _arg.path('export', 'output_dir', output_dir)
+    _arg.text('export', 'name', name)
+    _arg.flag('export', 'overwrite', overwrite)
     _check_name(name)
     output_dir = os.path.abspath(os.fspath(output_dir))
     with owned_output(output_dir, 'export', overwrite, ConfigError):

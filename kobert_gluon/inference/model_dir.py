@@ -23,6 +23,7 @@ from ..models.params import ParamsFileError, load_params, named_parameters, nonf
 from ..tasks import registry
 from ..text.data import check_max_len
 from ..text.vocab import TOKENIZER_DIR
+from .model_checks import check_num_classes, check_tokenizer_roles
 
 MODEL_CONFIG_FILE = 'config.json'
 PARAMS_FILE = 'model.params'
@@ -43,8 +44,9 @@ def read_config(directory):
     missing = [k for k in ('bert', 'max_len', 'num_classes', 'labels', 'tokenizer', 'dropout') if k not in config]
     if missing:
         raise ModelDirectoryError(f'{path}: missing keys {missing}')
-    if not isinstance(config['labels'], dict) or not isinstance(config['num_classes'], int):
-        raise ModelDirectoryError(f"{path}: 'labels' must map label names to ids and 'num_classes' be an integer")
+    if not isinstance(config['labels'], dict):
+        raise ModelDirectoryError(f"{path}: 'labels' must map label names to ids")
+    check_num_classes(path, config)
     if len(config['labels']) != config['num_classes']:
         raise ModelDirectoryError(f"{path}: {len(config['labels'])} labels but num_classes={config['num_classes']}")
     ids = list(config['labels'].values())
@@ -159,6 +161,7 @@ def tokenizer_files(directory, config):
         files[role] = path
     if 'tokenizer' not in files:
         raise ModelDirectoryError(f'{directory}: {MODEL_CONFIG_FILE} names no tokenizer file')
+    check_tokenizer_roles(os.path.join(directory, MODEL_CONFIG_FILE), files)
     return files
 
 

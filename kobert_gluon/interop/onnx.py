@@ -21,7 +21,9 @@ import os
 
 import numpy as np
 
+from .. import arguments as _arg
 from ..errors import ConfigError, ConversionError, MissingExtraError
+from ..extras import require_extra
 from ..fileio import atomic_directory, owned_output, write_json
 from ..inference.export import (EXPORT_FILE, VERIFY_TOLERANCE, _as_classifier, _check_name, _trace,
                                 _write_tokenizer, manifest, output_shape, real_positions, sample_inputs)
@@ -45,6 +47,8 @@ def require_onnxruntime():
 
 def onnx_inputs(token_ids, segment_ids, valid_length):
     """ONNX inputs (int64) from the (token_ids, segment_ids, valid_length) kobert_gluon batches."""
+    token_ids, segment_ids, valid_length = (_arg.integers('onnx_inputs', name, value) for name, value in
+                                             (('token_ids', token_ids), ('segment_ids', segment_ids), ('valid_length', valid_length)))
     width = token_ids.shape[1]
     mask = (np.arange(width)[None, :] < np.asarray(valid_length)[:, None]).astype(np.int64)
     return {'input_ids': token_ids.astype(np.int64), 'token_type_ids': segment_ids.astype(np.int64),
@@ -89,6 +93,11 @@ def export_onnx(classifier_or_model_dir, output_dir, name='model', ctx=None, ove
 
     Replaces ``output_dir`` on the terms of the MXNet export (``inference.export.export``).
     """
+    _arg.model_or_dir('export_onnx', 'classifier_or_model_dir', classifier_or_model_dir)
+    require_extra('onnx', 'by export --format onnx')
+    _arg.path('export_onnx', 'output_dir', output_dir)
+    _arg.text('export_onnx', 'name', name)
+    _arg.flag('export_onnx', 'overwrite', overwrite)
     _check_name(name)
     ort = require_onnxruntime()
     output_dir = os.path.abspath(os.fspath(output_dir))

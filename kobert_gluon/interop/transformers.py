@@ -32,6 +32,8 @@ import shutil
 
 import numpy as np
 
+from .. import arguments as _arg
+from ..extras import require_extra
 from .._version import __version__
 from ..assets import md5sum
 from ..errors import ConversionError
@@ -99,6 +101,15 @@ def from_transformers(src_dir, output_dir=None, tokenizer=None, vocab_json=None,
     ``output_dir`` must be new, empty or an earlier output of ``convert``; a model it did not
     write is replaced only with ``overwrite`` (fileio.owned_output).
     """
+    src_dir = _arg.path('from_transformers', 'src_dir', src_dir)
+    require_extra('convert', 'by convert --from-transformers')
+    for name, value in (('output_dir', output_dir), ('tokenizer', tokenizer), ('vocab_json', vocab_json),
+                        ('kobert_dir', kobert_dir)):
+        _arg.path('from_transformers', name, value, optional=True)
+    _arg.integer('from_transformers', 'max_len', max_len, minimum=3, optional=True)
+    _arg.flag('from_transformers', 'overwrite', overwrite)
+    if pair is not None:
+        _arg.flag('from_transformers', 'pair', pair)
     with _owned(output_dir, overwrite):
         return _from_transformers(os.fspath(src_dir), output_dir, tokenizer, vocab_json, max_len, kobert_dir, ctx,
                                   pair)
@@ -276,6 +287,13 @@ def to_transformers(model_or_dir, output_dir, tokenizer=None, vocab_json=None, n
     A params file does not record ``num_heads`` (default 12, KoBERT's) nor a tokenizer
     (``tokenizer`` / ``vocab_json``, copied along when given).
     """
+    _arg.model_or_dir('to_transformers', 'model_or_dir', model_or_dir)
+    require_extra('convert', 'by convert --to-transformers')
+    _arg.path('to_transformers', 'output_dir', output_dir)
+    for name, value in (('tokenizer', tokenizer), ('vocab_json', vocab_json)):
+        _arg.path('to_transformers', name, value, optional=True)
+    _arg.integer('to_transformers', 'num_heads', num_heads, minimum=1, optional=True)
+    _arg.flag('to_transformers', 'overwrite', overwrite)
     with _owned(output_dir, overwrite):
         return _to_transformers(model_or_dir, output_dir, tokenizer, vocab_json, num_heads, ctx)
 

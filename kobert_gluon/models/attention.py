@@ -16,7 +16,10 @@ way in for a MXNet build whose ``batch_dot`` has bf16 kernels.
 """
 import math
 
+import mxnet as mx
+
 from gluonnlp.model.bert import DotProductSelfAttentionCell
+from .. import arguments as _arg
 
 
 class BatchDotSelfAttentionCell(DotProductSelfAttentionCell):
@@ -63,6 +66,7 @@ def use_batch_dot_attention(block):
 
     In place, parameters untouched. A hybridized block rebuilds its graph on the next call.
     """
+    _arg.instance('use_batch_dot_attention', 'block', block, mx.gluon.Block, 'a Gluon block (a BERT or classifier)')
     cells = [cell for cell in attention_cells(block) if type(cell) is DotProductSelfAttentionCell]
     for cell in cells:
         cell.__class__ = BatchDotSelfAttentionCell

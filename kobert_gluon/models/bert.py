@@ -6,9 +6,11 @@ Parameters are built with gluonnlp's own classes in the layout of ``bert_12_768_
 import logging
 import os
 
+import gluonnlp as nlp
 import mxnet as mx
 from gluonnlp.model import BERTEncoder, BERTModel
 
+from .. import arguments as _arg
 from .. import assets
 from ..errors import ConfigError
 from .config import BertConfig
@@ -21,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 def build_bert(config, use_pooler=True, use_decoder=True, use_classifier=True):
     """An uninitialised gluonnlp BERTModel of the given size."""
+    _arg.instance('build_bert', 'config', config, BertConfig, 'a BertConfig')
+    for name, value in (('use_pooler', use_pooler), ('use_decoder', use_decoder), ('use_classifier', use_classifier)):
+        _arg.flag('build_bert', name, value)
     encoder = BERTEncoder(num_layers=config.num_layers, units=config.units,
                           hidden_size=config.hidden_size, max_length=config.max_length,
                           num_heads=config.num_heads, dropout=config.dropout,
@@ -42,6 +47,15 @@ def get_mxnet_kobert_model(use_pooler=True, use_decoder=True, use_classifier=Tru
     on), ``./.cache``, ``~/kobert``, kobert_gluon's cache, then a download. So is the tokenizer
     for ``vocab``.
     """
+    for name, value in (('use_pooler', use_pooler), ('use_decoder', use_decoder), ('use_classifier', use_classifier)):
+        _arg.flag('get_mxnet_kobert_model', name, value)
+    _arg.instance('get_mxnet_kobert_model', 'ctx', ctx, (mx.Context, list, tuple), 'an mxnet context (mx.cpu(), mx.gpu(0))')
+    for name, value in (('cachedir', cachedir), ('model_file', model_file), ('kobert_dir', kobert_dir)):
+        _arg.path('get_mxnet_kobert_model', name, value, optional=True)
+    if vocab is not None:
+        _arg.instance('get_mxnet_kobert_model', 'vocab', vocab, nlp.Vocab, 'a gluonnlp vocab (kobert_gluon.get_vocab)')
+    if config is not None:
+        _arg.instance('get_mxnet_kobert_model', 'config', config, BertConfig, 'a BertConfig')
     cachedir = assets.remember_cache_dir(cachedir)
     config = config or BertConfig.kobert()
     vocab = vocab if vocab is not None else get_vocab(kobert_dir=kobert_dir, cache_dir=cachedir)

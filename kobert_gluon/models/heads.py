@@ -3,7 +3,9 @@
 import mxnet as mx
 from mxnet.gluon import nn
 
+from .. import arguments as _arg
 from .bert import build_bert, load_pretrained_bert
+from .config import BertConfig
 
 
 class BERTClassifier(nn.HybridBlock):
@@ -13,6 +15,9 @@ class BERTClassifier(nn.HybridBlock):
     """
 
     def __init__(self, bert, num_classes=2, dropout=None, prefix=None, params=None):
+        _arg.instance('BERTClassifier', 'bert', bert, nn.Block, 'a gluonnlp BERTModel (kobert_gluon.build_bert)')
+        _arg.integer('BERTClassifier', 'num_classes', num_classes, minimum=1)
+        _arg.real('BERTClassifier', 'dropout', dropout, 0, 1, optional=True, open_interval=False)
         super().__init__(prefix=prefix, params=params)
         self.bert = bert
         with self.name_scope():
@@ -45,6 +50,11 @@ def build_classifier(config, num_classes, dropout=0.1, ctx=mx.cpu(), bert_params
     With ``bert_params`` (a pretrained BERT file) the encoder starts from it; otherwise it
     is drawn from Normal(0.02). The head is always Normal(0.02).
     """
+    _arg.instance('build_classifier', 'config', config, BertConfig, 'a BertConfig')
+    _arg.integer('build_classifier', 'num_classes', num_classes, minimum=1)
+    _arg.real('build_classifier', 'dropout', dropout, 0, 1, optional=True, open_interval=False)
+    _arg.instance('build_classifier', 'ctx', ctx, (mx.Context, list, tuple), 'an mxnet context (mx.cpu(), mx.gpu(0))')
+    _arg.path('build_classifier', 'bert_params', bert_params, optional=True)
     bert = build_bert(config, use_pooler=True, use_decoder=False, use_classifier=False)
     return _initialised(BERTClassifier(bert, num_classes=num_classes, dropout=dropout), ctx, bert_params)
 

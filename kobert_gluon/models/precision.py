@@ -22,6 +22,7 @@ from mxnet.contrib import amp
 from mxnet.contrib import quantization
 from mxnet.contrib.amp.lists import symbol_bf16
 
+from .. import arguments as _arg
 from .. import runtime
 from ..errors import ConfigError
 
@@ -49,6 +50,8 @@ def _is_gpu(ctx):
 
 def resolve(precision, ctx, training=False):
     """The precision that will really run on ``ctx``: ``precision`` or a safe fallback."""
+    _arg.text('resolve_precision', 'precision', precision)
+    _arg.instance('resolve_precision', 'ctx', ctx, (mx.Context, list, tuple), 'an mxnet context (mx.cpu(), mx.gpu(0))')
     if precision not in PRECISIONS:
         raise ConfigError(f'dtype={precision!r}: expected one of {PRECISIONS}')
     if precision == 'bfloat16' and _is_gpu(ctx):
@@ -83,6 +86,7 @@ def _register_attention_ops():
 
 def init_training(precision):
     """Turn on AMP for training; call before the model is built. Process-wide, like amp.init."""
+    _arg.text('init_training', 'precision', precision)
     if precision in ('bfloat16', 'float16'):
         _register_attention_ops()
         amp.init(target_dtype=precision)
@@ -97,6 +101,9 @@ def for_inference(model, precision, ctx, calibration=None, **int8_settings):
     ``quantize_granularity``: tensor-wise or channel-wise).
     The returned block holds its own parameters: drop ``model`` to free the float32 ones.
     """
+    _arg.instance('for_inference', 'model', model, mx.gluon.Block, 'a Gluon block (the classifier)')
+    _arg.text('for_inference', 'precision', precision)
+    _arg.instance('for_inference', 'ctx', ctx, (mx.Context, list, tuple), 'an mxnet context (mx.cpu(), mx.gpu(0))')
     if precision == 'float32':
         return model
     if precision in ('bfloat16', 'float16'):

@@ -5,6 +5,7 @@ package can ship one in ``resources/pretrained/``, which the demo (no --data) st
 """
 import os
 
+from .. import arguments as _arg
 from .. import assets
 from ..errors import ConfigError
 from ..fileio import file_inside, package_file, read_json
@@ -58,6 +59,7 @@ def describe_start(params_path, record, init_from=None, kobert=False):
 
 def read_record(params_path):
     """The pretrain.json beside a bert.params (md5s checked), or None when there is none."""
+    params_path = _arg.path('read_record', 'params_path', params_path)
     directory = os.path.dirname(os.path.abspath(params_path))
     path = os.path.join(directory, RECORD_FILE)
     if os.path.basename(params_path) != PARAMS_FILE or not os.path.isfile(path):
@@ -74,6 +76,8 @@ def read_record(params_path):
 
 
 def record_tokenizer_path(params_path, record):
+    params_path = _arg.path('record_tokenizer_path', 'params_path', params_path)
+    _arg.instance('record_tokenizer_path', 'record', record, dict, 'a dict (read_record)')
     directory = os.path.dirname(os.path.abspath(params_path))
     return file_inside(directory, TOKENIZER_DIR, record['tokenizer']['file'], ConfigError,
                        os.path.join(directory, RECORD_FILE))

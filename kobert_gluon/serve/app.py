@@ -34,10 +34,12 @@ import time
 from importlib import resources
 
 from ..errors import MissingExtraError
+from ..extras import require_extra
 from ..fileio import PACKAGE
 
 from .batcher import Batcher, Limits  # noqa: F401  (Limits: the CLI builds it from here)
 
+require_extra('serve', 'by kobert-gluon serve')  # every package of the extra, not the first missing one
 try:
     import uvicorn
     from fastapi import APIRouter, FastAPI

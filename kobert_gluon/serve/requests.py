@@ -3,8 +3,10 @@ clear 4xx ``{"error": ...}``; and pydantic's validation errors turned into one l
 import json
 
 from ..errors import MissingExtraError
+from ..extras import require_extra
 from .schemas import FIELD_TYPES, INPUTS_TAGS, SHAPES
 
+require_extra('serve', 'by kobert-gluon serve')  # every package of the extra, not the first missing one
 try:
     from fastapi.responses import JSONResponse
     from fastapi.routing import APIRoute

@@ -3,7 +3,9 @@ check every request body after :mod:`.requests` has read and parsed it under the
 from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
 from ..errors import MissingExtraError
+from ..extras import require_extra
 
+require_extra('serve', 'by kobert-gluon serve')  # every package of the extra, not the first missing one
 try:
     from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, RootModel, StrictStr, Tag,
                           create_model)

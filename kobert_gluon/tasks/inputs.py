@@ -35,6 +35,7 @@ class Columns:
     label: Optional[str] = 'label'
     label_columns: Tuple[str, ...] = ()
     label_separator: str = ','
+    sheet: Optional[str] = None  # a workbook's sheet (text/tables.py)
 
     @classmethod
     def of(cls, settings):
@@ -43,7 +44,19 @@ class Columns:
         columns = get('label_columns')
         return cls(text=get('text_column', 'text'), text_pair=get('text_pair_column'),
                    label=get('label_column', 'label'), label_columns=split_names(columns),
-                   label_separator=get('label_separator', ','))
+                   label_separator=get('label_separator', ','), sheet=get('sheet'))
+
+    def check_distinct(self):
+        """Each column has one role: ``--text_column label`` beside ``--label_column label`` is refused."""
+        named = [('--text_column', self.text)] + ([('--text_pair_column', self.text_pair)] if self.text_pair else [])
+        named += [('--label_columns', name) for name in self.label_columns] or [('--label_column', self.label)]
+        roles = {}
+        for flag, name in named:
+            if name in roles:
+                raise ConfigError(f'{flag} {name!r} is the column {roles[name]} already names: a column cannot be '
+                                  'both; name a column of its own for each')
+            roles[name] = flag
+        return self
 
     def label_sources(self):
         return list(self.label_columns) or [self.label]
@@ -133,7 +146,7 @@ def _items(pair):
 
 def _as_input(item, i, pair):
     if pair:
-        if isinstance(item, str) or not isinstance(item, (tuple, list)) or len(item) != 2:
+        if isinstance(item, str) or not isinstance(item, (tuple, list, np.ndarray)) or len(item) != 2:
             raise ConfigError(f'texts[{i}] is {_describe(item)}: this model reads sentence pairs; pass '
                               '(text, text_pair) tuples')
         return tuple(_checked_text(text, f'texts[{i}][{j}]') for j, text in enumerate(item))

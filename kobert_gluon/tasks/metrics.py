@@ -3,7 +3,11 @@ classification (a confusion matrix), regression (Pearson, Spearman, MSE) and mul
 (micro- and macro-F1, exact match). Each report is a dict of plain Python values (JSON)."""
 import numpy as np
 
+from .. import arguments as _arg
 from ..errors import DataError
+
+
+MAX_PRINTED_CLASSES = 30  # a larger confusion matrix is in the JSON reports only
 
 
 def confusion_matrix(labels, predictions, num_classes):
@@ -21,6 +25,9 @@ def classification_report(labels, predictions, num_classes):
     A class never predicted (or never present) gets precision (or recall) 0, as scikit-learn
     does with ``zero_division=0``.
     """
+    _arg.integer('classification_report', 'num_classes', num_classes, minimum=1)
+    labels = _arg.integers('classification_report', 'labels', labels)
+    predictions = _arg.integers('classification_report', 'predictions', predictions)
     matrix = confusion_matrix(labels, predictions, num_classes)
     true_positive = np.diag(matrix).astype(np.float64)
     predicted = matrix.sum(axis=0)
@@ -43,6 +50,10 @@ def format_report(report, label_names):
     for i, name in enumerate(label_names):
         lines.append(f"{name:<{width}}  {report['precision'][i]:9.4f}  {report['recall'][i]:6.4f}  "
                      f"{report['f1'][i]:5.4f}  {report['support'][i]:7d}")
+    size = len(report['confusion_matrix'])
+    if size > MAX_PRINTED_CLASSES:  # 500 classes would print 250,000 numbers
+        lines.append(f'confusion matrix: {size} x {size}, too large to print (it is in the JSON report)')
+        return '\n'.join(lines)
     lines.append('confusion matrix (rows: true, columns: predicted)')
     lines.extend(' '.join(f'{v:6d}' for v in row) for row in report['confusion_matrix'])
     return '\n'.join(lines)

@@ -16,6 +16,7 @@ from mxnet import gluon
 from ..errors import ConfigError, DataError
 from ..models.heads import build_classifier
 from ..text.data import LabelMap, is_missing, label_key
+from ..text.labels import check_label_column
 from .metrics import (classification_report, format_multilabel_report, format_regression_report, format_report,
                       multilabel_report, regression_report)
 from .registry import Task, register
@@ -63,7 +64,7 @@ class Classification(SequenceTask):
     min_labels = 2
 
     def read_labels(self, frame, columns, source):
-        labels = super().read_labels(frame, columns, source)
+        labels = check_label_column(super().read_labels(frame, columns, source), source, columns.label)
         refuse_scores(labels, columns, source)
         refuse_lists(labels, columns, source)
         return labels
@@ -256,7 +257,9 @@ class MultiLabel(SequenceTask):
     def read_labels(self, frame, columns, source):
         if columns.label_columns:
             return [self._from_columns(frame, row, columns, source) for row in range(len(frame))]
-        return super().read_labels(frame, columns, source)
+        labels = super().read_labels(frame, columns, source)
+        check_label_column([name for names in labels for name in sorted(names)], source, columns.label)
+        return labels
 
     def read_label(self, value, row, columns, source):
         if isinstance(value, (list, tuple, set, frozenset)):  # the Python API's lists of names

@@ -16,8 +16,12 @@ import pandas as pd
 from mxnet.gluon.data import Dataset
 from tqdm.auto import tqdm
 
+from .. import arguments as _arg
+from ..arguments import is_integer
 from ..errors import ConfigError, DataError
 from ..fileio import package_file, read_json, write_json
+from .labels import is_integer_key, label_key
+from .tables import read_workbook
 from .vocab import MAX_POSITIONS, MIN_MAX_LEN
 
 logger = logging.getLogger(__name__)
@@ -28,16 +32,23 @@ CSV_ENCODINGS = ('utf-8-sig', 'cp949')
 TSV_SUFFIXES = ('.tsv', '.txt')
 DEMO_DATA = 'demo_sentiment.tsv'  # the embedded Korean demo set (resources/)
 EXCEL_SUFFIXES = ('.xlsx', '.xls')
+INT32 = np.iinfo(np.int32)
 
 
-def read_table(path, text_column, label_column=None, encoding=None):
-    """Read ``text_column`` (and ``label_column``) of a TSV, CSV or XLSX file.
+def read_table(path, text_column, label_column=None, encoding=None, sheet=None):
+    """Read ``text_column`` (and ``label_column``) of a TSV, CSV or XLSX file (``sheet``: the
+    workbook's sheet to read, see :mod:`kobert_gluon.text.tables`). Only empty cells are missing:
+    ``NA``, ``null`` and ``N/A`` are text in every format.
 
     Rows whose text (or label) is empty or missing are dropped and counted in the log.
     Returns a DataFrame with exactly the requested columns, text as ``str``.
     """
+    path = _arg.path('read_table', 'path', path)
+    _arg.text('read_table', 'text_column', text_column)
+    for name, value in (('label_column', label_column), ('encoding', encoding), ('sheet', sheet)):
+        _arg.text('read_table', name, value, optional=True)
     path = os.fspath(path)
-    frame = read_frame(path, encoding)
+    frame = read_frame(path, encoding, sheet)
     columns = [text_column] + ([label_column] if label_column is not None else [])
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -67,32 +78,28 @@ def check_text(text, where):
     return text
 
 
-def read_frame(path, encoding=None):
+def read_frame(path, encoding=None, sheet=None):
     """Every row and column of a TSV, CSV or XLSX file as text, parsed strictly (what read_table
-    selects from; predict keeps all of it)."""
+    selects from; predict keeps all of it). Workbooks: one sheet, as :mod:`.tables` chooses it."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DataError(f'{path}: no such file')
-    return _read_any(path, encoding)
+    return _read_any(path, encoding, sheet)
 
 
-def _read_any(path, encoding):
+def _read_any(path, encoding, sheet):
     suffix = os.path.splitext(path)[1].lower()
     if os.path.getsize(path) == 0:
         raise DataError(f'{path}: the file is empty')
     if suffix in EXCEL_SUFFIXES:
-        try:
-            frame = pd.read_excel(path, dtype=object, header=None)
-        except Exception as error:
-            raise DataError(f'{path}: cannot read as an Excel file ({error})') from error
-        if frame.empty:
-            raise DataError(f'{path}: no header row and no data (the sheet is empty)')
-        header = _header(path, [None if is_missing(v) else _excel_text(v) for v in frame.iloc[0]])
-        frame = frame.iloc[1:].reset_index(drop=True)
-        frame.columns = header
+        names, rows = read_workbook(path, sheet)
+        header = _header(path, [None if is_missing(v) else _excel_text(v) for v in names])
+        frame = pd.DataFrame(rows, columns=header, dtype=object)
         # Every cell as text, as the CSV reader gives it: a number typed into a text column
         # is still a sentence, and a label stored as 1.0 is the label 1.
         return frame.apply(lambda column: column.map(_excel_text))
+    if sheet is not None:
+        raise ConfigError(f'sheet={sheet!r}: {path} is not a workbook (.xlsx, .xls); only workbooks have sheets')
     text = _decode(path, encoding)
     return _parse_delimited(path, text, '\t' if suffix in TSV_SUFFIXES else ',')
 
@@ -180,6 +187,9 @@ class LabelMap:
     """
 
     def __init__(self, names):
+        if isinstance(names, (str, bytes, dict)) or not hasattr(names, '__iter__'):
+            raise ConfigError(f'LabelMap: names={names!r} must be a list of label names (LabelMap.from_values '
+                              'reads them from labels)')
         self.names = [label_key(n) for n in names]
         self._ids = {name: i for i, name in enumerate(self.names)}
         if len(self._ids) != len(self.names):
@@ -188,7 +198,7 @@ class LabelMap:
     @classmethod
     def from_values(cls, values):
         unique = {label_key(v) for v in values}
-        numeric = all(_is_int_string(u) for u in unique)
+        numeric = all(is_integer_key(u) for u in unique)
         return cls(sorted(unique, key=int if numeric else None))
 
     def __len__(self):
@@ -204,7 +214,20 @@ class LabelMap:
         return np.array(ids, dtype='int32')
 
     def decode(self, ids):
-        return [self.names[int(i)] for i in ids]
+        """The names of label ids (integers from 0 to len - 1; numpy and MXNet arrays too)."""
+        if hasattr(ids, 'asnumpy'):
+            ids = ids.asnumpy()
+        if isinstance(ids, (str, bytes, dict)) or not hasattr(ids, '__iter__'):
+            raise ConfigError(f'LabelMap.decode: ids={ids!r} must be a list of label ids')
+        names = []
+        for position, i in enumerate(ids):
+            if isinstance(i, (float, np.floating)) and float(i).is_integer():
+                i = int(i)
+            if not is_integer(i) or not 0 <= i < len(self.names):
+                raise ConfigError(f'LabelMap.decode: ids[{position}]={i!r} is not a label id: ids go from 0 to '
+                                  f'{len(self.names) - 1} ({len(self.names)} labels)')
+            names.append(self.names[int(i)])
+        return names
 
     def to_dict(self):
         return {name: i for i, name in enumerate(self.names)}
@@ -215,30 +238,21 @@ class LabelMap:
     @classmethod
     def load(cls, path):
         mapping = read_json(path)
+        ids = list(mapping.values()) if isinstance(mapping, dict) else [None]
+        if not all(is_integer(i) for i in ids) or sorted(ids) != list(range(len(ids))):
+            raise DataError(f'{path}: not a label map: expected {{"label name": id, ...}} with the ids 0 to n-1, '
+                            f'got {type(mapping).__name__} {str(mapping)[:60]}')
         return cls(sorted(mapping, key=mapping.get))
-
-
-def _is_int_string(text):
-    return text.lstrip('-').isdigit()
-
-
-def label_key(value):
-    """One spelling per label: 1, 1.0, '1.0' and ' 1 ' are all '1' (XLSX reads numbers as
-    floats, TSV as text); other labels are their stripped text."""
-    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
-        return str(int(value))
-    text = str(value).strip()
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    if np.isfinite(number) and number.is_integer() and not _is_int_string(text):
-        return str(int(number))
-    return text
 
 
 def stratified_split(frame, label_column, test_size=0.2, seed=42):
     """Seeded split that keeps each label's share in both parts."""
+    _arg.instance('stratified_split', 'frame', frame, pd.DataFrame, 'a pandas DataFrame')
+    if not isinstance(label_column, str) or label_column not in frame.columns:
+        raise ConfigError(f'stratified_split: label_column={label_column!r} is not a column of frame; '
+                          f'the columns are {list(map(str, frame.columns))}')
+    test_size = _arg.real('stratified_split', 'test_size', test_size, 0, 1)
+    seed = _arg.integer('stratified_split', 'seed', seed, minimum=0, maximum=2 ** 32 - 1)
     keep, held = split_positions(frame[label_column], test_size, seed)
     return frame.iloc[keep].reset_index(drop=True), frame.iloc[held].reset_index(drop=True)
 
@@ -281,8 +295,11 @@ class BERTDataset(Dataset):
 
     def __init__(self, dataset, sent_idx, label_idx, bert_tokenizer, max_len, pad, pair):
         check_max_len(max_len, MAX_POSITIONS, 'BERTDataset')
+        _arg.instance('BERTDataset', 'dataset', dataset, (list, tuple, pd.DataFrame, np.ndarray),
+                      'a list of rows (lists or tuples) or a DataFrame')
         if len(dataset) == 0:
             raise DataError('BERTDataset: the dataset has no rows')
+        check_dataset_arguments(dataset, sent_idx, bert_tokenizer, pad, pair)
         rows = _as_rows(dataset)
         sent_positions = _positions(dataset, sent_idx, pair)
         label_position = _positions(dataset, label_idx, False)[0] if label_idx is not None else None
@@ -304,6 +321,24 @@ class BERTDataset(Dataset):
 
     def __len__(self):
         return len(self.sentences)
+
+
+def check_dataset_arguments(dataset, sent_idx, bert_tokenizer, pad, pair):
+    """BERTDataset's arguments, each error naming the argument (a string dataset would be split into
+    letters, a generator read once, an int sent_idx with pair=True indexed as two columns)."""
+    if bert_tokenizer is None or not callable(bert_tokenizer):
+        _arg.instance('BERTDataset', 'bert_tokenizer', bert_tokenizer, (), 'a tokenizer (kobert_gluon.get_bert_tokenizer)')
+    _arg.flag('BERTDataset', 'pad', pad)
+    _arg.flag('BERTDataset', 'pair', pair)
+    if pair and (isinstance(sent_idx, str) or not isinstance(sent_idx, (list, tuple)) or len(sent_idx) != 2):
+        _arg.instance('BERTDataset', 'sent_idx', sent_idx, (), 'two columns with pair=True, e.g. [0, 1]')
+    if not pair and not (is_integer(sent_idx) or isinstance(sent_idx, str)):
+        _arg.instance('BERTDataset', 'sent_idx', sent_idx, (), 'one column (a position or a DataFrame column name)')
+    if not isinstance(dataset, pd.DataFrame):
+        for row_number, row in enumerate(dataset):
+            if not isinstance(row, (list, tuple, np.ndarray)):
+                raise DataError(f'BERTDataset: row {row_number} is {type(row).__name__} ({str(row)[:40]!r}), not a '
+                                'list of columns: pass rows such as [sentence, label]')
 
 
 def check_max_len(max_len, positions, where):
@@ -351,12 +386,18 @@ def _sentence(row, row_number, position):
 
 def _label(row, row_number, position):
     value = _cell(row, row_number, position)
+    number = None
     if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
-        return np.int32(value)
-    if isinstance(value, float) and value.is_integer():
-        return np.int32(value)
-    if isinstance(value, str) and _is_int_string(value.strip()):
-        return np.int32(int(value))
+        number = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and is_integer_key(label_key(value)):
+        number = int(label_key(value))
+    if number is not None:
+        if not INT32.min <= number <= INT32.max:
+            raise DataError(f'BERTDataset: row {row_number}, column {position}: label {value!r} does not fit the '
+                            f'int32 labels MXNet computes with ({INT32.min} to {INT32.max}); map labels to ids first')
+        return np.int32(number)
     raise DataError(f'BERTDataset: row {row_number}, column {position}: label {value!r} is not an '
                     f'integer; map label names to ids first (kobert_gluon.data.LabelMap)')
 

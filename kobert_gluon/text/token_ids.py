@@ -8,6 +8,7 @@ import unicodedata
 
 import numpy as np
 
+from .. import arguments as _arg
 from ..errors import ConversionError
 from ..fileio import file_inside, read_json
 from .vocab import TOKENIZER_DIR
@@ -48,6 +49,8 @@ class TokenIds:
     """
 
     def __init__(self, sentencepiece_path, tokens):
+        sentencepiece_path = _arg.path('TokenIds', 'sentencepiece_path', sentencepiece_path)
+        _arg.strings('TokenIds', 'tokens', tokens)
         import sentencepiece
 
         self.sentencepiece = sentencepiece.SentencePieceProcessor(model_file=os.fspath(sentencepiece_path))

@@ -14,6 +14,7 @@ import tempfile
 import gluonnlp as nlp
 import sentencepiece as spm
 
+from .. import arguments as _arg
 from .. import assets
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_path
@@ -30,6 +31,9 @@ def get_vocab(tokenizer_path=None, vocab_json=None, kobert_dir=None, cache_dir=N
     Built from ``vocab_json`` (the v0.1 format) when given, else from the ``.spiece`` file
     (``tokenizer_path`` or the KoBERT one found through ``assets``).
     """
+    for name, value in (('tokenizer_path', tokenizer_path), ('vocab_json', vocab_json),
+                        ('kobert_dir', kobert_dir), ('cache_dir', cache_dir)):
+        _arg.path('get_vocab', name, value, optional=True)
     if vocab_json is not None:
         with open(vocab_json, encoding='utf-8') as vocab_file:
             vocab = nlp.vocab.BERTVocab.from_json(vocab_file.read())
@@ -51,6 +55,8 @@ def check_special_ids(vocab, source):
 
 def get_bert_tokenizer(tokenizer_path, vocab):
     """KoBERT's tokenizer: cased, SentencePiece pieces looked up in ``vocab``."""
+    _arg.path('get_bert_tokenizer', 'tokenizer_path', tokenizer_path)
+    _arg.instance('get_bert_tokenizer', 'vocab', vocab, nlp.Vocab, 'a gluonnlp vocab (kobert_gluon.get_vocab)')
     return nlp.data.BERTSPTokenizer(tokenizer_path, vocab, lower=False)
 
 
@@ -59,6 +65,10 @@ def load_tokenizer(kobert_dir=None, cache_dir=None, format='spiece', download=Tr
 
     ``files`` maps each file's role to its path, for saving alongside a trained model.
     """
+    for name, value in (('kobert_dir', kobert_dir), ('cache_dir', cache_dir)):
+        _arg.path('load_tokenizer', name, value, optional=True)
+    _arg.text('load_tokenizer', 'format', format)
+    _arg.flag('load_tokenizer', 'download', download)
     if _check_format(format) == 'spiece':
         files = {'tokenizer': get_tokenizer_path(kobert_dir, cache_dir, download=download)}
         vocab = get_vocab(files['tokenizer'])
@@ -79,6 +89,12 @@ def train_sentencepiece(sentences, output_path, vocab_size=8002, model_type='uni
     ``vocab_size`` counts those five; it is a soft limit (a small corpus may yield fewer
     pieces) and grows when the corpus has more distinct characters than it allows.
     """
+    _arg.iterable('train_sentencepiece', 'sentences', sentences)
+    _arg.path('train_sentencepiece', 'output_path', output_path)
+    _arg.integer('train_sentencepiece', 'vocab_size', vocab_size, minimum=len(SPECIAL_TOKENS) + 1)
+    _arg.text('train_sentencepiece', 'model_type', model_type)
+    _arg.real('train_sentencepiece', 'character_coverage', character_coverage, 0, 1, open_interval=False)
+    _arg.integer('train_sentencepiece', 'seed_sentencepiece_size', seed_sentencepiece_size, minimum=1)
     sentences = [s for s in sentences if isinstance(s, str) and s.strip()]
     if not sentences:
         raise DataError('train_sentencepiece: no non-empty sentences to train on')

@@ -10,7 +10,7 @@ from typing import Optional
 from ..errors import ConfigError
 from ..models.config import BertConfig, bert_config_for
 from ..tasks import registry
-from ..tasks.inputs import split_names
+from ..tasks.inputs import Columns, split_names
 from ..text.corpus import check_corpus
 from ..text.data import check_max_len
 from ..text.vocab import KOBERT_VOCAB_SIZE
@@ -90,6 +90,10 @@ class TrainConfig(OptimizerConfig):
     valid_data: Optional[str] = field(None, 'separate validation file; none: a stratified split of the training part')
     valid_size: float = field(0.1, 'share of the training part held out to pick best/ (0: no selection, '
                                    'best/ is the last epoch)', recipe=True)
+    allow_overlap: bool = field(False, 'train although over 10%% of the test (or validation) rows of a separate '
+                                       'file are training rows (refused otherwise; any overlap is a warning)')
+    sheet: Optional[str] = field(None, 'XLSX files: the sheet to read (needed when a workbook has several sheets '
+                                       'with data)')
     num_classes: Optional[int] = field(None, 'expected number of classes; checked against the labels')
     init_from: Optional[str] = field(None, 'pretrained BERT params file (bert_12_768_12 layout) to start from, '
                                            "instead of KoBERT's own; a `kobert-gluon pretrain` result brings its "
@@ -224,6 +228,7 @@ def check_task_settings(config):
     if task.per_piece:
         _check(config, 'distributed', config.distributed == 'none',
                f'--task {task.name} trains in one process (its validation scores whole sentences)')
+    Columns.of(config).check_distinct()  # --text_column label beside --label_column label
 
 
 # Seeds: numpy needs 0 <= seed < 2**32, and the recipes derive seed * 1000 + epoch (fine-tuning)
@@ -242,7 +247,7 @@ def check_types(config, config_class=None):
     """Each field holds its annotated type: 1.5 epochs or max_len '64' are errors, not surprises."""
     config_class = config_class or type(config)
     if not isinstance(config, config_class) or not dataclasses.is_dataclass(config):
-        raise ConfigError(f'expected a {config_class.__name__}, got {type(config).__name__}; '
+        raise ConfigError(f'config={config!r:.40}: expected a {config_class.__name__}, got {type(config).__name__}; '
                           f'build one with {config_class.__name__}(**settings)')
     for name, hint in typing.get_type_hints(config_class).items():
         check_setting(name, getattr(config, name), hint)

@@ -25,6 +25,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from .. import arguments as _arg
 from ..errors import ConfigError, DataError, DistributedError, MissingExtraError
 
 logger = logging.getLogger(__name__)
@@ -179,6 +180,10 @@ def synchronize_start(engine, model, trainer, max_len, ctx):
     first gradients. Every engine does it, so one process draws the same random numbers (the
     head's initial weights) as a distributed run.
     """
+    _arg.instance('synchronize_start', 'engine', engine, Engine, 'an Engine (create_engine)')
+    _arg.instance('synchronize_start', 'model', model, gluon.Block, 'a Gluon block')
+    _arg.instance('synchronize_start', 'trainer', trainer, gluon.Trainer, 'a gluon.Trainer')
+    _arg.integer('synchronize_start', 'max_len', max_len, minimum=1)
     token_ids = mx.nd.ones((1, max_len), ctx=ctx, dtype='int32')
     with mx.autograd.pause():
         model(token_ids, mx.nd.zeros_like(token_ids), mx.nd.array([max_len], ctx=ctx, dtype='int32'))
@@ -197,6 +202,7 @@ def root_first(engine):
 
 def create_engine(name):
     """The engine ``name`` (one of ENGINES); the distributed ones join their peers here."""
+    _arg.one_of('create_engine', 'name', name, ENGINES)
     if name not in ENGINES:
         raise ConfigError(f'distributed={name!r}: expected one of {ENGINES}')
     if name == 'none':

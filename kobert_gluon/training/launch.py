@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 
+from .. import arguments as _arg
 from ..errors import ConfigError, DistributedError
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,12 @@ SERVICE_GRACE_SECONDS = 15
 
 def launch(command, engine='dist_sync', num_workers=2, num_servers=1, port=None, timeout=None):
     """Run ``command`` as ``num_workers`` workers of ``engine``; DistributedError if any process fails."""
+    _arg.strings('launch', 'command', command)
+    _arg.text('launch', 'engine', engine)
+    _arg.integer('launch', 'num_workers', num_workers, minimum=1)
+    _arg.integer('launch', 'num_servers', num_servers, minimum=1)
+    _arg.integer('launch', 'port', port, minimum=1, maximum=65535, optional=True)
+    _arg.real('launch', 'timeout', timeout, 0, None, optional=True)
     if not command:
         raise ConfigError('launch: no command given; put it after --, e.g. -- kobert-gluon train ...')
     if engine not in LAUNCH_ENGINES:

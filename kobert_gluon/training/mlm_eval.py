@@ -7,6 +7,7 @@ mean cross-entropy over every masked piece; the accuracy is the share predicted 
 import mxnet as mx
 import numpy as np
 
+from .. import arguments as _arg
 from ..device import parse_ctx
 from ..models.config import BertConfig
 from ..models.pretrained import read_record, record_tokenizer_path
@@ -21,6 +22,12 @@ EVAL_SEED = 12345  # the masks of the held-out lines; fixed so every checkpoint 
 def evaluate_mlm(params_path, corpus, max_len=32, batch_size=64, whole_word_mask=True, ctx='cpu', seed=EVAL_SEED):
     """``{'lines', 'masked_pieces', 'mlm_loss', 'masked_accuracy'}`` of the pretraining result
     ``params_path`` (a bert.params beside its pretrain.json) on ``corpus``, read once."""
+    params_path = _arg.path('evaluate_mlm', 'params_path', params_path)
+    corpus = _arg.path('evaluate_mlm', 'corpus', corpus)
+    _arg.integer('evaluate_mlm', 'max_len', max_len, minimum=3)
+    _arg.integer('evaluate_mlm', 'batch_size', batch_size, minimum=1)
+    _arg.flag('evaluate_mlm', 'whole_word_mask', whole_word_mask)
+    _arg.integer('evaluate_mlm', 'seed', seed, minimum=0)
     record = read_record(params_path)
     tokenizer_path = record_tokenizer_path(params_path, record)
     vocab = get_vocab(tokenizer_path)
@@ -59,6 +66,8 @@ def add_batch(totals, model, batch, ctx):
 
 def record_heldout(params_path, corpus, **settings):
     """evaluate_mlm's result, as pretrain.json records it (``heldout``), with the corpus's fingerprint."""
+    params_path = _arg.path('record_heldout', 'params_path', params_path)
+    corpus = _arg.path('record_heldout', 'corpus', corpus)
     from ..text.corpus import corpus_fingerprint
     return {**evaluate_mlm(params_path, corpus, **settings), 'corpus': corpus_fingerprint(corpus)}
 

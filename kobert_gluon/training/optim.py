@@ -10,6 +10,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.contrib import amp
 
+from .. import arguments as _arg
 from ..models.params import NonFiniteError
 
 
@@ -23,6 +24,7 @@ def learning_rate_at(step, num_train_steps, num_warmup_steps, peak):
 
 def exclude_from_weight_decay(params):
     """bertadam's wd skips LayerNorm gamma/beta and every bias, as in BERT."""
+    _arg.instance('exclude_from_weight_decay', 'params', params, (mx.gluon.ParameterDict, dict), 'a ParameterDict (model.collect_params())')
     excluded = [p for name, p in params.items() if name.endswith(('gamma', 'beta', 'bias'))]
     for p in excluded:
         p.wd_mult = 0.0
@@ -46,6 +48,11 @@ def optimizer_step(trainer, params, group_size, max_grad_norm, dtype='float32'):
     rank: the engine's ``allreduce_grads`` sums the ranks'), float16 loss scaling undone,
     clipped (:func:`clip_gradients`) and divided by ``group_size``; then zeroed for the next
     accumulation group."""
+    _arg.instance('optimizer_step', 'trainer', trainer, mx.gluon.Trainer, 'a gluon.Trainer')
+    _arg.iterable('optimizer_step', 'params', params)
+    _arg.integer('optimizer_step', 'group_size', group_size, minimum=1)
+    _arg.real('optimizer_step', 'max_grad_norm', max_grad_norm, 0, None)
+    _arg.text('optimizer_step', 'dtype', dtype)
     trainer.allreduce_grads()
     if dtype == 'float16':
         amp.unscale(trainer)  # clip the true gradients, not the loss-scaled ones

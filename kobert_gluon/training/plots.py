@@ -245,6 +245,10 @@ def _draw_accuracy(epochs, test_point=None, metric='accuracy'):
     return figure
 
 
+MAX_FIGURE_INCHES = 24.0
+MAX_ANNOTATED_CLASSES = 30  # cells with numbers, axes with label names
+
+
 def row_normalised(matrix):
     """Each row as percentages of its total; an empty row stays all zero."""
     matrix = np.asarray(matrix, dtype=float)
@@ -267,19 +271,25 @@ def _draw_confusion(matrix, label_names, title, column_names=None):
     percent = row_normalised(counts)
     size = counts.shape[0]
     labels = _axis_labels(label_names, size)
-    side = max(5.0, 0.9 * size + 2.5)
+    # 0.9 inch a class, at most MAX_FIGURE_INCHES: 500 classes would be a 45,000-pixel square
+    # (8 GB of pixels) with 250,000 texts, which is what got a 500-class run killed for memory.
+    side = min(max(5.0, 0.9 * size + 2.5), MAX_FIGURE_INCHES)
     figure = new_figure(side + 1, side)
     axes = figure.subplots()
     image = axes.imshow(percent, cmap='Blues', vmin=0, vmax=100)
     colorbar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     colorbar.set_label('행 기준 비율 (row %)')
-    _annotate_cells(axes, counts, percent)
-    ticks = np.arange(size)
-    axes.set_xticks(ticks)
-    columns = labels if column_names is None else _axis_labels(column_names, size)
-    axes.set_xticklabels(columns, rotation=45, ha='right')
-    axes.set_yticks(ticks)
-    axes.set_yticklabels(labels)
+    if size <= MAX_ANNOTATED_CLASSES:
+        _annotate_cells(axes, counts, percent)
+        ticks = np.arange(size)
+        axes.set_xticks(ticks)
+        columns = labels if column_names is None else _axis_labels(column_names, size)
+        axes.set_xticklabels(columns, rotation=45, ha='right')
+        axes.set_yticks(ticks)
+        axes.set_yticklabels(labels)
+    else:
+        logger.info('confusion matrix of %d classes: drawn without numbers and label names (over %d); the JSON '
+                    'report holds every count', size, MAX_ANNOTATED_CLASSES)
     axes.set_xlabel('예측 (predicted)')
     axes.set_ylabel('정답 (true)')
     axes.set_title(title)
@@ -300,7 +310,7 @@ def _annotate_cells(axes, counts, percent):
 def _draw_bars(values, labels, title, xlabel):
     """One horizontal bar per label (per-label or per-type F1), the value written beside it."""
     values = [0.0 if value is None else float(value) for value in values]
-    figure = new_figure(7, max(3.0, 0.28 * len(values) + 1.5))
+    figure = new_figure(7, min(max(3.0, 0.28 * len(values) + 1.5), 80.0))  # bounded: 500 labels fit in 8,000 px
     axes = figure.subplots()
     positions = np.arange(len(values))
     axes.barh(positions, values, color='tab:blue')

@@ -28,6 +28,7 @@ import numpy as np
 from mxnet import gluon
 from tqdm.auto import tqdm
 
+from .. import arguments as _arg
 from .. import assets
 from .._version import __version__
 from ..device import parse_ctx
@@ -124,6 +125,7 @@ def pretrain(config, command=None):
 
     The run directory is protected as in fine-tuning: one run at a time, never overwritten
     without --resume or --overwrite."""
+    _arg.instance('pretrain', 'config', config, PretrainConfig, 'a PretrainConfig (PretrainConfig(**settings))')
     config.validate()
     ctx = parse_ctx(config.ctx)[0]
     config = dataclasses.replace(config, output_dir=config.output_dir or rundir.unique_run_dir('pretrain'))

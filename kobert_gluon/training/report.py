@@ -25,6 +25,7 @@ import os
 import time
 
 from ..errors import MissingExtraError
+from ..extras import require_extra
 from ..fileio import atomic_path, claim
 from ..models.pretrained import describe_start
 from ..tasks import registry
@@ -41,6 +42,7 @@ def summary_writer_class(report_to):
     before any work is done."""
     if report_to != 'tensorboard':
         return None
+    require_extra('report', 'for --report_to tensorboard')
     try:
         from tensorboardX import SummaryWriter
     except ImportError:

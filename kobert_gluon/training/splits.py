@@ -16,6 +16,7 @@ from ..tasks.inputs import Columns, Example, row_text
 from ..text.data import (LabelMap, check_text, demo_data_path, is_missing, read_frame, read_table, rows_digest,
                          split_positions)
 from .distributed import Engine, shard_batches
+from .split_checks import check_class_coverage, check_leakage, check_split_files
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def read_part(path, columns, task):
     rows = task.read_rows(path, columns)
     if rows is not None:  # a file the task reads itself (entity files)
         return Part(*rows, path)
-    frame = read_columns(path, columns)
+    frame = read_columns(path, columns.check_distinct())
     pairs = list(frame[columns.text_pair]) if columns.text_pair else [None] * len(frame)
     return Part(list(frame[columns.text]), pairs, task.read_labels(frame, columns, path), path)
 
@@ -68,8 +69,8 @@ def read_columns(path, columns):
     """The text, text pair and label column(s) of a table. Single sentences with one label column
     are read as they always were (read_table: empty rows dropped and counted)."""
     if not columns.text_pair and not columns.label_columns:
-        return read_table(path, columns.text, columns.label)
-    frame = read_frame(path)
+        return read_table(path, columns.text, columns.label, sheet=columns.sheet)
+    frame = read_frame(path, sheet=columns.sheet)
     flags = [('--text_column', columns.text)] + ([('--text_pair_column', columns.text_pair)] if columns.text_pair else [])
     flags += [('--label_columns', name) for name in columns.label_columns] or [('--label_column', columns.label)]
     for flag, name in flags:
@@ -114,6 +115,7 @@ def drop_empty_rows(frame, columns, path):
 def load_splits(config):
     """Train / validation / test rows: separate files where given, else seeded splits."""
     task, columns, path = registry.get(config.task), Columns.of(config), data_path(config)
+    check_split_files(config, path)
     whole = read_part(path, columns, task)
     parts = {'train': whole.take(range(len(whole)), np.arange(len(whole)))}
     if config.test_data:
@@ -133,8 +135,10 @@ def load_splits(config):
                             f'test_size={config.test_size}, valid_size={config.valid_size}); use more data or '
                             'larger shares')
     check_training_rows(parts, len(whole), config)
+    check_class_coverage(parts, task, columns, config.valid_size)
     names = task.label_names(parts['train'].labels, columns)
     check_labels(task, names, parts, config)
+    check_leakage(parts, task, config.allow_overlap)
 
     def examples(name):
         part = parts[name]

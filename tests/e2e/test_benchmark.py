@@ -7,10 +7,11 @@ import sys
 import time
 
 import pytest
+from hangguard import hang_guard
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO, 'benchmarks', 'benchmark.py')
-SMOKE_TIMEOUT = 90  # about 20-30 s on two idle cores; slack for a busy machine
+SMOKE_TIMEOUT = hang_guard(60)  # 20-30 s on two idle cores: a hang guard, not a speed check
 
 
 def load_benchmark():
@@ -46,7 +47,6 @@ def smoke(tmp_path_factory):
 def test_smoke_run_prints_the_tables(smoke):
     done, seconds, _ = smoke
     assert done.returncode == 0, done.stderr[-3000:]
-    assert seconds < SMOKE_TIMEOUT
     out = done.stdout
     assert out.startswith('Machine: ')
     assert '| setup | precision | train samples/s | train tokens/s | infer samples/s | infer tokens/s |' in out
@@ -131,7 +131,7 @@ def test_peak_rss_is_the_workers_own():
     code = (f'import importlib.util; s = importlib.util.spec_from_file_location("b", {SCRIPT!r}); '
             'm = importlib.util.module_from_spec(s); s.loader.exec_module(m); print(m.peak_rss_mb())')
     child_mb = float(subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                                    check=True, timeout=60).stdout)
+                                    check=True, timeout=hang_guard(30)).stdout)
     del ballast
     assert child_mb < 200
 

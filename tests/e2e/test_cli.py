@@ -17,6 +17,7 @@ from kobert_gluon import cli
 from kobert_gluon.errors import KobertGluonError
 from kobert_gluon.inference.classifier import TextClassifier
 from kobert_gluon.training.config import SIZE_DEFAULTS, TrainConfig
+from hangguard import hang_guard
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SENTENCES = ['배송이 빨라서 좋았어요', '', '   ', '다시는 안 삽니다 😡', '漢字 섞인 文章', 'KoBERT 2.0 최고 100점',
@@ -222,7 +223,7 @@ def test_console_entry_point_reads_utf8_stdin(cli_run, cli_classifier, tmp_path)
     env = {**os.environ, 'PYTHONPATH': REPO, 'LC_ALL': 'C', 'LANG': 'C'}
     result = subprocess.run([sys.executable, '-m', 'kobert_gluon.cli', 'predict', '--model', str(cli_run.model_dir),
                              '--format', 'jsonl'], input='\n'.join(SENTENCES).encode('utf-8'),
-                            capture_output=True, env=env, cwd=tmp_path, timeout=120)
+                            capture_output=True, env=env, cwd=tmp_path, timeout=hang_guard(60))
 
     assert result.returncode == 0, result.stderr.decode('utf-8', 'replace')
     records = [json.loads(line) for line in result.stdout.decode('utf-8').splitlines()]
@@ -356,7 +357,7 @@ def test_install_script_refuses_an_unsupported_python_in_one_line(tmp_path):
     fake.chmod(0o755)
     venv = tmp_path / 'venv'
     result = subprocess.run(['bash', os.path.join(REPO, 'scripts', 'install.sh')], capture_output=True, text=True,
-                            env={**os.environ, 'PYTHON': str(fake), 'VENV': str(venv)}, timeout=60)
+                            env={**os.environ, 'PYTHON': str(fake), 'VENV': str(venv)}, timeout=hang_guard(30))
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and 'Python 3.12.1 is not supported' in lines[0] and '3.8-3.11' in lines[0]

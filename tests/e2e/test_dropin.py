@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 
 import kobert_gluon
+from hangguard import hang_guard
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SPIECE = 'kobert_news_wiki_ko_cased-1087f8699e.spiece'
 THREAD_SETTINGS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')
 
 
-def run_python(code, cwd=REPO, env=None, unset=(), timeout=120):
+def run_python(code, cwd=REPO, env=None, unset=(), timeout=hang_guard(60)):
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
     environment.update(env or {})
     for name in unset:

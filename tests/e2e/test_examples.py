@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pandas as pd
+from hangguard import hang_guard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -12,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def run_example(script, *args, cwd):
     env = {**os.environ, 'PYTHONPATH': ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')}
     result = subprocess.run([sys.executable, os.path.join(ROOT, 'examples', script), *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=hang_guard(120))
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

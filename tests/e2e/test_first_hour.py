@@ -26,6 +26,7 @@ from kobert_gluon.training.interrupt import TrainingInterrupted
 from kobert_gluon.training.report import METRICS_FILE
 
 from helpers import assert_same_params, final_params, interrupt_cli, run_config, start_cli, write_small_data
+from hangguard import hang_guard
 
 REAL_EVALUATE = train_module.evaluate_split
 WEATHER = ['오늘', '비가', '많이', '내리고', '바람이', '강하게', '불어요', '하늘이', '맑아요', '구름이', '눈이',
@@ -200,7 +201,7 @@ def test_ctrl_c_in_the_cli_saves_and_prints_the_command_that_finishes_the_run(tm
     argv = ['train', '--data', data, '--bert', 'small', '--max_len', '24', '--batch_size', '4', '--num_epochs', '2',
             '--log_interval', '3', '--ctx', 'cpu', '--learning_rate', '1e-3', '--save_every', '50']
     straight = start_cli(argv + ['--output_dir', str(tmp_path / 'straight')])
-    assert straight.wait(timeout=600) == 0, straight.stderr.read()
+    assert straight.wait(timeout=hang_guard(120)) == 0, straight.stderr.read()
 
     err, command = interrupt_cli(argv + ['--output_dir', str(tmp_path / 'run')], 'epoch 1 batch 3/')
     saved = [line for line in err.splitlines() if line.startswith('kobert-gluon: interrupted: saved a checkpoint in')]
@@ -210,7 +211,7 @@ def test_ctrl_c_in_the_cli_saves_and_prints_the_command_that_finishes_the_run(tm
     assert state['batches_done'] > 0  # the steps since the last epoch were kept
 
     resumed = start_cli(shlex.split(command)[1:])
-    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    assert resumed.wait(timeout=hang_guard(120)) == 0, resumed.stderr.read()
     assert_same_params(final_params(tmp_path / 'straight'), final_params(tmp_path / 'run'), atol=0)
     assert records(tmp_path / 'run') == records(tmp_path / 'straight')
 

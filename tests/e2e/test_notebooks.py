@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from typing import Tuple
 
 import pytest
+from hangguard import hang_guard
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / 'tests' / 'fixtures' / 'notebooks'
@@ -200,7 +201,7 @@ def test_notebook_runs(version, tmp_path, shared_dir, kobert_dir, bert_12_768_12
     environment.update(HOME=str(home), KOBERT_GLUON_CACHE=str(tmp_path / 'empty-cache'),
                        KOBERT_GLUON_NO_MIRRORS='1', KOBERT_GLUON_NO_PACKAGED='1', PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, str(tmp_path / 'driver.py'), *map(str, paths)], cwd=work,
-                          env=environment, capture_output=True, text=True, timeout=300)
+                          env=environment, capture_output=True, text=True, timeout=hang_guard(120))
     assert done.returncode == 0, done.stderr[-3000:]
 
     assert CELL8_IDS.search(done.stdout), done.stdout[-2000:]  # cell 8, as Jupyter shows it

@@ -25,6 +25,7 @@ import pytest
 import kobert_gluon
 from kobert_gluon.inference.classifier import calibration_sample
 from kobert_gluon import cli
+from hangguard import hang_guard
 
 pytestmark = pytest.mark.extra  # needs the serve extra; CI runs the module again with it installed
 
@@ -33,7 +34,7 @@ MAX_BODY_BYTES = 64 * 1024
 SENTENCES = ['배송이 빨라서 좋았어요', '', '다시는 안 삽니다 😡', '   ', '漢字 섞인 文章', 'KoBERT 2.0 최고 100점',
              '정말 최고의 영화였습니다 ' * 300]  # the last one is cut at max_len, as predict does
 READY = re.compile(r'serving \S+ on http://([\d.]+):(\d+)/')
-STARTUP_S = 180
+STARTUP_S = hang_guard(60)
 ARTIFACTS_ENV = 'KOBERT_GLUON_TEST_ARTIFACTS'
 CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                   '--disable-background-networking', '--disable-component-update', '--disable-sync',
@@ -86,7 +87,7 @@ class ServerProcess:
 
     def call(self, method, path, body=None, headers=None):
         """``(status, content type, decoded JSON or raw bytes)``."""
-        connection = http.client.HTTPConnection(*self.address, timeout=120)
+        connection = http.client.HTTPConnection(*self.address, timeout=hang_guard(30))
         try:
             headers = headers or {}
             connection.request(method, path, body=body, headers=headers,
@@ -483,7 +484,7 @@ def test_int8_server_and_sigterm_lets_the_request_in_flight_finish_then_exit_0(d
     body = json.dumps({'texts': texts}, ensure_ascii=False).encode('utf-8')
     try:
         assert server.call('GET', '/metadata')[2]['dtype'] == 'int8'
-        with socket.create_connection(server.address, timeout=60) as client:
+        with socket.create_connection(server.address, timeout=hang_guard(10)) as client:
             client.sendall(b'POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n'
                            b'Content-Length: %d\r\n\r\n' % len(body) + body[:10])
             time.sleep(1.0)  # the server has the headers: the request is in flight
@@ -524,17 +525,17 @@ class Chromium:
                                         stdout=log, stderr=log, start_new_session=True)
         log.close()
         self.next_id, self.events = 0, []
-        self.socket = need('websocket').create_connection(self._page_websocket(), timeout=60, suppress_origin=True)
+        self.socket = need('websocket').create_connection(self._page_websocket(), timeout=hang_guard(10), suppress_origin=True)
 
     def _page_websocket(self):
         port_file = self.profile_dir / 'DevToolsActivePort'
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + hang_guard(30)
         while not (port_file.exists() and port_file.read_text().count('\n') >= 1):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail('chromium did not start: ' + (self.profile_dir.parent / 'chromium.log').read_text())
             time.sleep(0.1)
         port = int(port_file.read_text().split()[0])
-        with urllib.request.urlopen(f'http://127.0.0.1:{port}/json/list', timeout=30) as response:
+        with urllib.request.urlopen(f'http://127.0.0.1:{port}/json/list', timeout=hang_guard(10)) as response:
             targets = json.load(response)
         return next(target['webSocketDebuggerUrl'] for target in targets if target['type'] == 'page')
 
@@ -553,7 +554,7 @@ class Chromium:
         assert 'exceptionDetails' not in result, result
         return result['result'].get('value')
 
-    def wait_for(self, expression, timeout=60):
+    def wait_for(self, expression, timeout=hang_guard(30)):
         deadline = time.monotonic() + timeout
         while not self.evaluate(expression):
             assert time.monotonic() < deadline, f'timed out waiting for {expression}'
@@ -723,7 +724,7 @@ def test_serve_benchmark_runs_both_settings(demo_model_dir, tmp_path):
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'benchmarks', 'serve.py')
     done = subprocess.run([sys.executable, script, '--models', 'demo', '--demo-model', str(demo_model_dir),
                            '--clients', '2', '--duration', '1', '--warmup', '0.2', '--json', str(rows_file)],
-                          capture_output=True, text=True, encoding='utf-8', timeout=300)
+                          capture_output=True, text=True, encoding='utf-8', timeout=hang_guard(60))
     assert done.returncode in (0, 1), done.stderr  # 1: batching was not faster, possible in one second
     rows = json.loads(rows_file.read_text(encoding='utf-8'))['rows']
     assert [(row['batching'], row['clients']) for row in rows] == [('on', 2), ('off', 2)]

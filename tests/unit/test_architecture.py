@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from hangguard import hang_guard
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGE = os.path.join(REPO, 'kobert_gluon')
@@ -109,5 +110,5 @@ def test_imports_run_downward():
     lint_imports = shutil.which('lint-imports', path=os.path.dirname(sys.executable)) or shutil.which('lint-imports')
     if lint_imports is None:
         pytest.skip('import-linter is not installed (the dev extra brings it)')
-    result = subprocess.run([lint_imports], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([lint_imports], cwd=REPO, capture_output=True, text=True, timeout=hang_guard(60))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

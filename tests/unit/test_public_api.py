@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+from hangguard import hang_guard
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CHECK = '''
@@ -23,6 +25,6 @@ print('ok')
 
 
 def test_public_names_are_never_shadowed_by_subpackages():
-    result = subprocess.run([sys.executable, '-c', CHECK], capture_output=True, text=True, timeout=300,
+    result = subprocess.run([sys.executable, '-c', CHECK], capture_output=True, text=True, timeout=hang_guard(60),
                             env={**os.environ, 'PYTHONPATH': REPO})
     assert result.stdout.strip() == 'ok', result.stderr[-2000:]

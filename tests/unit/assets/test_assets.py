@@ -18,6 +18,7 @@ import time
 import pytest
 
 from kobert_gluon import assets
+from hangguard import hang_guard
 
 PAYLOAD = random.Random(1234).randbytes(200 * 1024)
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
@@ -393,7 +394,7 @@ def resolve_in_child(base_url, cache_dir, barrier, results):
     try:
         # A spawned child starts from the real registry, without the test asset.
         assets.ASSETS.setdefault(TEST_NAME, assets.Asset(TEST_FILENAME, PAYLOAD_MD5))
-        barrier.wait(timeout=10)
+        barrier.wait(timeout=hang_guard(10))
         path = assets.resolve(TEST_NAME, cache_dir=cache_dir, base_url=base_url)
         results.put(('ok', path, assets.md5sum(path)))
     except BaseException as err:  # report everything to the parent
@@ -409,9 +410,9 @@ def test_concurrent_processes_share_one_download(server, cache_dir):
                for _ in range(2)]
     for worker in workers:
         worker.start()
-    outcomes = [results.get(timeout=20) for _ in workers]
+    outcomes = [results.get(timeout=hang_guard(10)) for _ in workers]
     for worker in workers:
-        worker.join(timeout=10)
+        worker.join(timeout=hang_guard(10))
         assert worker.exitcode == 0
 
     expected_path = str(cache_dir / TEST_FILENAME)
@@ -503,9 +504,9 @@ def test_second_waiter_gives_up_naming_the_holder(server, cache_dir, monkeypatch
                      'KOBERT_GLUON_LOCK_TIMEOUT'):
             assert part in message
         assert server.count('good') == 0
-        status, first_error = results.get(timeout=20)
+        status, first_error = results.get(timeout=hang_guard(10))
     finally:
-        first.join(timeout=20)
+        first.join(timeout=hang_guard(10))
     assert status == 'error' and 'too slow' in first_error
     assert_nothing_cached(cache_dir)
 

@@ -8,6 +8,7 @@ import warnings
 import mxnet as mx
 import numpy as np
 import pytest
+from hangguard import hang_guard
 
 import kobert_gluon
 from kobert_gluon.assets import md5sum
@@ -76,7 +77,7 @@ def test_exported_graph_gives_the_same_logits_without_kobert_gluon(demo_model_di
     np.savez(tmp_path / 'inputs.npz', token_ids=token_ids, segment_ids=segment_ids, valid_length=valid_length)
 
     server = subprocess.run([sys.executable, '-c', SERVER], cwd=tmp_path, env=server_env(),
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=hang_guard(60))
 
     assert server.returncode == 0, server.stderr
     assert json.loads(server.stdout.strip().splitlines()[-1]) == {'kobert_gluon_imported': False}

