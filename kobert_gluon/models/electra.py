@@ -43,6 +43,8 @@ class Generator(nn.HybridBlock):
         self.word_weight = disc.word_embed[0].weight
         self.segment_weight = disc.token_type_embed[0].weight
         self.position_weight = disc.encoder.position_weight
+        # A hybridized block accepts only inputs found in its own collect_params(): list them there too.
+        self.params.update({param.name: param for param in (self.word_weight, self.segment_weight, self.position_weight)})
         with self.name_scope():
             self.embed_norm = nn.LayerNorm(in_channels=self._embed_size, epsilon=LAYER_NORM_EPS)
             self.dropout = nn.Dropout(bert_config.dropout)
@@ -62,12 +64,14 @@ class Generator(nn.HybridBlock):
                        word_weight, segment_weight, position_weight, output_bias):
         # pylint: disable=arguments-differ
         steps = F.contrib.arange_like(token_ids, axis=1)
-        embedded = (F.Embedding(token_ids, word_weight, self._vocab_size, self._embed_size)
-                    + F.Embedding(segment_ids, segment_weight, 2, self._embed_size)
-                    + F.expand_dims(F.Embedding(steps, position_weight, self._max_length, self._embed_size), 0))
+        embedded = F.broadcast_add(F.Embedding(token_ids, word_weight, self._vocab_size, self._embed_size)
+                                   + F.Embedding(segment_ids, segment_weight, 2, self._embed_size),
+                                   F.expand_dims(F.Embedding(steps, position_weight, self._max_length,
+                                                             self._embed_size), 0))
         hidden = self.project(self.dropout(self.embed_norm(embedded))).transpose((1, 0, 2))  # (T, B, units)
         # the attention cells take a (batch, length) valid length, as BERTEncoder builds it
-        attention_length = F.cast(F.broadcast_add(valid_length.reshape((-1, 1)), F.zeros_like(steps).reshape((1, -1))),
+        zeros = F.zeros_like(F.cast(steps, dtype='float32')).reshape((1, -1))
+        attention_length = F.cast(F.broadcast_add(F.cast(valid_length, dtype='float32').reshape((-1, 1)), zeros),
                                   dtype='int32')
         for cell in self.cells:
             hidden, _ = cell(hidden, attention_length)
