@@ -115,4 +115,7 @@ def build_electra_extras(disc, bert_config, fraction, ctx):
     for param in extras.collect_params().values():
         if id(param) not in shared:
             param.initialize(default_init=mx.init.Normal(0.02), ctx=ctx)
+    # Some shapes are only inferred on a first forward pass; a resumed run loads before any step.
+    extras.generator(mx.nd.array([[2, 3]], ctx=ctx), mx.nd.zeros((1, 2), ctx=ctx), mx.nd.array([2], ctx=ctx),
+                     mx.nd.array([1], ctx=ctx, dtype='int32'))
     return extras

@@ -330,7 +330,7 @@ def save_result(config, models, bert_config, tokenizer_path, state, command):
                             if config.init_from else None),
               'objective': config.objective, 'generator': generator,
               'steps': state['step'], 'epochs_read': state['position']['epoch'], 'seconds': round(state['seconds'], 1),
-              'cpu_seconds': round(state.get('cpu_seconds', 0.0), 1),
+              'cpu_seconds': round(state.get('cpu_seconds', 0.0), 3),
               'stopped_by': 'max_cpu_seconds' if state['step'] < config.num_steps else 'num_steps',
               'seed': config.seed, 'final_mlm_loss': state['history'][-1]['mlm_loss'] if state['history'] else None,
               'config': dataclasses.asdict(config), 'history': state['history']}
