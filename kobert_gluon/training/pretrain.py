@@ -14,6 +14,7 @@ A run directory ends up holding::
                       feeds ``kobert-gluon train --init_from`` and ``get_mxnet_kobert_model(model_file=...)``
     tokenizer/        the SentencePiece model it was trained with
     pretrain.json     how it was made: settings, corpus md5, steps, time, loss, md5s
+    generator.params  --objective electra only: the generator and RTD head (:mod:`.electra`)
     last/             the checkpoint ``--resume`` continues from
 """
 import dataclasses

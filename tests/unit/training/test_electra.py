@@ -154,6 +154,10 @@ def test_electra_learns_and_its_bert_params_fine_tune(corpus_file, kobert_spiece
     assert record['objective'] == 'electra' and record['generator']['file'] == electra.GENERATOR_FILE
     assert history[-1]['rtd_loss'] < history[0]['rtd_loss'] and history[-1]['mlm_loss'] < history[0]['mlm_loss']
     assert 0 < history[-1]['replaced_share'] <= 1
+    heldout = electra.evaluate_rtd(params_path, str(corpus_file))
+    assert heldout['masked_pieces'] > 0 and 0 < heldout['replaced_share_of_positions'] < 1
+    assert heldout['rtd_accuracy_always_original'] == pytest.approx(1 - heldout['replaced_share_of_positions'])
+    assert 0 <= heldout['rtd_auc'] <= 1 and heldout['generator_mlm_loss'] < np.log(VOCAB_SIZE) + 1
 
     labeled = tmp_path / 'labeled.tsv'
     labeled.write_text('text\tlabel\n' + ''.join(f'{text}\t{i % 2}\n' for i, text in enumerate(nsmc_lines[:40])),
@@ -188,3 +192,12 @@ def test_max_cpu_seconds_stops_the_run_and_is_recorded(corpus_file, kobert_spiec
     record = json.loads((tmp_path / 'pretrain.json').read_text())
     assert record['steps'] == 1 and record['stopped_by'] == 'max_cpu_seconds' and record['cpu_seconds'] > 0
     assert record['history'][-1]['nsp_loss'] > 0  # the sentence-order head was trained
+
+
+def test_rank_auc_matches_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+    rng = np.random.default_rng(0)
+    labels = rng.random(600) < 0.3
+    scores = np.round(rng.normal(size=600), 1) + labels  # rounded: many ties
+    assert electra.rank_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert electra.rank_auc(scores, np.zeros(600, dtype=bool)) is None
