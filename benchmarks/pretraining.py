@@ -91,7 +91,7 @@ def heldout(args):
     record = kg.read_record(args.start)
     settings = record.get('config', {})
     if record.get('objective') == 'electra':  # the generator's MLM and the discriminator's RTD figures
-        from kobert_gluon.training.electra import evaluate_rtd
+        from kobert_gluon.training.mlm_eval import evaluate_rtd
         from kobert_gluon.text.corpus import corpus_fingerprint
         result = {**evaluate_rtd(args.start, args.heldout, max_len=settings.get('max_len', 32),
                                  whole_word_mask=settings.get('whole_word_mask', True)),

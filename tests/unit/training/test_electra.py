@@ -8,7 +8,7 @@ import pytest
 
 from kobert_gluon.models.config import BertConfig
 from kobert_gluon.models.electra import build_electra_extras
-from kobert_gluon.training import electra, pretrain
+from kobert_gluon.training import electra, mlm_eval, pretrain
 from kobert_gluon.training.config import PretrainConfig
 from kobert_gluon.training.masking import NOT_NEXT, SWAPPED, make_batch, sentence_order_examples
 
@@ -154,7 +154,7 @@ def test_electra_learns_and_its_bert_params_fine_tune(corpus_file, kobert_spiece
     assert record['objective'] == 'electra' and record['generator']['file'] == electra.GENERATOR_FILE
     assert history[-1]['rtd_loss'] < history[0]['rtd_loss'] and history[-1]['mlm_loss'] < history[0]['mlm_loss']
     assert 0 < history[-1]['replaced_share'] <= 1
-    heldout = electra.evaluate_rtd(params_path, str(corpus_file))
+    heldout = mlm_eval.evaluate_rtd(params_path, str(corpus_file))
     assert heldout['masked_pieces'] > 0 and 0 < heldout['replaced_share_of_positions'] < 1
     assert heldout['rtd_accuracy_always_original'] == pytest.approx(1 - heldout['replaced_share_of_positions'])
     assert 0 <= heldout['rtd_auc'] <= 1 and heldout['generator_mlm_loss'] < np.log(VOCAB_SIZE) + 1
@@ -199,5 +199,5 @@ def test_rank_auc_matches_sklearn_with_ties():
     rng = np.random.default_rng(0)
     labels = rng.random(600) < 0.3
     scores = np.round(rng.normal(size=600), 1) + labels  # rounded: many ties
-    assert electra.rank_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
-    assert electra.rank_auc(scores, np.zeros(600, dtype=bool)) is None
+    assert mlm_eval.rank_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert mlm_eval.rank_auc(scores, np.zeros(600, dtype=bool)) is None
