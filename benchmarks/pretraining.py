@@ -11,6 +11,9 @@ Rows (every BERT row has the shipped checkpoint's size and tokenizer, KoBERT's):
 - ``shipped`` / ``scratch`` / ``tfidf``: the emotion set, one stratified 80/20 split (seed 42),
   ``--epochs`` epochs of fine-tuning (batch 64, lr 5e-4, bucketing, no validation split: the last
   epoch is reported), the same rows as the 0.5.0 measurement;
+- ``candidate`` / ``demo-candidate``: ``--candidate RUN`` (a ``kobert-gluon pretrain`` result: its
+  bert.params, tokenizer and size) on the emotion rows' and the demo rows' settings and splits, so it
+  compares against the rows above (``--only candidate,demo-candidate,shipped,demo-shipped,...``);
 - ``continued``: the shipped checkpoint after ``--pretrain_steps`` more MLM steps on NSMC + the
   emotion training sentences (an experiment, not shipped).
 
@@ -87,8 +90,15 @@ def heldout(args):
     import kobert_gluon as kg
     record = kg.read_record(args.start)
     settings = record.get('config', {})
-    result = kg.record_heldout(args.start, args.heldout, max_len=settings.get('max_len', 32),
-                               whole_word_mask=settings.get('whole_word_mask', True))
+    if record.get('objective') == 'electra':  # the generator's MLM and the discriminator's RTD figures
+        from kobert_gluon.training.mlm_eval import evaluate_rtd
+        from kobert_gluon.text.corpus import corpus_fingerprint
+        result = {**evaluate_rtd(args.start, args.heldout, max_len=settings.get('max_len', 32),
+                                 whole_word_mask=settings.get('whole_word_mask', True)),
+                  'corpus': corpus_fingerprint(args.heldout)}
+    else:
+        result = kg.record_heldout(args.start, args.heldout, max_len=settings.get('max_len', 32),
+                                   whole_word_mask=settings.get('whole_word_mask', True))
     print(json.dumps(result, ensure_ascii=False))
     if args.record:
         path = os.path.join(os.path.dirname(os.path.abspath(args.start)), 'pretrain.json')
@@ -236,8 +246,12 @@ def benchmark(args):
             'shipped': lambda: finetune('shipped', start), 'continued': continued,
             'demo-tfidf': demo_tfidf, 'demo-random': lambda: demo('random', random_start()),
             'demo-shipped': lambda: demo('shipped', start)}
+    if args.candidate:
+        candidate = args.candidate if args.candidate.endswith('.params') else os.path.join(args.candidate, 'bert.params')
+        rows.update({'candidate': lambda: finetune('candidate', candidate),
+                     'demo-candidate': lambda: demo('candidate', candidate)})
     rows.update({f'demo-lr-{rate}': (lambda rate=rate: demo(f'lr-{rate}', start, rate)) for rate in LEARNING_RATES})
-    names = list(ROW_NAMES) if args.only is None else [name for name in args.only.split(',') if name]
+    names = [name for name in ROW_NAMES if name in rows] if args.only is None else [name for name in args.only.split(',') if name]
     if set(names) - set(rows):
         sys.exit(f'--only: unknown rows {sorted(set(names) - set(rows))}; known: {", ".join(rows)}')
     for name in names:
@@ -270,6 +284,8 @@ def print_learning_rate_table(results):
 ROW_NAMES = {'demo-shipped': 'demo set (600 sentences): from the shipped checkpoint',
              'demo-random': 'demo set: random start (same size and tokenizer)',
              'demo-tfidf': 'demo set: TF-IDF char 1-4-grams + logistic regression, same splits',
+             'demo-candidate': 'demo set: from --candidate',
+             'candidate': 'emotion set: from --candidate',
              'shipped': 'emotion set: from the shipped checkpoint',
              'scratch': 'emotion set: random start (same size and tokenizer)',
              'continued': 'emotion set: shipped checkpoint + MLM on NSMC and the emotion train sentences',
@@ -372,6 +388,8 @@ def main():
     parser.add_argument('--record', action='store_true', help="heldout mode: write the result into --start's pretrain.json")
     parser.add_argument('--megabytes', type=int, default=300, help='memory mode: generated corpus size')
     parser.add_argument('--start', help='bert.params of a pretrain result to use instead of the shipped one')
+    parser.add_argument('--candidate', help='a pretrain run directory (or its bert.params) to compare: rows candidate, '
+                        'demo-candidate (give each candidate its own --workdir: rows are cached by name)')
     parser.add_argument('--tokenizer', help="the BERT rows' tokenizer (default: the --start checkpoint's)")
     parser.add_argument('--only', help="comma-separated rows to (re)compute: " + ','.join(ROW_NAMES)
                         + ', ' + ','.join(f'demo-lr-{rate}' for rate in LEARNING_RATES)

@@ -20,7 +20,8 @@ def report_interrupted(interrupted):
 
 
 def add_pretrain_arguments(parser):
-    parser.description = ('Masked-LM (+ optional next-sentence) pretraining of a BERT on a text corpus, '
+    parser.description = ('Masked-LM or ELECTRA (--objective electra) pretraining of a BERT on a text corpus, '
+                          '+ optional next-sentence or sentence-order prediction, '
                           "from scratch or continuing from KoBERT's or another bert_12_768_12-layout file. "
                           'The result (OUTPUT_DIR/bert.params) feeds `train --init_from`.')
     add_config_file_argument(parser)

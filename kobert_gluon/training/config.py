@@ -313,6 +313,15 @@ class PretrainConfig(OptimizerConfig):
     max_predictions: int = field(20, 'most predicted tokens per sequence')
     whole_word_mask: bool = field(False, 'choose whole words (a ▁ piece and the pieces after it)')
     next_sentence: bool = field(False, 'next-sentence prediction on pairs from documents (blank-line separated)')
+    objective: str = field('mlm', "'mlm' (BERT's masked LM) or 'electra' (replaced-token detection: a small "
+                                  "generator fills the masks, the BERT tells every piece replaced or not)",
+                           choices=('mlm', 'electra'))
+    generator_size: float = field(0.25, 'electra: the generator\'s units (and feed-forward) as a share of the BERT\'s')
+    rtd_weight: float = field(50.0, 'electra: weight of the replaced-token loss against the generator\'s MLM loss')
+    sentence_order: bool = field(False, 'sentence-order prediction (trains the [CLS] pooler): each line cut in two '
+                                        'at a random piece, half the pairs swapped')
+    max_cpu_seconds: float = field(0.0, 'stop (saving everything) once this process has used this many CPU '
+                                        'seconds, resumed parts included (0: no limit)')
     split_lines: bool = field(False, 'with --next_sentence: pairs from single lines instead, each cut in two at a '
                                      'random piece (a corpus without documents, e.g. one review per line)')
     chunk_lines: int = field(2048, 'lines tokenized and shuffled together')
@@ -349,9 +358,15 @@ class PretrainConfig(OptimizerConfig):
         _check(self, 'tokenizer', self.tokenizer in TOKENIZER_CHOICES or os.path.isfile(self.tokenizer),
                f'no such file; or one of {TOKENIZER_CHOICES}')
         _check(self, 'init_from', not self.init_from or os.path.isfile(self.init_from), 'no such file')
+        _check(self, 'objective', self.objective in ('mlm', 'electra'), "expected 'mlm' or 'electra'")
+        _check(self, 'generator_size', 0 < self.generator_size <= 1, 'must be in (0, 1]')
+        _check(self, 'rtd_weight', self.rtd_weight > 0, 'must be a positive number')
+        _check(self, 'max_cpu_seconds', self.max_cpu_seconds >= 0, 'must be 0 (no limit) or more')
+        if self.sentence_order and self.next_sentence:
+            raise ConfigError('sentence_order and next_sentence are two pair objectives on the same head: pick one')
         if self.split_lines and not self.next_sentence:
             raise ConfigError('split_lines makes next-sentence pairs: it needs --next_sentence')
-        _check(self, 'max_len', self.max_len >= (5 if self.next_sentence else 3), 'too short for [CLS] ... [SEP]')
+        _check(self, 'max_len', self.max_len >= (5 if self.next_sentence or self.sentence_order else 3), 'too short for [CLS] ... [SEP]')
         if self.resume and self.overwrite:
             raise ConfigError('resume and overwrite exclude each other: --resume continues the run in '
                               '--output_dir, --overwrite deletes it')

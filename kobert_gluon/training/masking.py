@@ -16,6 +16,7 @@ from ..text.vocab import SPECIAL_TOKENS
 logger = logging.getLogger(__name__)
 
 NOT_NEXT, RANDOM_NEXT = 0, 1  # next-sentence labels as in BERT's create_pretraining_data
+SWAPPED = 1  # sentence-order label: the two parts in the wrong order
 # Pieces below this id are the specials [UNK] [PAD] [CLS] [SEP] [MASK]: never masked, never drawn.
 FIRST_ORDINARY_ID = len(SPECIAL_TOKENS)
 WIDTH_MULTIPLE = 8  # batch widths rounded up to it, so few graph shapes get built
@@ -103,6 +104,17 @@ def split_line_examples(lines, max_len, cls_id, sep_id, rng):
         yield _pair(list(first), list(second), label, max_len, cls_id, sep_id)
 
 
+def sentence_order_examples(lines, max_len, cls_id, sep_id, rng):
+    """Sentence-order pairs (ALBERT's SOP on lines): each line cut in two at a random piece; half
+    the pairs keep the order (label NOT_NEXT), half are swapped (label SWAPPED). One-piece lines give none."""
+    for ids in (ids for ids in lines if len(ids) >= 2):
+        cut = rng.integers(1, len(ids))
+        first, second, label = ids[:cut], ids[cut:], NOT_NEXT
+        if rng.random() < 0.5:
+            first, second, label = second, first, SWAPPED
+        yield _pair(list(first), list(second), label, max_len, cls_id, sep_id)
+
+
 def _pair(first, second, label, max_len, cls_id, sep_id):
     first, second = _truncate_pair(first, second, max_len - 3)
     tokens = np.array([cls_id] + first + [sep_id] + second + [sep_id])
@@ -183,7 +195,9 @@ class BatchStream:
 
     def chunk_batches(self, ids, rng):
         config = self.config
-        if config.next_sentence and config.split_lines:
+        if config.sentence_order:
+            examples = list(sentence_order_examples(ids, config.max_len, self.cls_id, self.sep_id, rng))
+        elif config.next_sentence and config.split_lines:
             examples = list(split_line_examples(ids, config.max_len, self.cls_id, self.sep_id, rng))
         elif config.next_sentence:
             examples = list(pair_examples(ids, config.max_len, self.cls_id, self.sep_id, rng))

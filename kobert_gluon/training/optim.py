@@ -83,3 +83,12 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
     mx.random.seed(seed)
+
+
+def pretraining_update(trainer, trainable, loss, learning_rate, max_grad_norm, step):
+    """One pretraining optimizer step on the recorded scalar ``loss`` (already a mean)."""
+    check_finite(loss.asscalar(), 'the pretraining loss', step)
+    loss.backward()
+    trainer.set_learning_rate(learning_rate)
+    clip_gradients(trainable, max_grad_norm, group_size=1)
+    trainer.update(1)

@@ -14,6 +14,7 @@ A run directory ends up holding::
                       feeds ``kobert-gluon train --init_from`` and ``get_mxnet_kobert_model(model_file=...)``
     tokenizer/        the SentencePiece model it was trained with
     pretrain.json     how it was made: settings, corpus md5, steps, time, loss, md5s
+    generator.params  --objective electra only: the generator and RTD head (:mod:`.electra`)
     last/             the checkpoint ``--resume`` continues from
 """
 import dataclasses
@@ -41,11 +42,11 @@ from ..models.pretrained import PARAMS_FILE, RECORD_FILE, RECORD_FORMAT
 from ..text.corpus import corpus_fingerprint, sample_lines
 from ..text.tokenizer import get_vocab, train_sentencepiece
 from ..text.vocab import TOKENIZER_DIR
-from . import checkpoint, rundir
+from . import checkpoint, electra, rundir
 from .config import SIZE_FLAGS, TOKENIZER_CHOICES, PretrainConfig
 from .interrupt import InterruptGuard, TrainingInterrupted, resume_command
 from .masking import BatchStream, word_start_table
-from .optim import check_finite, clip_gradients, exclude_from_weight_decay, learning_rate_at
+from .optim import exclude_from_weight_decay, learning_rate_at, pretraining_update
 
 logger = logging.getLogger(__name__)
 
@@ -106,16 +107,38 @@ def build_pretraining_model(bert_config, ctx, init_from=None):
 
 # ---------------------------------------------------------------------------- checkpoints
 
-def save_checkpoint(directory, model, trainer, state):
-    """``last/``: the weights, optimizer state and where the corpus was left."""
-    checkpoint.save_checkpoint(directory, trainer, state,
-                               lambda tmp: save_bert_params(model, os.path.join(tmp, PARAMS_FILE)))
+def save_checkpoint(directory, model, trainer, state, extras=None):
+    """``last/``: the weights (ELECTRA: the generator too), optimizer state and where the corpus was left."""
+    def write_weights(tmp):
+        save_bert_params(model, os.path.join(tmp, PARAMS_FILE))
+        if extras is not None:
+            electra.save_extras(extras, model, os.path.join(tmp, electra.GENERATOR_FILE))
+    checkpoint.save_checkpoint(directory, trainer, state, write_weights)
 
 
-def load_checkpoint(directory, model, trainer, ctx):
-    return checkpoint.load_checkpoint(directory, trainer,
-                                      lambda checkpoint_dir: load_params(model, os.path.join(checkpoint_dir, PARAMS_FILE), ctx),
-                                      required=('position', 'step'))
+def load_checkpoint(directory, model, trainer, ctx, extras=None):
+    def load_weights(checkpoint_dir):
+        load_params(model, os.path.join(checkpoint_dir, PARAMS_FILE), ctx)
+        if extras is not None:
+            electra.load_extras(extras, model, os.path.join(checkpoint_dir, electra.GENERATOR_FILE), ctx)
+    return checkpoint.load_checkpoint(directory, trainer, load_weights, required=('position', 'step'))
+
+
+def trainable_parameters(config, model, extras):
+    """All parameters of the run (ELECTRA: the generator and RTD head too) and the trained ones.
+
+    Heads that get no gradient are frozen (grad_req 'null'), so weight decay leaves them as they
+    were: the pooler and NSP classifier without a pair objective, and under ELECTRA the BERT's MLM decoder."""
+    params = model.collect_params()
+    if extras is not None:
+        params.update(extras.collect_params())  # the shared embeddings: the same Parameter objects
+    exclude_from_weight_decay(params)
+    frozen = [] if extras is None else electra.frozen_decoder(model)
+    if not (config.next_sentence or config.sentence_order):
+        frozen += [param for name, param in params.items() if '_pooler_' in name or '_classifier_' in name]
+    for param in frozen:
+        param.grad_req = 'null'
+    return params, [p for p in params.values() if p.grad_req != 'null']
 
 
 # ---------------------------------------------------------------------------- the recipe
@@ -144,14 +167,11 @@ def _pretrain(config, ctx, command):
     mx.random.seed(config.seed)
     model = build_pretraining_model(bert_config, ctx, config.init_from)
     model.hybridize(static_alloc=True)
-
-    params = model.collect_params()
-    exclude_from_weight_decay(params)
-    if not config.next_sentence:  # the NSP head (and the pooler feeding it) gets no gradient
-        for name, param in params.items():
-            if '_pooler_' in name or '_classifier_' in name:
-                param.grad_req = 'null'
-    trainable = [p for p in params.values() if p.grad_req != 'null']
+    extras = electra.build_extras(config, model, bert_config, ctx) if config.objective == 'electra' else None
+    if extras is not None:
+        extras.generator.hybridize(static_alloc=True)
+        extras.rtd.hybridize(static_alloc=True)
+    params, trainable = trainable_parameters(config, model, extras)
     trainer = gluon.Trainer(params, 'bertadam', {'learning_rate': config.learning_rate,
                                                  'epsilon': config.epsilon, 'wd': config.weight_decay},
                             update_on_kvstore=False)
@@ -159,19 +179,19 @@ def _pretrain(config, ctx, command):
     loss_function = gluon.loss.SoftmaxCELoss()
 
     last_dir = os.path.join(config.output_dir, 'last')
-    state = {'step': 0, 'seconds': 0.0, 'history': [], 'corpus_md5': corpus_fingerprint(config.corpus)['md5'],
+    state = {'step': 0, 'seconds': 0.0, 'cpu_seconds': 0.0, 'history': [], 'corpus_md5': corpus_fingerprint(config.corpus)['md5'],
              'position': {'epoch': 0, 'offset': 0, 'unit': 0, 'file': 0, 'batch': 0}}
     # The newest complete checkpoint, also after a crash while last/ was being replaced.
     newest = checkpoint.newest_checkpoint(config.output_dir, 'last') if config.resume else None
     if newest:
-        state = {**load_checkpoint(newest, model, trainer, ctx), 'corpus_md5': check_corpus_unchanged(
+        state = {'cpu_seconds': 0.0, **load_checkpoint(newest, model, trainer, ctx, extras), 'corpus_md5': check_corpus_unchanged(
             config, newest, state['corpus_md5'])}
         logger.info('resuming %s at step %d', newest, state['step'])
 
     word_starts = word_start_table(vocab) if config.whole_word_mask else None
     stream = BatchStream(config, tokenizer_path, vocab, word_starts)(state['position'])
     progress = tqdm(total=config.num_steps, initial=state['step'], desc='pretraining', disable=None)
-    run = Run(config, ctx, model, trainer, trainable, loss_function, num_warmup_steps, last_dir, state['step'])
+    run = Run(config, ctx, model, trainer, trainable, loss_function, num_warmup_steps, last_dir, state['step'], extras)
     try:
         with InterruptGuard() as guard:
             train_steps(run, stream, state, progress, guard)
@@ -180,7 +200,7 @@ def _pretrain(config, ctx, command):
     finally:
         stream.close()  # stops the tokenizer workers
         progress.close()
-    return save_result(config, model, bert_config, tokenizer_path, state, command)
+    return save_result(config, (model, extras), bert_config, tokenizer_path, state, command)
 
 
 @dataclasses.dataclass
@@ -195,41 +215,54 @@ class Run:
     num_warmup_steps: int
     last_dir: str
     saved_step: int  # the step of the newest save of last/ (begun, or loaded on --resume)
+    extras: object = None  # ELECTRA's generator and RTD head (models.electra.ElectraExtras)
+
+    def out_of_cpu(self, state):
+        return bool(self.config.max_cpu_seconds) and state['cpu_seconds'] >= self.config.max_cpu_seconds
 
 
 def train_steps(run, stream, state, progress, guard):
     """Steps until ``num_steps``. Ctrl-C or SIGTERM lets the current step finish (``guard``), so
     ``state`` is always that of a completed step; :func:`interrupted` saves it."""
     config, started, window = run.config, time.time() - state['seconds'], []
-    while state['step'] < config.num_steps:
+    cpu_started = time.process_time() - state['cpu_seconds']  # this process's CPU time, all its threads
+    while state['step'] < config.num_steps and not run.out_of_cpu(state):
         batch, position = next(stream)
         with guard.deferred():
             # Dropout drawn per step, so a resumed run repeats the uninterrupted one's masks.
             mx.random.seed(config.seed * 1_000_003 + state['step'])
-            losses = train_step(run.model, run.trainer, run.trainable, run.loss_function, batch, run.ctx, config,
-                                learning_rate_at(state['step'], config.num_steps, run.num_warmup_steps,
-                                                 config.learning_rate), state['step'] + 1)
+            rate = learning_rate_at(state['step'], config.num_steps, run.num_warmup_steps, config.learning_rate)
+            if run.extras is None:
+                losses = train_step(run.model, run.trainer, run.trainable, run.loss_function, batch, run.ctx, config,
+                                    rate, state['step'] + 1)
+            else:
+                losses = electra.train_step(run, batch, rate, state['step'] + 1)
             state['step'] += 1
             state['position'] = position
-            state['seconds'] = time.time() - started
+            state['seconds'], state['cpu_seconds'] = time.time() - started, time.process_time() - cpu_started
+            last = state['step'] == config.num_steps or run.out_of_cpu(state)
             window.append(losses)
             progress.update(1)
             progress.set_postfix(mlm=f'{losses[0]:.3f}', lr=f'{run.trainer.learning_rate:.2e}')
-            if state['step'] % config.log_interval == 0 or state['step'] == config.num_steps:
+            if state['step'] % config.log_interval == 0 or last:
                 log_step(run, state, window, position)
                 window = []
-            if state['step'] % config.save_every == 0 or state['step'] == config.num_steps:
+            if state['step'] % config.save_every == 0 or last:
                 # Set first: a save cut short (a second Ctrl-C does not wait) is not saved again on the way out.
                 run.saved_step = state['step']
-                save_checkpoint(run.last_dir, run.model, run.trainer, state)
+                save_checkpoint(run.last_dir, run.model, run.trainer, state, run.extras)
+
+
+# What a step returns, in order: MLM (under ELECTRA the generator's) and pair loss, then ELECTRA's figures.
+STEP_FIGURES = ('mlm_loss', 'nsp_loss', 'rtd_loss', 'rtd_accuracy', 'replaced_share')
 
 
 def log_step(run, state, window, position):
-    mean = np.mean(window, axis=0)
-    state['history'].append({'step': state['step'], 'mlm_loss': float(mean[0]), 'nsp_loss': float(mean[1]),
-                             'lr': run.trainer.learning_rate, 'epoch': position['epoch']})
-    logger.info('step %d/%d mlm loss %.4f nsp loss %.4f lr %.3e', state['step'], run.config.num_steps,
-                mean[0], mean[1], run.trainer.learning_rate)
+    figures = dict(zip(STEP_FIGURES, (float(value) for value in np.mean(window, axis=0))))
+    state['history'].append({'step': state['step'], **figures, 'lr': run.trainer.learning_rate,
+                             'epoch': position['epoch'], 'cpu_seconds': round(state['cpu_seconds'], 1)})
+    logger.info('step %d/%d %s lr %.3e', state['step'], run.config.num_steps,
+                ' '.join(f'{name} {value:.4f}' for name, value in figures.items()), run.trainer.learning_rate)
 
 
 def interrupted(run, state):
@@ -237,7 +270,7 @@ def interrupted(run, state):
     the TrainingInterrupted says so and how to continue."""
     resume = resume_command(run.config.output_dir, 'pretrain')
     if state['step'] > run.saved_step:
-        save_checkpoint(run.last_dir, run.model, run.trainer, state)
+        save_checkpoint(run.last_dir, run.model, run.trainer, state, run.extras)
         logger.info('interrupted: saved a checkpoint in %s (step %d)', run.last_dir, state['step'])
         return TrainingInterrupted(f"saved a checkpoint in {run.last_dir} (step {state['step']})", resume, run.last_dir)
     if state['step']:
@@ -261,7 +294,7 @@ def check_corpus_unchanged(config, checkpoint_dir, corpus_md5):
 
 
 def train_step(model, trainer, trainable, loss_function, batch, ctx, config, learning_rate, step=None):
-    """One optimizer step; returns (MLM loss, NSP loss) of the batch."""
+    """One optimizer step; returns (MLM loss, pair loss) of the batch."""
     inputs = {name: mx.nd.array(array, ctx=ctx, dtype=array.dtype) for name, array in batch.items()}
     with mx.autograd.record():
         _, _, nsp_logits, mlm_logits = model(inputs['token_ids'], inputs['segment_ids'],
@@ -270,22 +303,22 @@ def train_step(model, trainer, trainable, loss_function, batch, ctx, config, lea
         mlm_loss = (loss_function(mlm_logits.reshape((-1, mlm_logits.shape[-1])),
                                   inputs['masked_ids'].reshape((-1,)), weights).sum()
                     / mx.nd.maximum(weights.sum(), 1))
-        loss = mlm_loss
-        if config.next_sentence:
-            nsp_loss = loss_function(nsp_logits, inputs['next_sentence']).mean()
-            loss = loss + nsp_loss
-    check_finite(loss.asscalar(), 'the pretraining loss', step)
-    loss.backward()
-    trainer.set_learning_rate(learning_rate)
-    clip_gradients(trainable, config.max_grad_norm, group_size=1)  # the loss is already a mean
-    trainer.update(1)
-    return mlm_loss.asscalar(), nsp_loss.asscalar() if config.next_sentence else 0.0
+        nsp_loss = electra.pair_loss(config, loss_function, nsp_logits, inputs['next_sentence'])
+        loss = mlm_loss if nsp_loss is None else mlm_loss + nsp_loss
+    pretraining_update(trainer, trainable, loss, learning_rate, config.max_grad_norm, step)
+    return mlm_loss.asscalar(), 0.0 if nsp_loss is None else nsp_loss.asscalar()
 
 
-def save_result(config, model, bert_config, tokenizer_path, state, command):
-    """bert.params + tokenizer/ + pretrain.json in output_dir."""
-    params_path = os.path.join(config.output_dir, PARAMS_FILE)
+def save_result(config, models, bert_config, tokenizer_path, state, command):
+    """bert.params (ELECTRA: the discriminator; generator.params beside it) + tokenizer/ + pretrain.json."""
+    (model, extras), params_path = models, os.path.join(config.output_dir, PARAMS_FILE)
     save_bert_params(model, params_path, config.save_dtype)
+    generator = None
+    if extras is not None:
+        generator_path = os.path.join(config.output_dir, electra.GENERATOR_FILE)
+        electra.save_extras(extras, model, generator_path)
+        generator = {'file': electra.GENERATOR_FILE, 'md5': assets.md5sum(generator_path),
+                     'size': config.generator_size, 'rtd_weight': config.rtd_weight}
     tokenizer_copy = os.path.join(config.output_dir, TOKENIZER_DIR, os.path.basename(tokenizer_path))
     if os.path.abspath(tokenizer_copy) != os.path.abspath(tokenizer_path):
         with atomic_path(tokenizer_copy) as tmp:
@@ -298,7 +331,10 @@ def save_result(config, model, bert_config, tokenizer_path, state, command):
               'corpus': corpus_fingerprint(config.corpus),
               'init_from': ({'file': os.path.basename(config.init_from), 'md5': assets.md5sum(config.init_from)}
                             if config.init_from else None),
+              'objective': config.objective, 'generator': generator,
               'steps': state['step'], 'epochs_read': state['position']['epoch'], 'seconds': round(state['seconds'], 1),
+              'cpu_seconds': round(state.get('cpu_seconds', 0.0), 3),
+              'stopped_by': 'max_cpu_seconds' if state['step'] < config.num_steps else 'num_steps',
               'seed': config.seed, 'final_mlm_loss': state['history'][-1]['mlm_loss'] if state['history'] else None,
               'config': dataclasses.asdict(config), 'history': state['history']}
     write_json(os.path.join(config.output_dir, RECORD_FILE), record)
