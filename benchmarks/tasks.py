@@ -268,19 +268,31 @@ def ner_files(sentences, seed, workdir):
     return paths, train, test
 
 
+NER_MAX_LEN, NER_STRIDE = 64, 16  # windows of 62 pieces, 16 shared: every sentence is read whole
+
+
 def ner_bert_row(files, seed, epochs, workdir, init_from, smoke):
+    """One tagger's test figures; cached in its run directory's ``row.json`` (a rerun skips it)."""
     import kobert_gluon as kg
 
-    started = time.time()
     name = 'random' if init_from else 'shipped'  # init_from: the random start's params, None: the shipped ones
-    init_from = init_from or kg.shipped_params()
+    output_dir = os.path.join(workdir, 'runs', f'ner-{name}-{seed}-{epochs}')
+    cached = os.path.join(output_dir, 'row.json')
+    if os.path.isfile(cached):
+        with open(cached, encoding='utf-8') as handle:
+            return json.load(handle)
+    started = time.time()
     classifier = kg.train(kg.TrainConfig(
         task='token_classification', data=files['train'], test_data=files['test'], bert='small', seed=seed,
-        num_epochs=epochs, max_len=64 if smoke else 128, stride=16 if smoke else 32, init_from=init_from,
-        output_dir=os.path.join(workdir, 'runs', f'ner-{name}-{seed}'), overwrite=True))
+        num_epochs=epochs, max_len=NER_MAX_LEN, stride=NER_STRIDE, init_from=init_from or kg.shipped_params(),
+        output_dir=output_dir, overwrite=True))
     report = classifier.test_report
-    return {'seconds': time.time() - started, 'entity_f1': report['entity_f1'], 'char_f1': report['char_f1'],
-            'per_type_f1': {label: row['f1'] for label, row in report['per_type'].items()}}
+    row = {'seconds': time.time() - started, 'entity_f1': report['entity_f1'], 'char_f1': report['char_f1'],
+           'per_type_f1': {label: row['f1'] for label, row in report['per_type'].items()}}
+    with open(cached + '.tmp', 'w', encoding='utf-8') as handle:
+        json.dump(row, handle)
+    os.replace(cached + '.tmp', cached)
+    return row
 
 
 def ner_rows(shared, workdir, seeds, epochs, smoke=False):
