@@ -258,7 +258,7 @@ def test_resume_refuses_another_num_epochs_unless_extended_and_a_finished_run_is
 def test_the_confusion_matrix_shows_the_selected_model_on_the_test_set(tmp_path, small_data, tiny, monkeypatch):
     valid = iter([0.9, 0.5])  # epoch 1 is selected
 
-    def scripted(run, loader, desc, every_rank=True):
+    def scripted(run, loader, desc, every_rank=True, part=None):
         if desc == 'validating':
             accuracy = next(valid)
             return classification_report([0] * 10, [0] * round(10 * accuracy) + [1] * round(10 - 10 * accuracy), 2), None

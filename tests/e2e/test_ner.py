@@ -228,7 +228,7 @@ def test_the_benchmarks_entity_rows_run_on_the_shared_klue_sentences(shared_dir,
                                               'gazetteer of the training entities']
     assert all(row['seeds'] == 1 and row['sentences'] == 200 and len(row['runs']) == 1 for row in rows)
     assert rows[2]['runs'][0]['entity_f1'] > 0.3  # the CRF learns from 160 sentences
-    shipped, random = (json.loads((tmp_path / 'runs' / f'ner-{name}-0' / 'run_inputs.json').read_text())
+    shipped, random = (json.loads((tmp_path / 'runs' / f'ner-{name}-0-1' / 'run_inputs.json').read_text())
                        for name in ('shipped', 'random'))
     assert shipped['bert'] == random['bert'] and shipped['tokenizer'] == random['tokenizer']
     assert shipped['init_from'] != random['init_from']

@@ -81,7 +81,7 @@ def scripted_evaluations(monkeypatch, valid):
     is real (and the only pass over the test set)."""
     calls = {'validating': iter(valid)}
 
-    def scripted(run, loader, desc, every_rank=True):
+    def scripted(run, loader, desc, every_rank=True, part=None):
         if desc in calls:
             return report_with_accuracy(next(calls[desc])), None
         assert desc == 'testing the selected model', desc
@@ -126,7 +126,7 @@ def test_macro_f1_can_select(tmp_path, small_data, tiny, monkeypatch):
     reports = [classification_report([0, 0, 1, 1], [0, 1, 1, 0], 2), classification_report([0, 0, 0, 1], [0, 0, 0, 0], 2)]
     assert reports[1]['accuracy'] > reports[0]['accuracy'] and reports[1]['macro_f1'] < reports[0]['macro_f1']
     calls = iter(reports)
-    monkeypatch.setattr(train_module, 'evaluate_split', lambda run, loader, desc, every_rank=True: (
+    monkeypatch.setattr(train_module, 'evaluate_split', lambda run, loader, desc, every_rank=True, part=None: (
         (next(calls), None) if desc == 'validating' else REAL_EVALUATE(run, loader, desc, every_rank)))
     snapshots = snapshot_each_epoch(monkeypatch, tmp_path / 'run')
     train(run_config(tmp_path, small_data, 'run', num_epochs=2, select_metric='macro_f1'))
@@ -143,7 +143,7 @@ def test_early_stopping_stops_at_the_right_epoch_and_a_resume_finishes_at_once(t
     assert 'early stopping after epoch 4' in caplog.text
     best = final_params(tmp_path / 'run', 'best')
 
-    def only_the_final_test(run, loader, desc, every_rank=True):
+    def only_the_final_test(run, loader, desc, every_rank=True, part=None):
         if desc in ('validating', 'testing'):
             pytest.fail('a stopped run trained another epoch')
         return REAL_EVALUATE(run, loader, desc, every_rank)
