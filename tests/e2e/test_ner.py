@@ -218,7 +218,9 @@ def test_batches_are_scored_on_their_pieces_as_seqeval_scores_the_piece_tags(ner
     assert report['entity_f1'] == pytest.approx(f1_score(y_true, y_pred, mode='strict', scheme=IOB2))
 
 
+@pytest.mark.extra  # python-crfsuite: the bench extra
 def test_the_benchmarks_entity_rows_run_on_the_shared_klue_sentences(shared_dir, tmp_path):
+    pytest.importorskip('pycrfsuite')
     import sys
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'benchmarks'))
     import tasks

@@ -46,5 +46,5 @@ def test_serve_without_uvicorn_names_the_extra_on_import(monkeypatch):
     monkeypatch.setitem(sys.modules, 'uvicorn', None)
     for name in ('kobert_gluon.serve.app', 'kobert_gluon.serve.requests', 'kobert_gluon.serve.schemas'):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    with pytest.raises(MissingExtraError, match=r'uvicorn .*kobert_gluon\[serve\]'):
+    with pytest.raises(MissingExtraError, match=r'uvicorn.*kobert_gluon\[serve\]'):
         importlib.import_module('kobert_gluon.serve.app')
