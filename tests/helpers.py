@@ -70,6 +70,31 @@ def save_random_bert(config, path):
     return path
 
 
+def cli_error(capsys, *argv):
+    """Run the command in-process; it must fail with exit 2 and exactly one
+    ``kobert-gluon: error:`` line, no traceback. Returns that line."""
+    from kobert_gluon import cli
+
+    code = cli.main([str(arg) for arg in argv])
+    _, err = capsys.readouterr()
+    assert code == 2, err
+    assert 'Traceback' not in err
+    lines = [line for line in err.splitlines() if line.startswith('kobert-gluon: error: ')]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def tiny_pretrain_config(corpus_file, spiece, output_dir, **overrides):
+    """A PretrainConfig of a 1 x 32 BERT for 12 steps on ``corpus_file`` (checkpoints every 5)."""
+    from kobert_gluon.training.config import PretrainConfig
+
+    settings = dict(corpus=str(corpus_file), output_dir=str(output_dir), tokenizer=spiece, max_len=32,
+                    batch_size=8, num_steps=12, learning_rate=1e-3, chunk_lines=64, num_procs=0,
+                    save_every=5, log_interval=1, ctx='cpu', num_layers=1, units=32, hidden_size=64, num_heads=2)
+    settings.update(overrides)
+    return PretrainConfig(**settings)
+
+
 def start_cli(argv):
     """``kobert-gluon ARGV`` of this checkout in a subprocess, stdout and stderr piped as text."""
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')])}

@@ -23,18 +23,8 @@ from kobert_gluon.errors import CheckpointError, ConfigError, DataError, DeviceE
 from kobert_gluon.inference.classifier import TextClassifier
 from kobert_gluon.training.finetune import train
 
-from helpers import assert_same_params, demo_frame, final_params, run_config, write_small_data
+from helpers import assert_same_params, cli_error, demo_frame, final_params, run_config, write_small_data
 
-
-def cli_error(capsys, *argv):
-    """Run the command; it must fail with exit 2 and exactly one error line, no traceback."""
-    code = cli.main([str(arg) for arg in argv])
-    _, err = capsys.readouterr()
-    assert code == 2, err
-    assert 'Traceback' not in err
-    lines = [line for line in err.splitlines() if line.startswith('kobert-gluon: error: ')]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def killed_after(monkeypatch, name, calls):

@@ -25,7 +25,7 @@ from kobert_gluon.training.config import PretrainConfig
 from kobert_gluon.training.finetune import train
 from kobert_gluon.training.optim import check_finite
 
-from helpers import demo_frame, run_config
+from helpers import cli_error, demo_frame, run_config
 
 
 def needs_convert(test):
@@ -37,14 +37,6 @@ def needs_convert(test):
 
 TINY = {'num_layers': 1, 'units': 32, 'hidden_size': 64, 'num_heads': 2}
 
-
-def cli_error(capsys, *argv):
-    code = cli.main([str(arg) for arg in argv])
-    _, err = capsys.readouterr()
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.startswith('kobert-gluon: error: ')]
-    assert len(lines) == 1 and 'Traceback' not in err, err
-    return lines[0]
 
 
 def kill_run(config, name, calls):

@@ -9,16 +9,8 @@ from kobert_gluon import cli
 from kobert_gluon.errors import DataError
 from kobert_gluon.training.splits import load_splits
 
-from helpers import demo_frame, run_config
+from helpers import cli_error, demo_frame, run_config
 
-
-def cli_error(capsys, *argv):
-    code = cli.main([str(arg) for arg in argv])
-    _, err = capsys.readouterr()
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.startswith('kobert-gluon: error: ')]
-    assert len(lines) == 1 and 'Traceback' not in err, err
-    return lines[0]
 
 
 def write(tmp_path, frame, name='data.tsv'):

@@ -3,7 +3,6 @@ import json
 
 import mxnet as mx
 import numpy as np
-import pandas as pd
 import pytest
 
 from kobert_gluon.models.config import BertConfig
@@ -12,36 +11,16 @@ from kobert_gluon.training import electra, mlm_eval, pretrain
 from kobert_gluon.training.config import PretrainConfig
 from kobert_gluon.training.masking import NOT_NEXT, SWAPPED, make_batch, sentence_order_examples
 
+from helpers import tiny_pretrain_config
+
 VOCAB_SIZE = 8002
 CLS_ID, SEP_ID, PAD_ID = 2, 3, 1
 TINY = {'num_layers': 1, 'units': 32, 'hidden_size': 64, 'num_heads': 2}
 
 
-@pytest.fixture(scope='module')
-def nsmc_lines(shared_dir):
-    frame = pd.read_csv(shared_dir / 'data' / 'nsmc' / 'ratings_train_small.txt', sep='\t', quoting=3,
-                        keep_default_na=False, dtype=str)
-    return [' '.join(text.split()) for text in frame['document'][:300] if text.strip()]
-
-
-@pytest.fixture(scope='module')
-def corpus_file(nsmc_lines, tmp_path_factory):
-    path = tmp_path_factory.mktemp('corpus') / 'reviews.txt'
-    path.write_text('\n'.join(nsmc_lines) + '\n', encoding='utf-8')
-    return path
-
-
-@pytest.fixture(scope='module')
-def kobert_spiece(kobert_dir):
-    return str(kobert_dir / 'kobert_news_wiki_ko_cased-1087f8699e.spiece')
-
-
 def electra_config(corpus_file, kobert_spiece, output_dir, **overrides):
-    settings = dict(corpus=str(corpus_file), output_dir=str(output_dir), tokenizer=kobert_spiece, max_len=32,
-                    batch_size=8, num_steps=12, learning_rate=1e-3, chunk_lines=64, num_procs=0, save_every=5,
-                    log_interval=1, ctx='cpu', objective='electra', generator_size=0.5, **TINY)
-    settings.update(overrides)
-    return PretrainConfig(**settings)
+    return tiny_pretrain_config(corpus_file, kobert_spiece, output_dir,
+                                **{'objective': 'electra', 'generator_size': 0.5, **overrides})
 
 
 def random_batch(rng, rows=6):

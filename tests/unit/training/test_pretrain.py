@@ -10,7 +10,6 @@ import sys
 
 import mxnet as mx
 import numpy as np
-import pandas as pd
 import pytest
 
 from kobert_gluon import cli, fileio
@@ -21,42 +20,14 @@ from kobert_gluon.models import pretrained
 from kobert_gluon.training import masking, pretrain
 from kobert_gluon.models.config import BertConfig
 from kobert_gluon.models.bert import get_mxnet_kobert_model
-from kobert_gluon.training.config import PretrainConfig
 from kobert_gluon.training.masking import make_batch, mask_tokens, word_start_table
 from kobert_gluon.text.tokenizer import get_bert_tokenizer, get_vocab
 
-from helpers import interrupt_cli
+from helpers import interrupt_cli, tiny_pretrain_config
 
 VOCAB_SIZE = 8002
 MASK_ID, CLS_ID, SEP_ID, PAD_ID = 4, 2, 3, 1
 TINY = {'num_layers': 1, 'units': 32, 'hidden_size': 64, 'num_heads': 2}
-
-
-@pytest.fixture(scope='module')
-def nsmc_lines(shared_dir):
-    frame = pd.read_csv(shared_dir / 'data' / 'nsmc' / 'ratings_train_small.txt', sep='\t', quoting=3,
-                        keep_default_na=False, dtype=str)
-    return [' '.join(text.split()) for text in frame['document'][:400] if text.strip()]
-
-
-@pytest.fixture(scope='module')
-def corpus_file(nsmc_lines, tmp_path_factory):
-    path = tmp_path_factory.mktemp('corpus') / 'reviews.txt'
-    path.write_text('\n'.join(nsmc_lines) + '\n', encoding='utf-8')
-    return path
-
-
-@pytest.fixture(scope='module')
-def kobert_spiece(kobert_dir):
-    return str(kobert_dir / 'kobert_news_wiki_ko_cased-1087f8699e.spiece')
-
-
-def tiny_config(corpus_file, kobert_spiece, output_dir, **overrides):
-    settings = dict(corpus=str(corpus_file), output_dir=str(output_dir), tokenizer=kobert_spiece, max_len=32,
-                    batch_size=8, num_steps=12, learning_rate=1e-3, chunk_lines=64, num_procs=0,
-                    save_every=5, log_interval=1, ctx='cpu', **TINY)
-    settings.update(overrides)
-    return PretrainConfig(**settings)
 
 
 # ---------------------------------------------------------------------------- masking
@@ -118,7 +89,7 @@ def test_whole_word_masking_masks_whole_words(kobert_spiece, nsmc_lines):
 
 
 def test_batches_never_mask_padding_or_specials(corpus_file, kobert_spiece, tmp_path):
-    config = tiny_config(corpus_file, kobert_spiece, tmp_path)
+    config = tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path)
     vocab = get_vocab(kobert_spiece)
     stream = masking.BatchStream(config, kobert_spiece, vocab)({'epoch': 0, 'offset': 0, 'unit': 0, 'batch': 0})
     for _ in range(10):
@@ -220,7 +191,7 @@ def read_params(path):
 
 
 def test_mlm_loss_falls(corpus_file, kobert_spiece, tmp_path):
-    config = tiny_config(corpus_file, kobert_spiece, tmp_path, num_steps=40, batch_size=16, log_interval=10,
+    config = tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path, num_steps=40, batch_size=16, log_interval=10,
                          save_every=100, warmup_ratio=0.0)
     pretrain.pretrain(config)
     history = json.loads((tmp_path / 'pretrain.json').read_text())['history']
@@ -231,7 +202,7 @@ def test_mlm_loss_falls(corpus_file, kobert_spiece, tmp_path):
 
 def test_resume_of_a_killed_run_equals_an_uninterrupted_one(corpus_file, kobert_spiece, tmp_path, monkeypatch):
     settings = dict(whole_word_mask=True, num_steps=12, save_every=5)
-    pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'straight', num_procs=2, **settings))
+    pretrain.pretrain(tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path / 'straight', num_procs=2, **settings))
 
     original = pretrain.save_checkpoint
 
@@ -240,10 +211,10 @@ def test_resume_of_a_killed_run_equals_an_uninterrupted_one(corpus_file, kobert_
         raise KeyboardInterrupt
     monkeypatch.setattr(pretrain, 'save_checkpoint', killed_after_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
-        pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'killed', **settings))
+        pretrain.pretrain(tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path / 'killed', **settings))
     assert json.loads((tmp_path / 'killed' / 'last' / 'state.json').read_text())['step'] == 5
     monkeypatch.setattr(pretrain, 'save_checkpoint', original)
-    pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'killed', resume=True, **settings))
+    pretrain.pretrain(tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path / 'killed', resume=True, **settings))
 
     straight, resumed = read_params(tmp_path / 'straight' / 'bert.params'), read_params(tmp_path / 'killed' / 'bert.params')
     assert straight.keys() == resumed.keys()
@@ -257,8 +228,8 @@ def test_resume_of_a_killed_run_equals_an_uninterrupted_one(corpus_file, kobert_
 def test_ctrl_c_or_sigterm_saves_the_last_step_and_the_printed_command_finishes_it_exactly(
         corpus_file, kobert_spiece, tmp_path, signum):
     settings = dict(num_steps=150, save_every=1000, log_interval=1)  # no checkpoint before the end
-    pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'straight', **settings))
-    config = tiny_config(corpus_file, kobert_spiece, tmp_path / 'run', **settings)
+    pretrain.pretrain(tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path / 'straight', **settings))
+    config = tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path / 'run', **settings)
     flags = [f'--{name}={value}' for name, value in dataclasses.asdict(config).items()
              if value is not None and not isinstance(value, bool)]
     err, command = interrupt_cli(['pretrain', *flags], 'step 20/150', signum)
@@ -277,7 +248,7 @@ def test_a_crash_while_last_is_replaced_resumes_from_the_newest_complete_checkpo
                                                                                     tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger='kobert_gluon')
     settings = dict(num_steps=12, save_every=5)
-    pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'straight', **settings))
+    pretrain.pretrain(tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path / 'straight', **settings))
     original_replace = os.replace
 
     def crash_between_renames(source, target):
@@ -287,11 +258,11 @@ def test_a_crash_while_last_is_replaced_resumes_from_the_newest_complete_checkpo
     with monkeypatch.context() as patch:
         patch.setattr(fileio.os, 'replace', crash_between_renames)
         with pytest.raises(KeyboardInterrupt):
-            pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'killed', **settings))
+            pretrain.pretrain(tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path / 'killed', **settings))
     assert not (tmp_path / 'killed' / 'last').exists() and (tmp_path / 'killed' / 'last.old').is_dir()
 
     caplog.clear()
-    pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'killed', resume=True, **settings))
+    pretrain.pretrain(tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path / 'killed', resume=True, **settings))
     # The interrupted write removed its own temporary copy, so last.old (step 5) is the newest
     # complete checkpoint; before, a resume found no last/ and silently started at step 0.
     assert 'last.old (the newest complete checkpoint)' in caplog.text and 'at step 5' in caplog.text
@@ -319,7 +290,7 @@ def test_continued_pretraining_round_trips(corpus_file, kobert_spiece, kobert_di
     initial = read_params(tmp_path / 'start.params')
 
     caplog.set_level(logging.INFO, logger='kobert_gluon')
-    config = tiny_config(corpus_file, kobert_spiece, tmp_path / 'run', init_from=str(tmp_path / 'start.params'),
+    config = tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path / 'run', init_from=str(tmp_path / 'start.params'),
                          num_steps=3, next_sentence=False, **{k: None for k in TINY})
     params_path = pretrain.pretrain(config)
     saved = read_params(params_path)
@@ -349,7 +320,7 @@ def test_continued_pretraining_round_trips(corpus_file, kobert_spiece, kobert_di
 def test_next_sentence_pairs_from_documents(kobert_spiece, nsmc_lines, tmp_path):
     path = tmp_path / 'docs.txt'
     path.write_text('\n\n'.join('\n'.join(nsmc_lines[i:i + 4]) for i in range(0, 200, 4)) + '\n', encoding='utf-8')
-    config = tiny_config(path, kobert_spiece, tmp_path / 'nsp', next_sentence=True, num_steps=4)
+    config = tiny_pretrain_config(path, kobert_spiece, tmp_path / 'nsp', next_sentence=True, num_steps=4)
     stream = masking.BatchStream(config, kobert_spiece, get_vocab(kobert_spiece))(
         {'epoch': 0, 'offset': 0, 'unit': 0, 'batch': 0})
     labels = []
@@ -400,7 +371,7 @@ def test_fine_tuning_from_a_pretrain_result_brings_its_tokenizer_and_size(corpus
     from kobert_gluon.training.finetune import train
 
     # own tokenizer trained on the corpus, and a size that is not BertConfig.small()
-    config = tiny_config(corpus_file, 'train', tmp_path / 'pre', tokenizer_vocab_size=600, num_steps=2)
+    config = tiny_pretrain_config(corpus_file, 'train', tmp_path / 'pre', tokenizer_vocab_size=600, num_steps=2)
     params_path = pretrain.pretrain(config)
     record = json.loads((tmp_path / 'pre' / 'pretrain.json').read_text())
     labeled = tmp_path / 'labeled.tsv'
@@ -436,7 +407,7 @@ def test_demo_starts_from_a_shipped_checkpoint_only_when_one_is_shipped(corpus_f
     monkeypatch.setattr(pretrained, 'shipped_params', lambda: str(absent))
     assert pretrained.fine_tuning_start(None, shipped=True) == (None, None)  # nothing shipped: random weights
 
-    shipped = pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'shipped', num_steps=1))
+    shipped = pretrain.pretrain(tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path / 'shipped', num_steps=1))
     monkeypatch.setattr(pretrained, 'shipped_params', lambda: shipped)
     params, record = pretrained.fine_tuning_start(None, shipped=True)
     assert params == shipped and record['steps'] == 1
@@ -447,8 +418,8 @@ def test_demo_starts_from_a_shipped_checkpoint_only_when_one_is_shipped(corpus_f
 
 
 def test_zero_steps_saves_the_initial_weights_with_the_tokenizer(corpus_file, kobert_spiece, tmp_path):
-    params_path = pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path, num_steps=0, seed=5))
-    again = pretrain.pretrain(tiny_config(corpus_file, kobert_spiece, tmp_path / 'again', num_steps=0, seed=5))
+    params_path = pretrain.pretrain(tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path, num_steps=0, seed=5))
+    again = pretrain.pretrain(tiny_pretrain_config(corpus_file, kobert_spiece, tmp_path / 'again', num_steps=0, seed=5))
     first, second = read_params(params_path), read_params(again)
     assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
     weights = first['word_embed.0.weight']
