@@ -13,9 +13,14 @@ def _fail(where, name, value, expected):
     raise ConfigError(f'{where}: {name}={shown} ({type(value).__name__}) must be {expected}')
 
 
+def _is_bool(value):
+    """Python's bool and numpy's bool_ (which is not a bool subclass)."""
+    return isinstance(value, bool) or type(value).__name__ == 'bool_'
+
+
 def is_integer(value):
     """Python and numpy integers; never a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != 'bool_'
+    return isinstance(value, numbers.Integral) and not _is_bool(value)
 
 
 def integer(where, name, value, minimum=None, maximum=None, optional=False):
@@ -34,7 +39,7 @@ def real(where, name, value, low=None, high=None, optional=False, open_interval=
     """A number (not a bool, not a string), inside (low, high) (or [low, high])."""
     if value is None and optional:
         return None
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or type(value).__name__ == 'bool_':
+    if not isinstance(value, numbers.Real) or _is_bool(value):
         _fail(where, name, value, 'a number')
     value = float(value)
     inside = (low is None or (value > low if open_interval else value >= low)) and \
@@ -53,7 +58,7 @@ def text(where, name, value, optional=False):
 
 
 def flag(where, name, value):
-    if not isinstance(value, bool) and type(value).__name__ != 'bool_':
+    if not _is_bool(value):
         _fail(where, name, value, 'True or False')
     return bool(value)
 

@@ -387,7 +387,7 @@ def _sentence(row, row_number, position):
 def _label(row, row_number, position):
     value = _cell(row, row_number, position)
     number = None
-    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+    if is_integer(value):
         number = int(value)
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
